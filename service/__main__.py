@@ -1,0 +1,76 @@
+"""python -m service run | migrate | stack up|down|status"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from service import stack
+from service.settings import Settings, SettingsError, load_settings
+
+
+def migrate(settings: Settings) -> list[str]:
+    from service.db.migrate import migrate as run_migrations
+
+    return asyncio.run(run_migrations(stack.urls(settings)[0]))
+
+
+def run(settings: Settings) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from service.app import create_app_from_env
+
+    settings.with_secret()  # create the development secret once, before workers start
+    if stack.embedded(settings):
+        stack.up(settings)
+    applied = migrate(settings)
+    if applied:
+        print(f"migrations applied: {', '.join(applied)}", flush=True)
+    loader = AppLoader(factory=create_app_from_env)
+    app = loader.load()
+    app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
+                access_log=settings.access_log, motd=False, backlog=1024)
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the stack if needed, migrate, serve on HOST:PORT")
+    sub.add_parser("migrate", help="apply pending sql/ migrations")
+    stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
+    stack_cmd.add_argument("action", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            run(settings)
+        elif args.command == "migrate":
+            if stack.embedded(settings):
+                stack.up(settings)
+            print(json.dumps({"applied": migrate(settings)}))
+        elif args.action == "up":
+            stack.up(settings)
+            print(json.dumps(stack.status(settings)))
+        elif args.action == "down":
+            stack.down(settings)
+            print(json.dumps(stack.status(settings)))
+        else:
+            print(json.dumps(stack.status(settings)))
+    except stack.StackError as exc:
+        print(f"stack error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

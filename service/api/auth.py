@@ -1,0 +1,11 @@
+"""Bearer-token check shared by the protected routes."""
+
+from __future__ import annotations
+
+from sanic import Request
+
+from service.security.tokens import Identity
+
+
+def identify(request: Request) -> Identity:
+    return request.app.ctx.tokens.identify(request.headers.get("authorization"))

@@ -1,0 +1,145 @@
+"""OpenAPI document and Swagger UI, served entirely by the service (works with no internet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import swagger_ui_bundle
+from sanic import Blueprint, HTTPResponse, Request
+from sanic.response import html
+
+from service.api.respond import json
+
+bp = Blueprint("docs")
+bp.static("/swagger/static", swagger_ui_bundle.swagger_ui_path, name="swagger_static")
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Simple Twitter API</title>
+<link rel="stylesheet" href="/swagger/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/swagger/static/swagger-ui-bundle.js"></script>
+<script src="/swagger/static/swagger-ui-standalone-preset.js"></script>
+<script>
+window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout"});
+</script></body></html>"""
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "Bad input (malformed JSON, wrong types, missing or over-long fields)",
+            401: "Missing, malformed, forged or expired token / wrong credentials",
+            413: "Body larger than REQUEST_MAX_SIZE", 422: "Username taken ('User exists')",
+            503: "PostgreSQL unavailable (Retry-After set)"}
+    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+BEARER = [{"bearer": []}]
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["message", "code"], "properties": {
+        "message": STRING, "code": STRING, "errors": {}}},
+    "Registration": {"type": "object", "required": ["username", "password", "full_name"], "properties": {
+        "username": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,32}$"},
+        "password": {"type": "string", "minLength": 8, "maxLength": 128},
+        "full_name": {"type": "string", "minLength": 1, "maxLength": 128}}},
+    "Credentials": {"type": "object", "required": ["username", "password"], "properties": {
+        "username": STRING, "password": STRING}},
+    "User": {"type": "object", "properties": {"user_id": INTEGER, "username": STRING, "full_name": STRING}},
+    "NewTweet": {"type": "object", "required": ["msg"], "properties": {
+        "msg": {"type": "string", "minLength": 1, "maxLength": 280,
+                "description": "#hashtags in the text become tags too"},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 10}}},
+    "Tweet": {"type": "object", "properties": {
+        "id": INTEGER, "msg": STRING, "user_id": INTEGER, "username": STRING,
+        "created_at": {"type": "string", "format": "date-time"},
+        "tags": {"type": "array", "items": STRING}}},
+}
+
+
+def _op(summary: str, responses: dict[str, Any], *, body: str | None = None, auth: bool = False,
+        parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body:
+        op["requestBody"] = _body(body)
+    if auth:
+        op["security"] = BEARER
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": data, "code": {"type": "string", "enum": ["success"]}}}
+
+
+PATHS: dict[str, Any] = {
+    "/api/v1/register": {"post": _op("Register a user", {
+        "201": _json(_envelope(_ref("User")), "Created"), **_errors(400, 413, 422, 503)},
+        body="Registration")},
+    "/api/v1/login": {"post": _op("Log in: get a bearer token", {
+        "200": _json({"type": "object", "properties": {"access_token": STRING, "token_type": STRING}},
+                     "Token"), **_errors(400, 401, 503)}, body="Credentials")},
+    "/api/v1/me": {"get": _op("The token's user", {
+        "200": _json({"type": "object", "properties": {"me": _ref("User")}}, "User"),
+        **_errors(401, 503)}, auth=True)},
+    "/api/v1/verify": {"get": _op("Check a token", {
+        "200": _json({"type": "object", "properties": {"valid": {"type": "boolean"}}}, "Valid"),
+        **_errors(401)}, auth=True)},
+    "/api/v1/tweet": {"post": _op("Post a tweet", {
+        "201": _json(_envelope(_ref("Tweet")), "Created"), **_errors(400, 401, 413, 503)},
+        body="NewTweet", auth=True)},
+    "/api/v1/search-tweets": {"get": _op("Tweets with a tag, newest first", {
+        "200": _json({"type": "object", "properties": {
+            "data": {"type": "array", "items": _ref("Tweet")}, "code": STRING,
+            "pagination": {"type": "object", "properties": {
+                "total": INTEGER, "page": INTEGER, "page_size": INTEGER}}}},
+            "A page of tweets; header X-Cache is HIT, MISS or BYPASS"),
+        **_errors(400, 401, 503)}, auth=True, parameters=[
+            _query("tag", {"type": "string", "maxLength": 65}, "Tag, with or without '#'", True),
+            _query("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number"),
+            _query("page_size", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                   "Tweets per page"),
+            _query("before_id", {"type": "integer", "minimum": 1},
+                   "Keyset pagination: only tweets with id < before_id")])},
+    "/health": {"get": _op("PostgreSQL and Redis state", {
+        "200": _json({"type": "object"}, "PostgreSQL reachable"),
+        "503": _json({"type": "object"}, "PostgreSQL unreachable")})},
+    "/ping": {"get": _op("Constant response (benchmark floor)", {"200": _json({"type": "object"}, "pong")})},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Simple Twitter", "version": "1.0.0",
+             "description": "Register, post tweets, search tweets by tag."},
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+}
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request) -> HTTPResponse:
+    return json(request, OPENAPI)
+
+
+@bp.get("/swagger")
+async def swagger(request: Request) -> HTTPResponse:
+    return html(PAGE)

@@ -1,0 +1,44 @@
+"""Liveness and dependencies: 200 while PostgreSQL answers, 503 when it does not."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from service.api.respond import json
+
+bp = Blueprint("health")
+PROBE_TIMEOUT = 1.0
+
+
+@bp.get("/health")
+async def health(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    postgres = redis = "down"
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            async with ctx.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        postgres = "up"
+    except Exception:
+        pass
+    if ctx.redis is None:
+        redis = "disabled"
+    else:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await ctx.redis.ping()
+            redis = "up"
+        except Exception:
+            pass
+    status = "ok" if postgres == "up" and redis in ("up", "disabled") else "degraded"
+    body = {"status": status, "postgres": postgres, "redis": redis,
+            "cache": "bypass" if ctx.timeline.dirty else "on" if ctx.redis is not None else "off"}
+    return json(request, body, 200 if postgres == "up" else 503)
+
+
+@bp.get("/ping")
+async def ping(request: Request) -> HTTPResponse:
+    """A constant small body: the floor that other endpoints are measured against."""
+    return json(request, {"pong": True})

@@ -1,0 +1,27 @@
+"""Post and search: thin handlers over service.timeline."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from service import validate
+from service.api.auth import identify
+from service.api.respond import raw
+
+bp = Blueprint("tweets", url_prefix="/api/v1")
+
+
+@bp.post("/tweet")
+async def post_tweet(request: Request) -> HTTPResponse:
+    user = identify(request)
+    new = validate.new_tweet(validate.json_object(request.body, request.app.ctx.codec.loads))
+    tweet = await request.app.ctx.timeline.post(user, new)
+    return raw(b'{"data":' + tweet + b',"code":"success"}', 201)
+
+
+@bp.get("/search-tweets")
+async def search_tweets(request: Request) -> HTTPResponse:
+    identify(request)
+    query = validate.search_query(request.args)
+    body, cache_state = await request.app.ctx.timeline.search(query)
+    return raw(body, headers={"X-Cache": cache_state})

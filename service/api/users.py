@@ -1,0 +1,38 @@
+"""Register, log in, who am I: thin handlers over service.accounts."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from service import validate
+from service.api.auth import identify
+from service.api.respond import json
+
+bp = Blueprint("users", url_prefix="/api/v1")
+
+
+@bp.post("/register")
+async def register(request: Request) -> HTTPResponse:
+    new = validate.registration(validate.json_object(request.body, request.app.ctx.codec.loads))
+    user = await request.app.ctx.accounts.register(new)
+    return json(request, {"data": user, "code": "success"}, 201)
+
+
+@bp.post("/login")
+async def login(request: Request) -> HTTPResponse:
+    username, password = validate.credentials(
+        validate.json_object(request.body, request.app.ctx.codec.loads))
+    token = await request.app.ctx.accounts.login(username, password)
+    return json(request, {"access_token": token, "token_type": "bearer"})
+
+
+@bp.get("/me")
+async def me(request: Request) -> HTTPResponse:
+    user = await request.app.ctx.accounts.me(identify(request).user_id)
+    return json(request, {"me": user})
+
+
+@bp.get("/verify")
+async def verify(request: Request) -> HTTPResponse:
+    identify(request)
+    return json(request, {"valid": True})

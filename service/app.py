@@ -1,0 +1,126 @@
+"""create_app(settings): the Sanic application, its per-worker resources and its error mapping."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+
+from sanic import HTTPResponse, Request, Sanic
+from sanic.exceptions import SanicException
+
+from service import stack
+from service.accounts import Accounts
+from service.api import docs, health, tweets, users
+from service.api.respond import raw
+from service.cache.client import Breaker, create_client
+from service.cache.tags import TagCache
+from service.codec import codec
+from service.db.pool import UNAVAILABLE, create_pool
+from service.errors import DATABASE_DOWN, AppError, ServiceUnavailable
+from service.security.passwords import Passwords
+from service.security.tokens import Tokens
+from service.settings import Settings, load_settings
+from service.timeline import Timeline
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def create_app(settings: Settings) -> Sanic:
+    settings = settings.with_secret()
+    json = codec(settings.use_orjson)
+    app = Sanic("simple_twitter", dumps=json.dumps, loads=json.loads)
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.request_max_size,
+        ACCESS_LOG=settings.access_log,
+        USE_UVLOOP=settings.use_uvloop,
+        FALLBACK_ERROR_FORMAT="json",
+        NOISY_EXCEPTIONS=False,
+        KEEP_ALIVE_TIMEOUT=75,
+    )
+    app.ctx.settings = settings
+    app.ctx.codec = json
+    for bp in (users.bp, tweets.bp, health.bp, docs.bp):
+        app.blueprint(bp)
+
+    @app.before_server_start
+    async def open_resources(app: Sanic) -> None:
+        database_url, redis_url = stack.urls(settings)
+        ctx = app.ctx
+        ctx.pool = await create_pool(settings, database_url)
+        ctx.redis = create_client(settings, redis_url) if settings.cache_enabled else None
+        cache = None
+        if ctx.redis is not None:
+            cache = TagCache(ctx.redis, settings.cache_prefix, settings.cache_ttl_seconds,
+                             settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
+        breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
+        ctx.passwords = Passwords(settings.hash_threads)
+        ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
+        ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
+        ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
+                                settings.db_acquire_timeout)
+        ctx.request_ids = itertools.count(1)
+        ctx.request_id_prefix = f"{os.getpid():x}"
+
+    @app.after_server_stop
+    async def close_resources(app: Sanic) -> None:
+        ctx = app.ctx
+        await ctx.timeline.close()
+        if ctx.redis is not None:
+            await ctx.redis.aclose()
+        await ctx.pool.close()
+        ctx.passwords.close()
+
+    @app.on_response
+    async def add_request_id(request: Request, response: HTTPResponse) -> None:
+        incoming = request.headers.get("x-request-id")
+        if incoming is None or not REQUEST_ID.fullmatch(incoming):
+            incoming = f"{app.ctx.request_id_prefix}-{next(app.ctx.request_ids)}"
+        response.headers["X-Request-ID"] = incoming
+
+    @app.exception(Exception)
+    async def render_error(request: Request, exc: Exception) -> HTTPResponse:
+        return error_response(app, exc)
+
+    return app
+
+
+def create_app_from_env() -> Sanic:
+    """Factory for Sanic's worker processes: each worker builds its app from the environment."""
+    return create_app(load_settings())
+
+
+def error_response(app: Sanic, exc: BaseException) -> HTTPResponse:
+    """Every error in one envelope: {"message", "code", "errors"?}. No stack traces leave."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, UNAVAILABLE) and not isinstance(exc, SanicException):
+        exc = ServiceUnavailable(message=DATABASE_DOWN)
+    if isinstance(exc, AppError):
+        status, body = exc.status, exc.body()
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, SanicException):
+        status = exc.status_code
+        body = {"message": _sanic_message(exc), "code": _code(status)}
+        headers.update(getattr(exc, "headers", None) or {})
+    else:
+        log.exception("unhandled error", exc_info=exc)
+        status, body = 500, {"message": "Internal server error", "code": "internalError"}
+    return raw(app.ctx.codec.dumps(body), status, headers)
+
+
+CODES = {400: "badRequest", 401: "unauthorized", 404: "notFound", 405: "methodNotAllowed",
+         408: "requestTimeout", 413: "payloadTooLarge", 503: "serviceUnavailable"}
+
+
+def _code(status: int) -> str:
+    return CODES.get(status, "badRequest" if status < 500 else "internalError")
+
+
+def _sanic_message(exc: SanicException) -> str:
+    if exc.status_code >= 500:
+        return "Internal server error"
+    return {404: "Not found", 405: "Method not allowed",
+            413: "Request body too large"}.get(exc.status_code, str(exc) or "Bad request")

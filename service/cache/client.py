@@ -1,0 +1,70 @@
+"""The Redis client and the circuit breaker that keeps a dead Redis off the request path."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from service.settings import Settings
+
+# Everything a cache call may raise when Redis is slow, gone or restarting.
+CACHE_ERRORS = (redis.RedisError, OSError, TimeoutError)
+
+
+def create_client(settings: Settings, url: str) -> redis.Redis:
+    from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        # One immediate retry: after a Redis restart the first use of each pooled connection
+        # fails, and the retry reconnects instead of turning that into an error.
+        retry=Retry(NoBackoff(), settings.redis_retries),
+        max_connections=settings.redis_max_connections,
+        parser_class=_AsyncHiredisParser if settings.use_hiredis else _AsyncRESP2Parser,
+        protocol=2,
+        health_check_interval=0,
+    )
+
+
+class Breaker:
+    """Closed -> open after N consecutive failures -> one probe after reset_seconds.
+
+    While open, callers skip Redis entirely (X-Cache: BYPASS) instead of each paying a timeout.
+    `outage_since` remembers when the current run of failures began, so whoever closes the
+    breaker can repair what was missed while Redis was away.
+    """
+
+    def __init__(self, failures: int, reset_seconds: float) -> None:
+        self._threshold = failures
+        self._reset = reset_seconds
+        self._failures = 0
+        self._open_until = 0.0
+        self.outage_since: float | None = None
+
+    def allow(self) -> bool:
+        if self._failures < self._threshold:
+            return True
+        now = time.monotonic()
+        if now >= self._open_until:
+            self._open_until = now + self._reset  # let exactly one probe through per period
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+
+    def failure(self) -> None:
+        if self._failures == 0 and self.outage_since is None:
+            self.outage_since = time.time()
+        self._failures += 1
+        if self._failures >= self._threshold:
+            self._open_until = time.monotonic() + self._reset
+
+    @property
+    def open(self) -> bool:
+        return self._failures >= self._threshold

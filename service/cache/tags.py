@@ -1,0 +1,166 @@
+"""The tag cache: per tag, the newest tweets as serialized JSON bytes in one Redis sorted set.
+
+Layout of `{prefix}:t:{tag}` (one key, so eviction and expiry take it whole):
+  member = a tweet's JSON bytes, score = tweet id   -> newest first is ZREVRANGE
+  member = "#n", score = -(total + 1)               -> the tag's exact total, ranked last
+It holds the newest `size` tweets of the tag, or all of them when there are fewer.
+
+Coherence: `{prefix}:v:{tag}` counts posts to the tag. A fill reads it before querying
+PostgreSQL and writes only if it is unchanged (checked inside Redis, atomically), so a fill
+that raced with a post never stores a list missing that post. A post adds itself only to an
+entry that exists: it never creates a partial entry. Values are JSON bytes, never eval'd or
+unpickled; the hit path returns them as they are.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from redis.exceptions import NoScriptError
+
+TOTAL = b"#n"
+
+# KEYS: entry, version. ARGV: expected version ('' = none), ttl ms, total, then score/member pairs.
+FILL = """
+local v = redis.call('GET', KEYS[2]) or ''
+if v ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[1], -1 - tonumber(ARGV[3]), '#n')
+local i = 4
+while i <= #ARGV do
+  local last = math.min(i + 399, #ARGV)
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms.
+ADD = """
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZINCRBY', KEYS[1], -1, '#n')
+local extra = redis.call('ZCARD', KEYS[1]) - 1 - tonumber(ARGV[3])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Tweets (JSON bytes, newest first) and the tag's total; complete=False means the cached
+    window does not reach that far and the caller must ask PostgreSQL."""
+
+    items: list[bytes]
+    total: int
+    complete: bool
+
+
+class TagCache:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int, jitter: float,
+                 size: int, pipeline: bool) -> None:
+        self._r = client
+        self._prefix = prefix
+        self._ttl_ms = ttl_seconds * 1000
+        self._jitter = jitter
+        self.size = size
+        self._pipeline = pipeline
+        # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
+        # every pipeline, so load them ourselves (again after a Redis restart forgets them).
+        self._sha = {FILL: "", ADD: ""}
+
+    async def _load_scripts(self) -> None:
+        for source in self._sha:
+            self._sha[source] = await self._r.script_load(source)
+
+    async def _run(self, calls: list[tuple[str, list[object]]]) -> list[object]:
+        """EVALSHA each (script, keys+args) call: pipelined, or one at a time when switched off."""
+        for attempt in (1, 2):
+            if not all(self._sha.values()):
+                await self._load_scripts()
+            try:
+                if self._pipeline and len(calls) > 1:
+                    pipe = self._r.pipeline(transaction=False)
+                    for source, args in calls:
+                        pipe.evalsha(self._sha[source], 2, *args)
+                    return list(await pipe.execute())
+                return [await self._r.evalsha(self._sha[s], 2, *args) for s, args in calls]
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._sha = dict.fromkeys(self._sha, "")
+        raise AssertionError("unreachable")
+
+    def entry_key(self, tag: str) -> str:
+        return f"{self._prefix}:t:{tag}"
+
+    def version_key(self, tag: str) -> str:
+        return f"{self._prefix}:v:{tag}"
+
+    def _ttl(self) -> int:
+        # Jitter spreads expiries so entries filled together do not all miss together.
+        return int(self._ttl_ms * (1 + random.uniform(-self._jitter, self._jitter)))
+
+    async def read(self, tag: str, offset: int, count: int, before_id: int | None) -> Page | None:
+        """One round trip (pipelined): the page's members and the total. None on a miss."""
+        key = self.entry_key(tag)
+        if before_id is None:
+            first = ("ZREVRANGE", key, offset, offset + count - 1)
+        else:
+            first = ("ZREVRANGEBYSCORE", key, f"({before_id}", 1, "LIMIT", offset, count)
+        commands = [first, ("ZSCORE", key, TOTAL), ("ZCARD", key)]
+        if self._pipeline:
+            pipe = self._r.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            members, score, card = await pipe.execute()
+        else:
+            members = await self._r.execute_command(*commands[0])
+            score = await self._r.execute_command(*commands[1])
+            card = await self._r.execute_command(*commands[2])
+        if score is None:
+            return None
+        total = -int(float(score)) - 1
+        items = [m for m in members if m != TOTAL]
+        cached_all = card - 1 >= total
+        # Complete when the page is full, or nothing beyond the cached window could belong on it.
+        if before_id is None:
+            complete = len(items) == count or cached_all or offset + len(items) >= total
+        else:
+            complete = len(items) == count or cached_all
+        return Page(items, total, complete)
+
+    async def version(self, tag: str) -> bytes:
+        return await self._r.get(self.version_key(tag)) or b""
+
+    async def fill(self, tag: str, version: bytes, total: int,
+                   tweets: Sequence[tuple[int, bytes]]) -> bool:
+        """Store a tag's newest tweets, unless a post changed the tag since `version` was read."""
+        args: list[object] = [self.entry_key(tag), self.version_key(tag), version, self._ttl(), total]
+        for tweet_id, body in tweets[: self.size]:
+            args += [tweet_id, body]
+        (stored,) = await self._run([(FILL, args)])
+        return bool(stored)
+
+    async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
+        """After a post commits: add it to each cached tag and bump every tag's version."""
+        version_ttl = self._ttl_ms * 2
+        await self._run([
+            (ADD, [self.entry_key(t), self.version_key(t), tweet_id, body, self.size, version_ttl])
+            for t in tags
+        ])
+
+    async def invalidate(self, tags: Sequence[str]) -> None:
+        """Drop entries and bump versions (so in-flight fills for them are discarded too)."""
+        pipe = self._r.pipeline(transaction=False)
+        for tag in tags:
+            pipe.delete(self.entry_key(tag))
+            pipe.incr(self.version_key(tag))
+        await pipe.execute()

@@ -1,0 +1,36 @@
+"""One asyncpg pool per worker, and the errors that mean "PostgreSQL is not reachable"."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Raised while PostgreSQL is down, restarting or refusing connections: answered with 503.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,  # includes ConnectionDoesNotExistError
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+)
+
+
+async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    kwargs = dict(
+        max_size=settings.pool_max,
+        command_timeout=settings.db_command_timeout,
+        max_inactive_connection_lifetime=300,
+    )
+    try:
+        return await asyncpg.create_pool(dsn, min_size=settings.pool_min, **kwargs)
+    except UNAVAILABLE as exc:
+        # Start anyway with a lazy pool: requests get 503 until PostgreSQL is back, then the
+        # pool connects by itself. A worker that refused to start would need a restart.
+        log.warning("PostgreSQL unreachable at start-up (%s); will connect on demand", exc)
+        return await asyncpg.create_pool(dsn, min_size=0, **kwargs)

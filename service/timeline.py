@@ -1,0 +1,197 @@
+"""Post and search: the one place that combines PostgreSQL and the Redis tag cache.
+
+Framework-independent (it returns bytes), so a peer web framework can serve it unchanged.
+
+Rules that keep the cache coherent:
+- the cache is updated after the database commit, never inside it;
+- a post whose cache update failed (or was skipped because Redis is down) marks this worker
+  dirty: it bypasses the cache and, once Redis answers again, invalidates every tag posted to
+  since then (read from PostgreSQL, so posts of other workers are covered too) before using
+  the cache again. Nothing acknowledged goes missing from search after an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from service.cache.client import CACHE_ERRORS, Breaker
+from service.cache.singleflight import SingleFlight
+from service.cache.tags import Page, TagCache
+from service.codec import Codec
+from service.db import tweets
+from service.security.tokens import Identity
+from service.validate import NewTweet, SearchQuery
+
+log = logging.getLogger(__name__)
+
+HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    total: int
+    tweets: list[tuple[int, bytes]]  # newest first, at most the cache's size
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Timeline:
+    def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
+                 singleflight: bool, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._codec = codec
+        self._cache = cache
+        self._breaker = breaker
+        self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
+        self._timeout = acquire_timeout
+        self._dirty_since: datetime | None = None
+        self._repair: asyncio.Task[None] | None = None
+
+    # -- serialization: one function for the post response and the cache, so bytes match --
+
+    def tweet_json(self, tweet_id: int, msg: str, user_id: int, username: str,
+                   created_at: datetime, tags: Sequence[str]) -> bytes:
+        return self._codec.dumps({"id": tweet_id, "msg": msg, "user_id": user_id,
+                                  "username": username, "created_at": iso(created_at),
+                                  "tags": list(tags)})
+
+    def page_json(self, items: Sequence[bytes], total: int, q: SearchQuery) -> bytes:
+        pagination = self._codec.dumps({"total": total, "page": q.page, "page_size": q.page_size})
+        return b'{"data":[' + b",".join(items) + b'],"code":"success","pagination":' + pagination + b"}"
+
+    # -- post --
+
+    async def post(self, user: Identity, new: NewTweet) -> bytes:
+        # Shielded: once the tweet is committed, a client hanging up must not cancel the cache
+        # update that makes it visible.
+        return await asyncio.shield(asyncio.ensure_future(self._post(user, new)))
+
+    async def _post(self, user: Identity, new: NewTweet) -> bytes:
+        async with self._pool.acquire(timeout=self._timeout) as conn:
+            row = await tweets.post(conn, user.user_id, new.msg, new.tags)
+        body = self.tweet_json(row["id"], new.msg, user.user_id, user.username,
+                               row["created_at"], new.tags)
+        if self._cache is not None and new.tags:
+            if self._breaker.allow():
+                try:
+                    await self._cache.add(new.tags, row["id"], body)
+                    self._breaker.success()
+                    return body
+                except CACHE_ERRORS as exc:
+                    log.warning("cache update failed after post %s: %r", row["id"], exc)
+                    self._breaker.failure()
+            self._mark_dirty(row["created_at"])
+        return body
+
+    # -- search --
+
+    async def search(self, q: SearchQuery) -> tuple[bytes, str]:
+        """(response body, X-Cache value)."""
+        if self._cache is None or self._dirty_since is not None or not self._breaker.allow():
+            return await self._search_db(q), BYPASS
+        offset = (q.page - 1) * q.page_size
+        try:
+            page = await self._cache.read(q.tag, offset, q.page_size, q.before_id)
+            self._breaker.success()
+        except CACHE_ERRORS:
+            self._breaker.failure()
+            return await self._search_db(q), BYPASS
+        if page is not None:
+            if page.complete:
+                return self.page_json(page.items, page.total, q), HIT
+            return await self._search_db(q), MISS  # deeper than the cached window
+        filled = await self._fills.do(q.tag, lambda: self._fill(q.tag))
+        page = self._slice(filled, offset, q.page_size, q.before_id)
+        if page.complete:
+            return self.page_json(page.items, page.total, q), MISS
+        return await self._search_db(q), MISS
+
+    async def _fill(self, tag: str) -> Filled:
+        assert self._cache is not None
+        version: bytes | None
+        try:
+            version = await self._cache.version(tag)
+        except CACHE_ERRORS:
+            self._breaker.failure()
+            version = None
+        async with self._pool.acquire(timeout=self._timeout) as conn:
+            total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
+        filled = Filled(total, [(r["id"], self._row_json(r)) for r in rows])
+        if version is not None and self._dirty_since is None:
+            try:
+                await self._cache.fill(tag, version, total, filled.tweets)
+            except CACHE_ERRORS:
+                self._breaker.failure()
+        return filled
+
+    def _slice(self, filled: Filled, offset: int, count: int, before_id: int | None) -> Page:
+        tweets_ = filled.tweets
+        if before_id is not None:
+            tweets_ = [t for t in tweets_ if t[0] < before_id]
+        items = [body for _, body in tweets_[offset: offset + count]]
+        everything = len(filled.tweets) >= filled.total
+        return Page(items, filled.total, len(items) == count or everything)
+
+    async def _search_db(self, q: SearchQuery) -> bytes:
+        async with self._pool.acquire(timeout=self._timeout) as conn:
+            total, rows = await tweets.search(conn, q.tag, q.page_size, (q.page - 1) * q.page_size,
+                                              q.before_id)
+        return self.page_json([self._row_json(r) for r in rows], total, q)
+
+    def _row_json(self, r: Any) -> bytes:
+        return self.tweet_json(r["id"], r["msg"], r["user_id"], r["username"], r["created_at"], r["tags"])
+
+    # -- repair after a Redis outage --
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty_since is not None
+
+    def _mark_dirty(self, created_at: datetime) -> None:
+        # Margin: created_at is the transaction's start; another worker's post may have started
+        # a little earlier and committed during the outage.
+        since = created_at - timedelta(seconds=2)
+        if self._dirty_since is None or since < self._dirty_since:
+            self._dirty_since = since
+        if self._repair is None or self._repair.done():
+            self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
+
+    async def _repair_loop(self) -> None:
+        """Until it succeeds: invalidate every tag posted to since the outage began."""
+        assert self._cache is not None
+        while self._dirty_since is not None:
+            since = self._dirty_since
+            if not self._breaker.allow():
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                async with self._pool.acquire(timeout=self._timeout) as conn:
+                    tags = await tweets.tags_since(conn, since)
+            except Exception as exc:  # PostgreSQL is down too: try again shortly
+                log.warning("cache repair postponed: %r", exc)
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                for start in range(0, len(tags), 500):
+                    await self._cache.invalidate(tags[start: start + 500])
+            except CACHE_ERRORS:
+                self._breaker.failure()
+                await asyncio.sleep(0.2)
+                continue
+            self._breaker.success()
+            if self._dirty_since == since:  # no newer failure while we worked
+                self._dirty_since = None
+                log.info("cache repaired after outage: %d tags invalidated", len(tags))
+
+    async def close(self) -> None:
+        if self._repair is not None:
+            self._repair.cancel()
