@@ -1,0 +1,66 @@
+# Simple Twitter settings. Copy to .env (cp .env.tpl .env); real environment variables win.
+# Every value below is the default. Booleans: true/false. A bad value stops start-up, naming it.
+
+# development | production | test. Production refuses to start without a strong TOKEN_SECRET.
+ENV=development
+HOST=127.0.0.1
+PORT=2080
+# Sanic worker processes (Sanic's worker manager).
+WORKERS=1
+# Local data (embedded stack, development token secret). Git-ignored.
+DATA_DIR=.data
+
+# Leave both empty to use the embedded PostgreSQL and Redis that the project starts itself.
+# e.g. postgresql://user:password@127.0.0.1:5432/simple_twitter
+DATABASE_URL=
+# e.g. redis://127.0.0.1:6379/0
+REDIS_URL=
+# Ports of the embedded stack (loopback only, deliberately not the standard ones).
+STACK_PG_PORT=55432
+STACK_REDIS_PORT=56379
+STACK_REDIS_MAXMEMORY=256mb
+
+# Connections all workers together may open (PostgreSQL default max_connections is 100).
+DB_CONNECTION_BUDGET=80
+DB_POOL_MIN=1
+# 0 = DB_CONNECTION_BUDGET / WORKERS
+DB_POOL_MAX=0
+DB_COMMAND_TIMEOUT=5.0
+DB_ACQUIRE_TIMEOUT=2.0
+
+# redis-py timeouts and retries (its defaults can hang for seconds on a dead socket).
+REDIS_SOCKET_TIMEOUT=0.25
+REDIS_CONNECT_TIMEOUT=0.25
+REDIS_RETRIES=1
+REDIS_MAX_CONNECTIONS=64
+# Circuit breaker: open after this many consecutive Redis failures, probe again after N seconds.
+BREAKER_FAILURES=3
+BREAKER_RESET_SECONDS=1.0
+
+# Tag search cache.
+CACHE_ENABLED=true
+CACHE_PREFIX=st
+CACHE_TTL_SECONDS=600
+# TTL is spread by +/- this fraction so entries do not all expire together.
+CACHE_TTL_JITTER=0.1
+# Newest tweets kept per tag; deeper pages are read from PostgreSQL.
+CACHE_TAG_SIZE=1000
+
+# Token signing secret: required (32+ random characters) in production. In development it is
+# generated once into DATA_DIR/token_secret when left empty.
+TOKEN_SECRET=
+TOKEN_TTL_SECONDS=3600
+# Verified tokens remembered per worker (0 = verify the signature on every request).
+TOKEN_CACHE_SIZE=10000
+# Threads hashing passwords (argon2id) per worker: bounds concurrent hashing.
+HASH_THREADS=2
+# Largest request body in bytes (413 above it).
+REQUEST_MAX_SIZE=65536
+ACCESS_LOG=false
+
+# Tunings, each switchable so `make bench` can measure it.
+USE_UVLOOP=true
+USE_ORJSON=true
+USE_HIREDIS=true
+USE_PIPELINE=true
+USE_SINGLEFLIGHT=true

@@ -1,0 +1,115 @@
+"""Shared fixtures: a private test stack (real PostgreSQL and Redis) and real service processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service import stack
+from service.db.migrate import migrate
+from service.settings import ROOT, Settings
+
+TEST_SECRET = "test-secret-" + "x" * 40
+TEST_ENV = {
+    "ENV": "test",
+    "DATA_DIR": str(ROOT / ".data" / "test"),
+    "STACK_PG_PORT": "55442",
+    "STACK_REDIS_PORT": "56389",
+    "DATABASE_URL": "",
+    "REDIS_URL": "",
+    "TOKEN_SECRET": TEST_SECRET,
+    "HOST": "127.0.0.1",
+    "BREAKER_RESET_SECONDS": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env(TEST_ENV)
+
+
+@pytest.fixture(scope="session")
+def urls(settings: Settings) -> tuple[str, str]:
+    stack.up(settings)
+    asyncio.run(migrate(stack.urls(settings)[0]))
+    return stack.urls(settings)
+
+
+class Server:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **TEST_ENV, **env, "PORT": str(self.port)}
+        self._log = open(log, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "service", "run"], cwd=ROOT,
+                                     env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+def start_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, **env: str) -> Server:
+    return Server(env, tmp_path_factory.mktemp("server") / "server.log")
+
+
+@pytest.fixture(scope="session")
+def server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(urls, tmp_path_factory)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def register_and_login(client: httpx.Client) -> tuple[str, dict[str, str]]:
+    name = unique("user_")
+    r = client.post("/api/v1/register", json={"username": name, "password": "correct horse 1",
+                                              "full_name": "Test User"})
+    assert r.status_code == 201, r.text
+    r = client.post("/api/v1/login", json={"username": name, "password": "correct horse 1"})
+    assert r.status_code == 200, r.text
+    return name, {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+def auth(client: httpx.Client) -> dict[str, str]:
+    return register_and_login(client)[1]

@@ -1,0 +1,64 @@
+import re
+
+import httpx
+
+from service.api.docs import OPENAPI
+from tests.conftest import Server
+
+
+def test_unknown_route_404_json(client: httpx.Client) -> None:
+    r = client.get("/api/v1/nope")
+    assert r.status_code == 404
+    assert r.json() == {"message": "Not found", "code": "notFound"}
+
+
+def test_wrong_method_405_json(client: httpx.Client) -> None:
+    r = client.get("/api/v1/register")
+    assert r.status_code == 405
+    assert r.json()["code"] == "methodNotAllowed"
+
+
+def test_body_over_limit_413(client: httpx.Client) -> None:
+    r = client.post("/api/v1/register", content=b"{" + b" " * 70_000 + b"}",
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["code"] == "payloadTooLarge"
+
+
+def test_request_id_on_every_response(client: httpx.Client) -> None:
+    ids = {client.get(p).headers["x-request-id"] for p in ("/ping", "/nope", "/ping")}
+    assert len(ids) == 3
+    assert client.get("/ping", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert client.get("/ping", headers={"X-Request-ID": "bad id\x01"}).headers["x-request-id"] != "bad id"
+
+
+def test_health(client: httpx.Client) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json()["postgres"] == "up" and r.json()["redis"] == "up"
+
+
+def test_openapi_describes_every_route(client: httpx.Client, server: Server) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc == OPENAPI
+    expected = {("post", "/api/v1/register"), ("post", "/api/v1/login"), ("get", "/api/v1/me"),
+                ("get", "/api/v1/verify"), ("post", "/api/v1/tweet"), ("get", "/api/v1/search-tweets"),
+                ("get", "/health")}
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert expected <= documented
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            assert op["responses"], path
+            for ref in re.findall(r"#/components/schemas/(\w+)", str(op)):
+                assert ref in doc["components"]["schemas"]
+
+
+def test_swagger_renders_from_local_assets(client: httpx.Client) -> None:
+    page = client.get("/swagger")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/swagger/static/") for a in assets), assets
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 1000, asset

@@ -1,0 +1,140 @@
+import asyncio
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import unique
+
+
+def post(client: httpx.Client, auth: dict[str, str], msg: str, tags: list[str] | None = None) -> dict:
+    body: dict[str, object] = {"msg": msg}
+    if tags is not None:
+        body["tags"] = tags
+    r = client.post("/api/v1/tweet", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["code"] == "success"
+    return r.json()["data"]
+
+
+def search(client: httpx.Client, auth: dict[str, str], tag: str, **params: object) -> httpx.Response:
+    r = client.get("/api/v1/search-tweets", params={"tag": tag, **params}, headers=auth)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_post_shape_and_tags(client: httpx.Client, auth: dict[str, str]) -> None:
+    tag = unique("t")
+    data = post(client, auth, f"hello #{tag.upper()} and #Other_{tag}", ["#Python", tag])
+    assert set(data) >= {"id", "msg", "user_id", "created_at", "tags"}
+    assert data["tags"] == sorted({tag, f"other_{tag}", "python"})
+    assert data["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"msg": ""}, "msg"), ({"msg": "x" * 281}, "msg"), ({}, "msg"), ({"msg": 12}, "msg"),
+    ({"msg": "hi", "tags": "python"}, "tags"), ({"msg": "hi", "tags": [1, 2]}, "tags"),
+    ({"msg": "hi", "tags": [f"t{i}" for i in range(11)]}, "tags"),
+    ({"msg": "hi #" + "x" * 65}, "tags"), ({"msg": "hi", "tags": ["no spaces"]}, "tags"),
+])
+def test_post_bad_input(client: httpx.Client, auth: dict[str, str], body: dict, field: str) -> None:
+    r = client.post("/api/v1/tweet", json=body, headers=auth)
+    assert r.status_code == 400
+    assert field in r.json()["errors"]
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"tag": ""}, {"tag": "a b"}, {"tag": "x", "page": "abc"}, {"tag": "x", "page": "0"},
+    {"tag": "x", "page_size": "1000"}, {"tag": "x", "page_size": "-1"}, {"tag": "x", "before_id": "z"},
+])
+def test_search_bad_input(client: httpx.Client, auth: dict[str, str], params: dict) -> None:
+    r = client.get("/api/v1/search-tweets", params=params, headers=auth)
+    assert r.status_code == 400 and r.json()["code"] == "badRequest"
+
+
+def test_search_newest_first_total_and_pages(client: httpx.Client, auth: dict[str, str]) -> None:
+    tag = unique("p")
+    ids = [post(client, auth, f"tweet {i} #{tag}")["id"] for i in range(25)]
+    newest = ids[::-1]
+    # Page 2 first must not disturb page 1 (the seed cached single pages).
+    p2 = search(client, auth, tag, page=2, page_size=10).json()
+    p1 = search(client, auth, tag, page=1, page_size=10).json()
+    p3 = search(client, auth, tag, page=3, page_size=10).json()
+    assert [t["id"] for t in p1["data"]] == newest[:10]
+    assert [t["id"] for t in p2["data"]] == newest[10:20]
+    assert [t["id"] for t in p3["data"]] == newest[20:]
+    for p in (p1, p2, p3):
+        assert p["pagination"]["total"] == 25
+    assert search(client, auth, tag, page=4).json()["data"] == []
+    # Keyset pagination.
+    after = search(client, auth, tag, before_id=newest[9], page_size=10).json()
+    assert [t["id"] for t in after["data"]] == newest[10:20]
+    # Same answers on a hit as on a miss.
+    again = search(client, auth, tag, page=1, page_size=10)
+    assert again.headers["x-cache"] == "HIT" and again.json() == p1
+
+
+def test_miss_then_hit_and_normalised_tag(client: httpx.Client, auth: dict[str, str]) -> None:
+    tag = unique("n")
+    post(client, auth, f"#{tag}")
+    assert search(client, auth, tag).headers["x-cache"] == "MISS"
+    r = search(client, auth, f"#{tag.upper()}")
+    assert r.headers["x-cache"] == "HIT" and r.json()["pagination"]["total"] == 1
+
+
+def test_unknown_tag_is_empty(client: httpx.Client, auth: dict[str, str]) -> None:
+    body = search(client, auth, unique("none")).json()
+    assert body == {"data": [], "code": "success", "pagination": {"total": 0, "page": 1, "page_size": 10}}
+
+
+def test_new_tweet_visible_at_once_on_cached_tag(client: httpx.Client, auth: dict[str, str]) -> None:
+    tag = unique("c")
+    for i in range(3):
+        post(client, auth, f"old {i} #{tag}")
+    assert search(client, auth, tag).json()["pagination"]["total"] == 3  # now cached
+    new = post(client, auth, f"fresh #{tag}")
+    r = search(client, auth, tag)
+    assert r.headers["x-cache"] == "HIT"
+    assert r.json()["data"][0]["id"] == new["id"] and r.json()["pagination"]["total"] == 4
+
+
+def test_post_to_uncached_tag_creates_no_partial_entry(client: httpx.Client, auth: dict[str, str],
+                                                       urls: tuple[str, str]) -> None:
+    tag = unique("u")
+    for i in range(5):
+        post(client, auth, f"older {i} #{tag}")
+    r = redis.Redis.from_url(urls[1])
+    r.delete(f"st:t:{tag}")  # make sure it is not cached
+    post(client, auth, f"newest #{tag}")
+    assert not r.exists(f"st:t:{tag}")
+    body = search(client, auth, tag).json()
+    assert body["pagination"]["total"] == 6 and len(body["data"]) == 6
+
+
+def test_text_round_trips_exactly(client: httpx.Client, auth: dict[str, str], urls: tuple[str, str]) -> None:
+    tag = unique("rt")
+    msg = f"quote \" ' ; semi;colons; <script>alert(1)</script>\nnew line 🎉 __import__('os') #{tag}"
+    post(client, auth, msg)
+    for _ in range(2):  # miss, then hit
+        assert search(client, auth, tag).json()["data"][0]["msg"] == msg
+    # Cached values are JSON bytes (no repr/eval/pickle).
+    import json
+
+    members = redis.Redis.from_url(urls[1]).zrange(f"st:t:{tag}", 0, -1)
+    tweets = [json.loads(m) for m in members if m != b"#n"]
+    assert tweets and tweets[0]["msg"] == msg
+
+
+def test_concurrent_posts_same_new_tag(client: httpx.Client, auth: dict[str, str], server) -> None:
+    tag = unique("race")
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as ac:
+            rs = await asyncio.gather(*(ac.post("/api/v1/tweet", json={"msg": f"#{tag} {i}", "tags": [tag, "shared_race"]},
+                                                headers=auth) for i in range(40)))
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [201] * 40
+    body = search(client, auth, tag, page_size=100).json()
+    assert body["pagination"]["total"] == 40 and len(body["data"]) == 40
+    assert len({t["id"] for t in body["data"]}) == 40

@@ -1,0 +1,52 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from service.settings import ROOT, Settings, SettingsError
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.port, s.workers, s.use_orjson, s.access_log) == (2080, 1, True, False)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"PORT": "abc"}, "PORT"), ({"PORT": "70000"}, "PORT"), ({"WORKERS": "0"}, "WORKERS"),
+    ({"USE_ORJSON": "maybe"}, "USE_ORJSON"), ({"CACHE_TTL_JITTER": "2"}, "CACHE_TTL_JITTER"),
+    ({"ENV": "staging"}, "ENV"), ({"REDIS_SOCKET_TIMEOUT": "fast"}, "REDIS_SOCKET_TIMEOUT"),
+    ({"DB_POOL_MAX": "50", "WORKERS": "2"}, "DB_POOL_MAX"),
+])
+def test_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4, 12, 80])
+def test_pools_stay_within_budget(workers: int) -> None:
+    s = Settings.from_env({"WORKERS": str(workers)})
+    assert s.pool_max * workers <= s.db_connection_budget < 100
+
+
+@pytest.mark.parametrize("secret", ["", "secret", "changeme", "short-but-random-1234"])
+def test_production_refuses_weak_secrets(secret: str) -> None:
+    with pytest.raises(SettingsError, match="TOKEN_SECRET"):
+        Settings.from_env({"ENV": "production", "TOKEN_SECRET": secret})
+
+
+def test_production_accepts_strong_secret() -> None:
+    s = Settings.from_env({"ENV": "production", "TOKEN_SECRET": "k" * 20 + "Zq81-x_" * 4})
+    assert s.with_secret().token_secret == s.token_secret
+
+
+def test_development_secret_generated_once(tmp_path: Path) -> None:
+    a = Settings.from_env({"DATA_DIR": str(tmp_path)}).with_secret()
+    b = Settings.from_env({"DATA_DIR": str(tmp_path)}).with_secret()
+    assert a.token_secret == b.token_secret and len(a.token_secret) >= 32
+    assert (tmp_path / "token_secret").stat().st_mode & 0o077 == 0
+
+
+def test_env_template_lists_every_setting() -> None:
+    names = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.tpl").read_text(), re.M))
+    fields = {f.upper() for f in Settings.__dataclass_fields__}
+    assert names == fields

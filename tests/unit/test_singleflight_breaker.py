@@ -1,0 +1,83 @@
+import asyncio
+
+from service.cache.client import Breaker
+from service.cache.singleflight import SingleFlight
+
+
+def test_singleflight_shares_one_call() -> None:
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return 42
+
+    async def main() -> list[int]:
+        sf: SingleFlight[int] = SingleFlight()
+        return await asyncio.gather(*(sf.do("k", work) for _ in range(20)))
+
+    assert asyncio.run(main()) == [42] * 20
+    assert calls == 1
+
+
+def test_singleflight_off_calls_each_time() -> None:
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 1
+
+    async def main() -> None:
+        sf: SingleFlight[int] = SingleFlight(enabled=False)
+        await asyncio.gather(*(sf.do("k", work) for _ in range(5)))
+
+    asyncio.run(main())
+    assert calls == 5
+
+
+def test_singleflight_survives_leader_cancel() -> None:
+    async def work() -> int:
+        await asyncio.sleep(0.05)
+        return 7
+
+    async def main() -> int:
+        sf: SingleFlight[int] = SingleFlight()
+        leader = asyncio.create_task(sf.do("k", work))
+        await asyncio.sleep(0)
+        follower = asyncio.create_task(sf.do("k", work))
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        return await follower
+
+    assert asyncio.run(main()) == 7
+
+
+def test_singleflight_propagates_errors_and_forgets() -> None:
+    async def boom() -> int:
+        raise ValueError("x")
+
+    async def main() -> bool:
+        sf: SingleFlight[int] = SingleFlight()
+        results = await asyncio.gather(sf.do("k", boom), sf.do("k", boom), return_exceptions=True)
+        return all(isinstance(r, ValueError) for r in results) and len(sf) == 0
+
+    assert asyncio.run(main())
+
+
+def test_breaker_opens_and_probes() -> None:
+    b = Breaker(failures=2, reset_seconds=0.05)
+    assert b.allow()
+    b.failure()
+    assert b.allow()
+    b.failure()
+    assert b.open and not b.allow()
+    import time
+
+    time.sleep(0.06)
+    assert b.allow()  # one probe
+    assert not b.allow()
+    b.success()
+    assert b.allow() and not b.open

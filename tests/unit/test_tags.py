@@ -1,0 +1,32 @@
+import pytest
+
+from service.tags import MAX_TAGS_PER_TWEET, TagError, hashtags, normalise, tweet_tags
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Python", "python"), ("#Python", "python"), ("  #SANIC ", "sanic"), ("ＰＹＴＨＯＮ", "python"),
+    ("Straße", "strasse"), ("日本語", "日本語"), ("tag_1", "tag_1"), ("x" * 64, "x" * 64),
+])
+def test_normalise(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "#", "  ", "a b", "semi;colon", "x" * 65, "<b>", "a-b", "##x"])
+def test_normalise_rejects(raw: str) -> None:
+    with pytest.raises(TagError):
+        normalise(raw)
+
+
+def test_hashtags_in_text() -> None:
+    assert hashtags("Hello #World and #python3, not a#b? #日本") == ["World", "python3", "b", "日本"]
+
+
+def test_tweet_tags_union_dedup_sorted() -> None:
+    assert tweet_tags(["Python", "#sanic"], "love #PYTHON and #uvloop") == ["python", "sanic", "uvloop"]
+
+
+def test_tweet_tags_limit() -> None:
+    given = [f"t{i}" for i in range(MAX_TAGS_PER_TWEET)]
+    assert len(tweet_tags(given, "no tags here")) == MAX_TAGS_PER_TWEET
+    with pytest.raises(TagError):
+        tweet_tags(given, "one more #extra")

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from service import validate
+from service.errors import BadRequest
+
+
+def loads(b: bytes) -> object:
+    return json.loads(b)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1]", b'"x"', b"null"])
+def test_json_object_rejects(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        validate.json_object(body, loads)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({}, "username"),
+    ({"username": "ab", "password": "12345678", "full_name": "A"}, "username"),
+    ({"username": "a" * 33, "password": "12345678", "full_name": "A"}, "username"),
+    ({"username": "bad name", "password": "12345678", "full_name": "A"}, "username"),
+    ({"username": 123, "password": "12345678", "full_name": "A"}, "username"),
+    ({"username": "alice", "password": "short", "full_name": "A"}, "password"),
+    ({"username": "alice", "password": "x" * 129, "full_name": "A"}, "password"),
+    ({"username": "alice", "password": "12345678", "full_name": ""}, "full_name"),
+    ({"username": "alice", "password": "12345678", "full_name": "x" * 129}, "full_name"),
+    ({"username": "alice", "password": "12345678", "full_name": "   "}, "full_name"),
+])
+def test_registration_errors_name_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        validate.registration(data)
+    assert field in info.value.errors
+
+
+@pytest.mark.parametrize("data", [
+    {"msg": ""}, {"msg": "   "}, {"msg": "x" * 281}, {"msg": 5}, {"tags": ["a"]},
+    {"msg": "hi", "tags": "python"}, {"msg": "hi", "tags": [1]}, {"msg": "hi", "tags": ["bad tag"]},
+    {"msg": "hi", "tags": [f"t{i}" for i in range(11)]},
+])
+def test_new_tweet_rejects(data: dict[str, object]) -> None:
+    with pytest.raises(BadRequest):
+        validate.new_tweet(data)
+
+
+def test_new_tweet_accepts_280_and_merges_tags() -> None:
+    t = validate.new_tweet({"msg": "#A " + "x" * 277, "tags": ["b"]})
+    assert t.tags == ["a", "b"]
+
+
+@pytest.mark.parametrize("args", [
+    {}, {"tag": ""}, {"tag": "bad tag"}, {"tag": "x", "page": "abc"}, {"tag": "x", "page": "0"},
+    {"tag": "x", "page_size": "0"}, {"tag": "x", "page_size": "101"}, {"tag": "x", "before_id": "-1"},
+    {"tag": "x", "page": "1.5"},
+])
+def test_search_query_rejects(args: dict[str, str]) -> None:
+    with pytest.raises(BadRequest):
+        validate.search_query(args)
+
+
+def test_search_query_defaults_and_normalises() -> None:
+    q = validate.search_query({"tag": "#Python"})
+    assert (q.tag, q.page, q.page_size, q.before_id) == ("python", 1, 10, None)
