@@ -1,0 +1,106 @@
+"""The cache's coherence mechanisms, driven directly against the real Redis and PostgreSQL."""
+
+import asyncio
+import json
+
+import httpx
+import redis as sync_redis
+import redis.asyncio as aredis
+
+from service.cache.tags import TagCache
+from tests.conftest import Server, register_and_login, start_server, unique
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def cache(url: str, size: int = 5, pipeline: bool = True) -> tuple[aredis.Redis, TagCache]:
+    client = aredis.Redis.from_url(url)
+    return client, TagCache(client, "st", 60, 0.1, size, pipeline)
+
+
+def body(i: int) -> bytes:
+    return json.dumps({"id": i, "msg": f"m{i}"}).encode()
+
+
+def test_fill_discarded_when_a_post_raced_it(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        client, c = cache(urls[1])
+        tag = unique("race")
+        version = await c.version(tag)          # fill reads the version, then queries PostgreSQL...
+        await c.add([tag], 10, body(10))         # ...meanwhile a post commits and updates the cache
+        stale = await c.fill(tag, version, 1, [(9, body(9))])  # fill's result lacks tweet 10
+        fresh = await c.fill(tag, await c.version(tag), 2, [(10, body(10)), (9, body(9))])
+        await client.aclose()
+        return stale, fresh
+
+    assert run(scenario()) == (False, True)
+
+
+def test_add_is_idempotent_bounded_and_counts(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple:
+        client, c = cache(urls[1], size=5)
+        tag = unique("b")
+        await c.fill(tag, await c.version(tag), 3, [(3, body(3)), (2, body(2)), (1, body(1))])
+        await c.add([tag], 3, body(3))  # already there (the fill saw it): no double count
+        for i in range(4, 9):
+            await c.add([tag], i, body(i))
+        page = await c.read(tag, 0, 10, None)
+        ttl = await client.pttl(c.entry_key(tag))
+        await client.aclose()
+        return page, ttl
+
+    page, ttl = run(scenario())
+    assert page.total == 8
+    assert [json.loads(b)["id"] for b in page.items] == [8, 7, 6, 5, 4]  # bounded to 5, newest kept
+    assert not page.complete  # a 10-item page needs tweets beyond the cached window
+    assert 54_000 <= ttl <= 66_000  # 60 s +/- 10% jitter
+
+
+def test_read_without_pipeline_matches(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple:
+        client, piped = cache(urls[1], pipeline=True)
+        _, single = cache(urls[1], pipeline=False)
+        tag = unique("np")
+        await piped.fill(tag, b"", 2, [(2, body(2)), (1, body(1))])
+        a = await piped.read(tag, 0, 10, None)
+        b = await single.read(tag, 0, 10, None)
+        await single.add([tag, unique("other")], 3, body(3))
+        c = await piped.read(tag, 0, 1, None)
+        await client.aclose()
+        return a, b, c
+
+    a, b, c = run(scenario())
+    assert a == b and a.total == 2 and a.complete
+    assert c.total == 3 and json.loads(c.items[0])["id"] == 3
+
+
+def test_two_workers_agree_after_post(urls: tuple[str, str], tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    srv: Server = start_server(urls, tmp_path_factory, WORKERS="2")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as setup:
+            _, auth = register_and_login(setup)
+        tag = unique("w")
+        for round_ in range(10):
+            # A fresh connection per request: Linux spreads them over both workers.
+            r = httpx.post(f"{srv.url}/api/v1/tweet", json={"msg": f"#{tag} {round_}"}, headers=auth)
+            assert r.status_code == 201
+            new_id = r.json()["data"]["id"]
+            for _ in range(6):
+                s = httpx.get(f"{srv.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+                assert s.status_code == 200
+                assert s.json()["data"][0]["id"] == new_id
+                assert s.json()["pagination"]["total"] == round_ + 1
+        pids = {httpx.get(f"{srv.url}/ping").headers["x-request-id"].split("-")[0] for _ in range(40)}
+        assert len(pids) == 2, "requests did not reach both workers"
+    finally:
+        srv.stop()
+
+
+def test_cache_keys_are_namespaced(urls: tuple[str, str], client: httpx.Client, auth: dict[str, str]) -> None:
+    tag = unique("ns")
+    client.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth)
+    client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    keys = sync_redis.Redis.from_url(urls[1]).keys(f"*{tag}*")
+    assert keys and all(k.startswith(b"st:") for k in keys)

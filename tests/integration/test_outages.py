@@ -1,0 +1,129 @@
+"""Failure modes: Redis and PostgreSQL stopped (or frozen) and restarted while the service runs."""
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from service import stack
+from service.settings import Settings
+from tests.conftest import register_and_login, start_server, unique
+from tests.proxy import Proxy
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def tweet(client: httpx.Client, auth: dict[str, str], msg: str) -> httpx.Response:
+    return client.post("/api/v1/tweet", json={"msg": msg}, headers=auth)
+
+
+def search(client: httpx.Client, auth: dict[str, str], tag: str) -> httpx.Response:
+    return client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+
+
+@pytest.fixture
+def restore(settings: Settings) -> Iterator[None]:
+    yield
+    pid = settings.data_dir / "redis" / "redis.pid"
+    if pid.exists():
+        try:
+            os.kill(int(pid.read_text()), signal.SIGCONT)
+        except (ProcessLookupError, ValueError):
+            pass
+    stack.up(settings)
+
+
+def test_redis_stopped_then_restarted(client: httpx.Client, auth: dict[str, str],
+                                      settings: Settings, restore: None) -> None:
+    tag = unique("rd")
+    assert tweet(client, auth, f"before #{tag}").status_code == 201
+    assert search(client, auth, tag).status_code == 200  # cached now
+    stack.redis_stop(settings)
+    states, ids = [], []
+    for i in range(20):
+        started = time.perf_counter()
+        p = tweet(client, auth, f"during {i} #{tag}")
+        s = search(client, auth, tag)
+        elapsed = time.perf_counter() - started
+        assert p.status_code == 201 and s.status_code == 200, (p.text, s.text)
+        assert elapsed < 1.0, f"request pair took {elapsed:.2f}s: the breaker should skip Redis"
+        states.append(s.headers["x-cache"])
+        ids.append(p.json()["data"]["id"])
+        assert s.json()["data"][0]["id"] == ids[-1]
+    assert set(states) == {"BYPASS"}
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["redis"] == "down"
+    stack.redis_start(settings)
+    eventually(lambda: search(client, auth, tag).headers["x-cache"] == "HIT")
+    body = search(client, auth, tag).json()
+    assert body["pagination"]["total"] == 21
+    assert [t["id"] for t in body["data"]] == ids[::-1][:10]
+
+
+def test_redis_partition_keeps_data_but_cache_is_repaired(urls: tuple[str, str], settings: Settings,
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Redis unreachable but alive (a partition, through a black-holing proxy): when it is
+    reachable again it still holds the old entry, which must not hide the tweets acknowledged
+    while it was away."""
+    proxy = Proxy(settings.stack_redis_port)
+    srv = start_server(urls, tmp_path_factory, REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0",
+                       DATABASE_URL=urls[0])
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            _, auth = register_and_login(client)
+            tag = unique("fz")
+            for i in range(3):
+                assert tweet(client, auth, f"old {i} #{tag}").status_code == 201
+            assert search(client, auth, tag).json()["pagination"]["total"] == 3
+            assert search(client, auth, tag).headers["x-cache"] == "HIT"
+            proxy.blackhole = True
+            during = [tweet(client, auth, f"partitioned {i} #{tag}") for i in range(3)]
+            assert [r.status_code for r in during] == [201] * 3
+            assert search(client, auth, tag).json()["pagination"]["total"] == 6
+            proxy.blackhole = False
+            eventually(lambda: search(client, auth, tag).headers["x-cache"] in ("HIT", "MISS"))
+            for _ in range(3):  # the refilled entry, then hits from it
+                body = search(client, auth, tag).json()
+                assert body["data"][0]["id"] == during[-1].json()["data"]["id"]
+                assert body["pagination"]["total"] == 6
+    finally:
+        srv.stop()
+        proxy.close()
+
+
+def test_postgres_stopped_then_restarted(client: httpx.Client, auth: dict[str, str],
+                                         settings: Settings, restore: None) -> None:
+    cached, uncached = unique("pc"), unique("pu")
+    assert tweet(client, auth, f"#{cached}").status_code == 201
+    assert tweet(client, auth, f"#{uncached}").status_code == 201
+    assert search(client, auth, cached).status_code == 200
+    stack.pg_stop(settings)
+    try:
+        hit = search(client, auth, cached)
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+        for response in (search(client, auth, uncached), tweet(client, auth, f"#{cached} lost?"),
+                         client.post("/api/v1/register", json={"username": unique("pg_"),
+                                                               "password": "password123", "full_name": "X"}),
+                         client.get("/health")):
+            assert response.status_code == 503, response.text
+            assert response.headers.get("retry-after") or response.json().get("postgres") == "down"
+            assert response.json().get("code", "serviceUnavailable") == "serviceUnavailable"
+    finally:
+        stack.pg_start(settings)
+    eventually(lambda: tweet(client, auth, f"#{cached} after").status_code == 201)
+    assert client.get("/health").status_code == 200
+    body = search(client, auth, cached).json()
+    assert body["pagination"]["total"] == 2 and body["data"][0]["msg"] == f"#{cached} after"
