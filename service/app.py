@@ -6,9 +6,13 @@ import itertools
 import logging
 import os
 import re
+from types import SimpleNamespace
+from typing import TypeAlias
 
 from sanic import HTTPResponse, Request, Sanic
+from sanic.config import Config
 from sanic.exceptions import SanicException
+from sanic.response import BaseHTTPResponse
 
 from service import stack
 from service.accounts import Accounts
@@ -24,11 +28,12 @@ from service.security.tokens import Tokens
 from service.settings import Settings, load_settings
 from service.timeline import Timeline
 
+App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def create_app(settings: Settings) -> Sanic:
+def create_app(settings: Settings) -> App:
     settings = settings.with_secret()
     json = codec(settings.use_orjson)
     app = Sanic("simple_twitter", dumps=json.dumps, loads=json.loads)
@@ -46,7 +51,7 @@ def create_app(settings: Settings) -> Sanic:
         app.blueprint(bp)
 
     @app.before_server_start
-    async def open_resources(app: Sanic) -> None:
+    async def open_resources(app: App) -> None:
         database_url, redis_url = stack.urls(settings)
         ctx = app.ctx
         ctx.pool = await create_pool(settings, database_url)
@@ -65,7 +70,7 @@ def create_app(settings: Settings) -> Sanic:
         ctx.request_id_prefix = f"{os.getpid():x}"
 
     @app.after_server_stop
-    async def close_resources(app: Sanic) -> None:
+    async def close_resources(app: App) -> None:
         ctx = app.ctx
         await ctx.timeline.close()
         if ctx.redis is not None:
@@ -73,12 +78,13 @@ def create_app(settings: Settings) -> Sanic:
         await ctx.pool.close()
         ctx.passwords.close()
 
-    @app.on_response
-    async def add_request_id(request: Request, response: HTTPResponse) -> None:
+    async def add_request_id(request: Request, response: BaseHTTPResponse) -> None:
         incoming = request.headers.get("x-request-id")
         if incoming is None or not REQUEST_ID.fullmatch(incoming):
             incoming = f"{app.ctx.request_id_prefix}-{next(app.ctx.request_ids)}"
         response.headers["X-Request-ID"] = incoming
+
+    app.register_middleware(add_request_id, "response")
 
     @app.exception(Exception)
     async def render_error(request: Request, exc: Exception) -> HTTPResponse:
@@ -87,12 +93,12 @@ def create_app(settings: Settings) -> Sanic:
     return app
 
 
-def create_app_from_env() -> Sanic:
+def create_app_from_env() -> App:
     """Factory for Sanic's worker processes: each worker builds its app from the environment."""
     return create_app(load_settings())
 
 
-def error_response(app: Sanic, exc: BaseException) -> HTTPResponse:
+def error_response(app: App, exc: BaseException) -> HTTPResponse:
     """Every error in one envelope: {"message", "code", "errors"?}. No stack traces leave."""
     headers: dict[str, str] = {}
     if isinstance(exc, UNAVAILABLE) and not isinstance(exc, SanicException):

@@ -72,6 +72,6 @@ class ServiceUnavailable(AppError):
 # User-facing messages, kept together so wording stays consistent.
 USER_EXISTS = "User exists"
 BAD_CREDENTIALS = "Invalid username or password"
-MISSING_TOKEN = "Missing bearer token"
-INVALID_TOKEN = "Invalid or expired token"
+MISSING_TOKEN = "Missing bearer token"  # noqa: S105 (a message, not a secret)
+INVALID_TOKEN = "Invalid or expired token"  # noqa: S105
 DATABASE_DOWN = "Database unavailable, retry shortly"

@@ -108,8 +108,9 @@ def _pg_root(settings: Settings, user: str | None) -> Path:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if user is None or _can_reach(user, settings.data_dir):
         return link
-    digest = hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:12]
-    outside = Path("/var/tmp") / f"simple-twitter-{digest}" / "pg"
+    digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:12]
+    # A fixed root-created folder (see the module docstring), named after DATA_DIR.
+    outside = Path("/var/tmp") / f"simple-twitter-{digest}" / "pg"  # noqa: S108
     outside.mkdir(parents=True, exist_ok=True)
     outside.parent.chmod(0o755)
     link.symlink_to(outside)

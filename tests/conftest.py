@@ -56,7 +56,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **TEST_ENV, **env, "PORT": str(self.port)}
-        self._log = open(log, "w")  # noqa: SIM115
+        self._log = open(log, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "run"], cwd=ROOT,
                                      env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -8,4 +8,5 @@ from service.security.tokens import Identity
 
 
 def identify(request: Request) -> Identity:
-    return request.app.ctx.tokens.identify(request.headers.get("authorization"))
+    identity: Identity = request.app.ctx.tokens.identify(request.headers.get("authorization"))
+    return identity

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from sanic import Blueprint, HTTPResponse, Request
 
 from service.api.respond import json
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health")
 PROBE_TIMEOUT = 1.0
 
@@ -21,8 +23,8 @@ async def health(request: Request) -> HTTPResponse:
             async with ctx.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
         postgres = "up"
-    except Exception:
-        pass
+    except Exception as exc:  # any failure means "down"; the body says so
+        log.debug("health: postgres down: %r", exc)
     if ctx.redis is None:
         redis = "disabled"
     else:
@@ -30,8 +32,8 @@ async def health(request: Request) -> HTTPResponse:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await ctx.redis.ping()
             redis = "up"
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("health: redis down: %r", exc)
     status = "ok" if postgres == "up" and redis in ("up", "disabled") else "degraded"
     body = {"status": status, "postgres": postgres, "redis": redis,
             "cache": "bypass" if ctx.timeline.dirty else "on" if ctx.redis is not None else "off"}

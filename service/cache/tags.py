@@ -17,11 +17,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
 TOTAL = b"#n"
+Arg = bytes | str | int | float
 
 # KEYS: entry, version. ARGV: expected version ('' = none), ttl ms, total, then score/member pairs.
 FILL = """
@@ -80,7 +82,7 @@ class TagCache:
         for source in self._sha:
             self._sha[source] = await self._r.script_load(source)
 
-    async def _run(self, calls: list[tuple[str, list[object]]]) -> list[object]:
+    async def _run(self, calls: list[tuple[str, list[Arg]]]) -> list[object]:
         """EVALSHA each (script, keys+args) call: pipelined, or one at a time when switched off."""
         for attempt in (1, 2):
             if not all(self._sha.values()):
@@ -110,21 +112,13 @@ class TagCache:
 
     async def read(self, tag: str, offset: int, count: int, before_id: int | None) -> Page | None:
         """One round trip (pipelined): the page's members and the total. None on a miss."""
-        key = self.entry_key(tag)
-        if before_id is None:
-            first = ("ZREVRANGE", key, offset, offset + count - 1)
-        else:
-            first = ("ZREVRANGEBYSCORE", key, f"({before_id}", 1, "LIMIT", offset, count)
-        commands = [first, ("ZSCORE", key, TOTAL), ("ZCARD", key)]
         if self._pipeline:
             pipe = self._r.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
+            self._read_commands(pipe, tag, offset, count, before_id)
             members, score, card = await pipe.execute()
-        else:
-            members = await self._r.execute_command(*commands[0])
-            score = await self._r.execute_command(*commands[1])
-            card = await self._r.execute_command(*commands[2])
+        else:  # one round trip per command
+            members, score, card = [await c for c in
+                                    self._read_commands(self._r, tag, offset, count, before_id)]
         if score is None:
             return None
         total = -int(float(score)) - 1
@@ -137,13 +131,22 @@ class TagCache:
             complete = len(items) == count or cached_all
         return Page(items, total, complete)
 
+    def _read_commands(self, r: Any, tag: str, offset: int, count: int, before_id: int | None) -> list[Any]:
+        key = self.entry_key(tag)
+        if before_id is None:
+            first = r.zrevrange(key, offset, offset + count - 1)
+        else:
+            first = r.zrevrangebyscore(key, f"({before_id}", 1, start=offset, num=count)
+        return [first, r.zscore(key, TOTAL), r.zcard(key)]
+
     async def version(self, tag: str) -> bytes:
-        return await self._r.get(self.version_key(tag)) or b""
+        value = await self._r.get(self.version_key(tag))
+        return value.encode() if isinstance(value, str) else value or b""
 
     async def fill(self, tag: str, version: bytes, total: int,
                    tweets: Sequence[tuple[int, bytes]]) -> bool:
         """Store a tag's newest tweets, unless a post changed the tag since `version` was read."""
-        args: list[object] = [self.entry_key(tag), self.version_key(tag), version, self._ttl(), total]
+        args: list[Arg] = [self.entry_key(tag), self.version_key(tag), version, self._ttl(), total]
         for tweet_id, body in tweets[: self.size]:
             args += [tweet_id, body]
         (stored,) = await self._run([(FILL, args)])

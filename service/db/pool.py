@@ -22,15 +22,15 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
-    kwargs = dict(
-        max_size=settings.pool_max,
-        command_timeout=settings.db_command_timeout,
-        max_inactive_connection_lifetime=300,
-    )
+    async def pool(min_size: int) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=settings.pool_max,
+            command_timeout=settings.db_command_timeout, max_inactive_connection_lifetime=300)
+
     try:
-        return await asyncpg.create_pool(dsn, min_size=settings.pool_min, **kwargs)
+        return await pool(settings.pool_min)
     except UNAVAILABLE as exc:
         # Start anyway with a lazy pool: requests get 503 until PostgreSQL is back, then the
         # pool connects by itself. A worker that refused to start would need a restart.
         log.warning("PostgreSQL unreachable at start-up (%s); will connect on demand", exc)
-        return await asyncpg.create_pool(dsn, min_size=0, **kwargs)
+        return await pool(0)

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import asyncpg
 
+from service.db import Conn
+
 # One statement, so one round trip and one transaction whatever the number of tags. Tag rows
 # are upserted in name order, so concurrent posts lock shared tags in the same order and cannot
 # deadlock; the unique name makes a duplicate tag impossible, the link key a duplicate link.
@@ -44,13 +46,13 @@ TAGS_SINCE = "SELECT DISTINCT unnest(tags) FROM tweets WHERE created_at >= $1"
 NO_LIMIT = 2**63 - 1
 
 
-async def post(conn: asyncpg.Connection, user_id: int, msg: str, tags: list[str]) -> asyncpg.Record:
+async def post(conn: Conn, user_id: int, msg: str, tags: list[str]) -> asyncpg.Record:
     row = await conn.fetchrow(POST, user_id, msg, tags)
     assert row is not None
     return row
 
 
-async def search(conn: asyncpg.Connection, tag: str, limit: int, offset: int,
+async def search(conn: Conn, tag: str, limit: int, offset: int,
                  before_id: int | None) -> tuple[int, list[asyncpg.Record]]:
     """(total tweets with the tag, the page's rows)."""
     rows = await conn.fetch(SEARCH, tag, limit, offset, before_id or NO_LIMIT)
@@ -59,5 +61,5 @@ async def search(conn: asyncpg.Connection, tag: str, limit: int, offset: int,
     return rows[0]["total"], [r for r in rows if r["id"] is not None]
 
 
-async def tags_since(conn: asyncpg.Connection, since: datetime) -> list[str]:
+async def tags_since(conn: Conn, since: datetime) -> list[str]:
     return [r[0] for r in await conn.fetch(TAGS_SINCE, since)]

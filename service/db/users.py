@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from service.db import Conn
+
 CREATE = """
 INSERT INTO users (username, full_name, password_hash) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
@@ -13,18 +15,19 @@ BY_ID = "SELECT id, username, full_name FROM users WHERE id = $1"
 SET_HASH = "UPDATE users SET password_hash = $2 WHERE id = $1"
 
 
-async def create(conn: asyncpg.Connection, username: str, full_name: str, password_hash: str) -> int | None:
+async def create(conn: Conn, username: str, full_name: str, password_hash: str) -> int | None:
     """The new user's id, or None when the username is taken (in any letter case)."""
-    return await conn.fetchval(CREATE, username, full_name, password_hash)
+    user_id: int | None = await conn.fetchval(CREATE, username, full_name, password_hash)
+    return user_id
 
 
-async def by_name(conn: asyncpg.Connection, username: str) -> asyncpg.Record | None:
+async def by_name(conn: Conn, username: str) -> asyncpg.Record | None:
     return await conn.fetchrow(BY_NAME, username)
 
 
-async def by_id(conn: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
+async def by_id(conn: Conn, user_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(BY_ID, user_id)
 
 
-async def set_hash(conn: asyncpg.Connection, user_id: int, password_hash: str) -> None:
+async def set_hash(conn: Conn, user_id: int, password_hash: str) -> None:
     await conn.execute(SET_HASH, user_id, password_hash)

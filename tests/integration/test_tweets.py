@@ -130,8 +130,10 @@ def test_concurrent_posts_same_new_tag(client: httpx.Client, auth: dict[str, str
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(base_url=server.url, timeout=20) as ac:
-            rs = await asyncio.gather(*(ac.post("/api/v1/tweet", json={"msg": f"#{tag} {i}", "tags": [tag, "shared_race"]},
-                                                headers=auth) for i in range(40)))
+            rs = await asyncio.gather(*(
+                ac.post("/api/v1/tweet", json={"msg": f"#{tag} {i}", "tags": [tag, "shared_race"]},
+                        headers=auth)
+                for i in range(40)))
             return [r.status_code for r in rs]
 
     assert asyncio.run(burst()) == [201] * 40

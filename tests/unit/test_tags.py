@@ -4,7 +4,8 @@ from service.tags import MAX_TAGS_PER_TWEET, TagError, hashtags, normalise, twee
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ("Python", "python"), ("#Python", "python"), ("  #SANIC ", "sanic"), ("ＰＹＴＨＯＮ", "python"),
+    ("Python", "python"), ("#Python", "python"), ("  #SANIC ", "sanic"),
+    ("\uff30\uff39\uff34\uff28\uff2f\uff2e", "python"),
     ("Straße", "strasse"), ("日本語", "日本語"), ("tag_1", "tag_1"), ("x" * 64, "x" * 64),
 ])
 def test_normalise(raw: str, expected: str) -> None:
