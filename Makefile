@@ -22,7 +22,7 @@ migrate: install
 	$(PY) -m service migrate
 
 lint: install
-	$(PY) -m ruff check service tests bench loadtests
+	$(PY) -m ruff check $(wildcard service tests bench loadtests)
 	$(PY) -m mypy
 
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis

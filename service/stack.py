@@ -139,7 +139,9 @@ def pg_start(settings: Settings) -> None:
     if not (data / "PG_VERSION").exists():
         _initdb(settings, root, data, user)
     if _port_open(settings.stack_pg_port):
-        return
+        if (data / "postmaster.pid").exists():
+            return
+        raise StackError(f"port {settings.stack_pg_port} is taken by another server: set STACK_PG_PORT")
     opts = f"-p {settings.stack_pg_port}"
     _pg_run([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
              str(root / "postgres.log"), "-o", opts], user)
@@ -204,9 +206,11 @@ def redis_bin() -> str:
 
 
 def redis_start(settings: Settings) -> None:
-    if _port_open(settings.stack_redis_port):
-        return
     directory = settings.data_dir / "redis"
+    if _port_open(settings.stack_redis_port):
+        if (directory / "redis.pid").exists():
+            return
+        raise StackError(f"port {settings.stack_redis_port} is taken by another server: set STACK_REDIS_PORT")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "redis.conf"
     # A pure cache: no snapshots, no AOF, a memory cap, and LRU eviction over all keys.
