@@ -46,6 +46,11 @@ CACHE_TTL_JITTER=0.1
 # Newest tweets kept per tag; deeper pages are read from PostgreSQL.
 CACHE_TAG_SIZE=1000
 
+# Per-worker in-process cache of search responses (seconds; 0 = off). Kept coherent by Redis
+# pub/sub invalidation; the TTL bounds staleness only if an invalidation message were lost.
+LOCAL_CACHE_TTL=1.0
+LOCAL_CACHE_SIZE=10000
+
 # Token signing secret: required (32+ random characters) in production. In development it is
 # generated once into DATA_DIR/token_secret when left empty.
 TOKEN_SECRET=

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ from service.accounts import Accounts
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.cache.client import Breaker, create_client
+from service.cache.local import LocalCache, listen
 from service.cache.tags import TagCache
 from service.codec import codec
 from service.db.pool import UNAVAILABLE, create_pool
@@ -56,16 +58,22 @@ def create_app(settings: Settings) -> App:
         ctx = app.ctx
         ctx.pool = await create_pool(settings, database_url)
         ctx.redis = create_client(settings, redis_url) if settings.cache_enabled else None
-        cache = None
+        cache = local = None
+        ctx.listener = None
         if ctx.redis is not None:
             cache = TagCache(ctx.redis, settings.cache_prefix, settings.cache_ttl_seconds,
                              settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
+            if settings.local_cache_ttl > 0:
+                local = LocalCache(settings.local_cache_ttl, settings.local_cache_size)
+                ctx.listener = asyncio.get_running_loop().create_task(
+                    listen(ctx.redis, cache.channel, local, settings.breaker_reset_seconds))
+        ctx.local = local
         breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
         ctx.passwords = Passwords(settings.hash_threads)
         ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
         ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
         ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
-                                settings.db_acquire_timeout)
+                                settings.db_acquire_timeout, local)
         ctx.request_ids = itertools.count(1)
         ctx.request_id_prefix = f"{os.getpid():x}"
 
@@ -73,6 +81,8 @@ def create_app(settings: Settings) -> App:
     async def close_resources(app: App) -> None:
         ctx = app.ctx
         await ctx.timeline.close()
+        if ctx.listener is not None:
+            ctx.listener.cancel()
         if ctx.redis is not None:
             await ctx.redis.aclose()
         await ctx.pool.close()

@@ -60,6 +60,9 @@ class Settings:
     cache_ttl_seconds: int = 600
     cache_ttl_jitter: float = 0.1
     cache_tag_size: int = 1000
+    # In-process cache of whole search responses, invalidated by Redis pub/sub; 0 turns it off.
+    local_cache_ttl: float = 1.0
+    local_cache_size: int = 10000
     token_secret: str = ""
     token_ttl_seconds: int = 3600
     token_cache_size: int = 10000
@@ -121,6 +124,8 @@ class Settings:
             raise SettingsError("WORKERS must not exceed DB_CONNECTION_BUDGET")
         if self.db_pool_max * self.workers > self.db_connection_budget:
             raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
+        if self.local_cache_ttl < 0 or self.local_cache_size < 1:
+            raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_SIZE >= 1")
         if not 0 <= self.cache_ttl_jitter < 1:
             raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
         if self.production:

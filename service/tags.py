@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -16,6 +17,7 @@ class TagError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=8192)  # a pure function of hot inputs (search tags) on the hit path
 def normalise(raw: str) -> str:
     """'#Python' -> 'python': strip one leading '#', NFKC + casefold, word characters only."""
     tag = unicodedata.normalize("NFKC", raw.strip()).casefold()

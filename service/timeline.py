@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from service.cache.client import CACHE_ERRORS, Breaker
+from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
 from service.cache.tags import Page, TagCache
 from service.codec import Codec
@@ -46,10 +47,11 @@ def iso(ts: datetime) -> str:
 
 class Timeline:
     def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
-                 singleflight: bool, acquire_timeout: float) -> None:
+                 singleflight: bool, acquire_timeout: float, local: LocalCache | None = None) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
+        self._local = local
         self._breaker = breaker
         self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
         self._timeout = acquire_timeout
@@ -81,15 +83,20 @@ class Timeline:
         body = self.tweet_json(row["id"], new.msg, user.user_id, user.username,
                                row["created_at"], new.tags)
         if self._cache is not None and new.tags:
+            updated = False
             if self._breaker.allow():
                 try:
-                    await self._cache.add(new.tags, row["id"], body)
+                    await self._cache.add(new.tags, row["id"], body)  # also tells the other workers
                     self._breaker.success()
-                    return body
+                    updated = True
                 except CACHE_ERRORS as exc:
                     log.warning("cache update failed after post %s: %r", row["id"], exc)
                     self._breaker.failure()
-            self._mark_dirty(row["created_at"])
+            if self._local is not None:
+                for tag in new.tags:
+                    self._local.invalidate(tag)
+            if not updated:
+                self._mark_dirty(row["created_at"])
         return body
 
     # -- search --
@@ -98,6 +105,20 @@ class Timeline:
         """(response body, X-Cache value)."""
         if self._cache is None or self._dirty_since is not None or not self._breaker.allow():
             return await self._search_db(q), BYPASS
+        key = (q.tag, q.page, q.page_size, q.before_id)
+        local = self._local
+        if local is not None:
+            body = local.get(key)
+            if body is not None:
+                return body, HIT
+            token = local.token(q.tag)
+        body, state = await self._search_cached(q)
+        if local is not None and state != BYPASS:
+            local.put(key, body, token)
+        return body, state
+
+    async def _search_cached(self, q: SearchQuery) -> tuple[bytes, str]:
+        assert self._cache is not None
         offset = (q.page - 1) * q.page_size
         try:
             page = await self._cache.read(q.tag, offset, q.page_size, q.before_id)

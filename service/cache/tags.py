@@ -41,8 +41,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms.
+# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, tag.
 ADD = """
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -100,6 +101,11 @@ class TagCache:
                 self._sha = dict.fromkeys(self._sha, "")
         raise AssertionError("unreachable")
 
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel carrying the tags whose cached pages changed."""
+        return f"{self._prefix}:inv"
+
     def entry_key(self, tag: str) -> str:
         return f"{self._prefix}:t:{tag}"
 
@@ -156,7 +162,8 @@ class TagCache:
         """After a post commits: add it to each cached tag and bump every tag's version."""
         version_ttl = self._ttl_ms * 2
         await self._run([
-            (ADD, [self.entry_key(t), self.version_key(t), tweet_id, body, self.size, version_ttl])
+            (ADD, [self.entry_key(t), self.version_key(t), tweet_id, body, self.size, version_ttl,
+                   self.channel, t])
             for t in tags
         ])
 
@@ -166,4 +173,5 @@ class TagCache:
         for tag in tags:
             pipe.delete(self.entry_key(tag))
             pipe.incr(self.version_key(tag))
+            pipe.publish(self.channel, tag)
         await pipe.execute()

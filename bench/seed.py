@@ -1,0 +1,116 @@
+"""Deterministic bulk seed shared by the benchmarks and the Locust scenarios.
+
+10k users (bench_1 .. bench_N, all with password BENCH_PASSWORD), 200k tweets whose 1-3 tags
+follow a Zipf distribution over 1,000 topics (topic1 is the hottest). Written with COPY and
+set-based SQL, so seeding takes seconds; a marker table makes it run once per database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import itertools
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from service.security.passwords import HASHER
+
+BENCH_PASSWORD = "bench-password"
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    users: int = 10_000
+    tweets: int = 200_000
+    topics: int = 1_000
+    zipf_s: float = 1.1
+    seed: int = 42
+
+
+def zipf_sampler(n: int, s: float, rng: random.Random) -> callable:  # type: ignore[valid-type]
+    weights = [1 / (k ** s) for k in range(1, n + 1)]
+    cdf = list(itertools.accumulate(weights))
+    total = cdf[-1]
+    return lambda: bisect.bisect_left(cdf, rng.random() * total) + 1
+
+
+def topic(rank: int) -> str:
+    return f"topic{rank}"
+
+
+MARKER = "CREATE TABLE IF NOT EXISTS seed_info (spec jsonb PRIMARY KEY, seeded_at timestamptz DEFAULT now())"
+
+
+async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False) -> bool:
+    """Seed once; returns False when this database already holds this seed."""
+    import json
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(MARKER)
+        if await conn.fetchval("SELECT 1 FROM seed_info WHERE spec = $1::jsonb", json.dumps(asdict(spec))):
+            return False
+        started = time.perf_counter()
+        rng = random.Random(spec.seed)
+        pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
+        password_hash = HASHER.hash(BENCH_PASSWORD)
+        first_user = await conn.fetchval("SELECT coalesce(max(id), 0) FROM users") + 1
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO users (username, full_name, password_hash) "
+                "SELECT 'bench_' || i, 'Bench User ' || i, $1 FROM generate_series(1, $2) i "
+                "ON CONFLICT DO NOTHING", password_hash, spec.users)
+            start = datetime.now(UTC) - timedelta(days=30)
+            step = timedelta(days=30) / spec.tweets
+            rows = []
+            for i in range(spec.tweets):
+                tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
+                msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
+                rows.append((first_user + rng.randrange(spec.users), msg, tags, start + step * i))
+            await conn.copy_records_to_table("tweets", records=rows,
+                                             columns=["user_id", "msg", "tags", "created_at"])
+            await conn.execute("""
+                INSERT INTO tags (name) SELECT DISTINCT unnest(tags) FROM tweets ON CONFLICT DO NOTHING;
+                INSERT INTO tweet_tags (tag_id, tweet_id)
+                    SELECT g.id, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n JOIN tags g ON g.name = n
+                    ON CONFLICT DO NOTHING;
+                UPDATE tags g SET tweet_count = c.n
+                    FROM (SELECT tag_id, count(*) AS n FROM tweet_tags GROUP BY tag_id) c
+                    WHERE g.id = c.tag_id;
+            """)
+            await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", json.dumps(asdict(spec)))
+        await conn.execute("ANALYZE")
+        if not quiet:
+            print(f"seeded {spec.users} users, {spec.tweets} tweets in {time.perf_counter() - started:.1f}s",
+                  flush=True)
+        return True
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    from service import stack
+    from service.db.migrate import migrate
+    from service.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=SeedSpec.users)
+    parser.add_argument("--tweets", type=int, default=SeedSpec.tweets)
+    args = parser.parse_args()
+    settings = load_settings()
+    if stack.embedded(settings):
+        stack.up(settings)
+    dsn = stack.urls(settings)[0]
+    asyncio.run(migrate(dsn))
+    done = asyncio.run(seed(dsn, SeedSpec(users=args.users, tweets=args.tweets)))
+    if not done:
+        print("already seeded")
+
+
+if __name__ == "__main__":
+    main()
