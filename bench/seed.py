@@ -114,3 +114,31 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def reset(dsn: str) -> None:
+    """Remove what benchmark runs added since the seed, so every run starts from the same data."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('seed_info') IS NOT NULL"):
+            return
+        await conn.execute("""
+            CREATE TABLE IF NOT EXISTS seed_mark (k text PRIMARY KEY, max_tweet bigint, max_user bigint);
+            INSERT INTO seed_mark SELECT 'seed', max(t.id), (SELECT max(id) FROM users) FROM tweets t
+                ON CONFLICT DO NOTHING;
+        """)
+        max_tweet, max_user = await conn.fetchrow("SELECT max_tweet, max_user FROM seed_mark")
+        added = await conn.fetchval("SELECT count(*) FROM tweets WHERE id > $1", max_tweet)
+        if added:
+            async with conn.transaction():
+                await conn.execute("""
+                    UPDATE tags g SET tweet_count = g.tweet_count - c.n
+                        FROM (SELECT tag_id, count(*) AS n FROM tweet_tags WHERE tweet_id > $1
+                              GROUP BY tag_id) c
+                        WHERE g.id = c.tag_id""", max_tweet)
+                await conn.execute("DELETE FROM tweet_tags WHERE tweet_id > $1", max_tweet)
+                await conn.execute("DELETE FROM tweets WHERE id > $1", max_tweet)
+        await conn.execute("DELETE FROM users WHERE id > $1", max_user)
+        await conn.execute("VACUUM ANALYZE tweets, tweet_tags, tags")
+    finally:
+        await conn.close()

@@ -5,10 +5,12 @@ Every failure names the field and says what is wrong, so clients can fix their r
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from service import tags as tagrules
 from service.errors import BadRequest
@@ -107,6 +109,13 @@ def _int_arg(args: Mapping[str, str], name: str, default: int | None, low: int, 
     if not low <= value <= high:
         raise BadRequest({name: f"must be between {low} and {high}"})
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def search_query_string(query_string: str) -> SearchQuery:
+    """search_query() of a raw query string, memoised: hot searches repeat the same strings,
+    and the result is immutable. Invalid strings raise and are not cached."""
+    return search_query({k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()})
 
 
 def search_query(args: Mapping[str, str]) -> SearchQuery:

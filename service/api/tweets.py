@@ -22,6 +22,6 @@ async def post_tweet(request: Request) -> HTTPResponse:
 @bp.get("/search-tweets")
 async def search_tweets(request: Request) -> HTTPResponse:
     identify(request)
-    query = validate.search_query(request.args)
+    query = validate.search_query_string(request.query_string)
     body, cache_state = await request.app.ctx.timeline.search(query)
     return raw(body, headers={"X-Cache": cache_state})

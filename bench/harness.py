@@ -1,0 +1,211 @@
+"""Building blocks of the HTTP load runs: the bench stack, a pinned server, wrk, CPU use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from service import stack
+from service.db.migrate import migrate
+from service.settings import ROOT, Settings
+
+WRK_DIR = ROOT / "bench" / "wrk"
+BENCH_ENV = {
+    "ENV": "development",
+    "DATA_DIR": str(ROOT / ".data" / "bench"),
+    "STACK_PG_PORT": "55452",
+    "STACK_REDIS_PORT": "56399",
+    "DATABASE_URL": "",
+    "REDIS_URL": "",
+    "HOST": "127.0.0.1",
+    "PORT": "2090",
+    "ACCESS_LOG": "false",
+}
+HOT_TAG = "topic1"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def bench_settings() -> Settings:
+    return Settings.from_env(BENCH_ENV)
+
+
+def prepare_stack(quick: bool = False) -> str:
+    """Start the bench stack, migrate, seed once (deterministic), undo earlier bench posts."""
+    from bench.seed import SeedSpec, reset, seed
+
+    settings = bench_settings()
+    stack.up(settings)
+    dsn = stack.urls(settings)[0]
+    asyncio.run(migrate(dsn))
+    if asyncio.run(seed(dsn, SeedSpec())):
+        log("seeded the bench database")
+    asyncio.run(reset(dsn))
+    flush_cache()
+    return dsn
+
+
+def flush_cache() -> None:
+    import redis
+
+    client = redis.Redis.from_url(stack.urls(bench_settings())[1])
+    client.flushdb()
+    client.close()
+
+
+def cpus() -> tuple[str, str | None]:
+    """(server CPUs, load generator CPU): separate when there are 2+ CPUs."""
+    n = len(os.sched_getaffinity(0))
+    if n >= 2:
+        return "0", "1"
+    return "0", None
+
+
+@dataclass
+class Server:
+    env: dict[str, str]
+    cpus: str | None = "0"
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "service", "run"])
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.env.get("PORT", BENCH_ENV["PORT"]))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        env = {**os.environ, **BENCH_ENV, **self.env}
+        cmd = (["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []) + self.command
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"server exited: {err[-2000:]}")
+            try:
+                if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
+                    time.sleep(0.5)  # let every worker finish starting
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def processes(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        procs = self.processes() if self.proc.poll() is None else []
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        self.proc = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def token(url: str, user: str = "bench_1") -> str:
+    r = httpx.post(f"{url}/api/v1/login", json={"username": user, "password": "bench-password"}, timeout=30)
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing wrk (Debian package)")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if not shutil.which("wrk"):
+            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is not installed and could not be installed (apt-get install wrk)")
+    return found
+
+
+SCRIPTS = {
+    "floor": ("get.lua", {"PATHS": "/ping"}),
+    "hit": ("get.lua", {"PATHS": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10"}),
+    "miss": ("get.lua", {"PATHS": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10"}),
+    "post": ("post.lua", {}),
+    "login": ("login.lua", {"USERS": "1000"}),
+}
+
+
+def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: str | None,
+        connections: int = 64) -> dict[str, Any]:
+    script, extra = SCRIPTS[endpoint]
+    env = {**os.environ, "WRK_DIR": str(WRK_DIR), "TOKEN": bearer, **extra}
+    cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
+        ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+        "-s", str(WRK_DIR / script), server.url]
+    procs = server.processes()
+    cpu_before, started = cpu_seconds(procs), time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(procs) - cpu_before
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    data: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
+    errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
+                                   "timeouts"))
+    return {
+        "rps": data["requests"] / (data["duration_us"] / 1e6),
+        "requests": data["requests"], "errors": errors,
+        "p50_ms": data["p50_us"] / 1000, "p90_ms": data["p90_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000, "p999_ms": data["p999_us"] / 1000,
+        "server_cpu_pct": 100 * cpu / elapsed, "tool": "wrk", "connections": connections,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True))
