@@ -26,6 +26,9 @@ DB_POOL_MIN=1
 # 0 = DB_CONNECTION_BUDGET / WORKERS
 DB_POOL_MAX=0
 DB_COMMAND_TIMEOUT=5.0
+# asyncpg runs a reset query on every pool release (a round trip); the service leaves no session
+# state behind, so it is skipped unless this is true.
+DB_POOL_RESET=false
 DB_ACQUIRE_TIMEOUT=2.0
 
 # redis-py timeouts and retries (its defaults can hang for seconds on a dead socket).

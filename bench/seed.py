@@ -75,13 +75,11 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False) -> bo
             await conn.copy_records_to_table("tweets", records=rows,
                                              columns=["user_id", "msg", "tags", "created_at"])
             await conn.execute("""
-                INSERT INTO tags (name) SELECT DISTINCT unnest(tags) FROM tweets ON CONFLICT DO NOTHING;
-                INSERT INTO tweet_tags (tag_id, tweet_id)
-                    SELECT g.id, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n JOIN tags g ON g.name = n
-                    ON CONFLICT DO NOTHING;
-                UPDATE tags g SET tweet_count = c.n
-                    FROM (SELECT tag_id, count(*) AS n FROM tweet_tags GROUP BY tag_id) c
-                    WHERE g.id = c.tag_id;
+                INSERT INTO tweet_tags (tag, tweet_id)
+                    SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n ON CONFLICT DO NOTHING;
+                DELETE FROM tags;
+                INSERT INTO tags (name, shard, tweet_count)
+                    SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
             """)
             await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", json.dumps(asdict(spec)))
         await conn.execute("ANALYZE")
@@ -131,13 +129,12 @@ async def reset(dsn: str) -> None:
         added = await conn.fetchval("SELECT count(*) FROM tweets WHERE id > $1", max_tweet)
         if added:
             async with conn.transaction():
-                await conn.execute("""
-                    UPDATE tags g SET tweet_count = g.tweet_count - c.n
-                        FROM (SELECT tag_id, count(*) AS n FROM tweet_tags WHERE tweet_id > $1
-                              GROUP BY tag_id) c
-                        WHERE g.id = c.tag_id""", max_tweet)
                 await conn.execute("DELETE FROM tweet_tags WHERE tweet_id > $1", max_tweet)
                 await conn.execute("DELETE FROM tweets WHERE id > $1", max_tweet)
+                await conn.execute("""
+                    DELETE FROM tags;
+                    INSERT INTO tags (name, shard, tweet_count)
+                        SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag""")
         await conn.execute("DELETE FROM users WHERE id > $1", max_user)
         await conn.execute("VACUUM ANALYZE tweets, tweet_tags, tags")
     finally:

@@ -1,8 +1,9 @@
 """In-process cache of whole search responses, kept coherent by Redis pub/sub invalidation.
 
 Each worker keeps the bytes of recent search responses for a short TTL. Every post publishes
-its tags on `{prefix}:inv` (inside the Redis script that updates the shared entry); every
-worker drops its local pages for those tags when the message arrives. The posting worker drops
+its tags (space-separated: tags are word characters) on `{prefix}:inv`, inside the Redis script
+that updates the shared entries; every worker drops its local pages for those tags when the
+message arrives. The posting worker drops
 its own before answering, so the next search on the same connection sees the tweet.
 
 Safety: the local cache is used only while the subscription is live. When it drops (Redis down,
@@ -95,7 +96,8 @@ async def listen(client: redis.Redis, channel: str, local: LocalCache, retry_sec
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None:
                     data = message["data"]
-                    local.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+                    for tag in (data.decode() if isinstance(data, bytes) else str(data)).split():
+                        local.invalidate(tag)
         except asyncio.CancelledError:
             local.active = False
             await pubsub.aclose()  # type: ignore[no-untyped-call]

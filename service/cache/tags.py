@@ -41,17 +41,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, tag.
+# After a post, for all its tags in one call. KEYS: entry1, version1, entry2, version2, ...
+# ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, space-separated tags.
 ADD = """
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZINCRBY', KEYS[1], -1, '#n')
-local extra = redis.call('ZCARD', KEYS[1]) - 1 - tonumber(ARGV[3])
-if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra) end
+for k = 1, #KEYS, 2 do
+  local entry, version = KEYS[k], KEYS[k + 1]
+  redis.call('INCR', version)
+  redis.call('PEXPIRE', version, ARGV[4])
+  if redis.call('EXISTS', entry) == 1 and redis.call('ZCOUNT', entry, ARGV[1], ARGV[1]) == 0 then
+    redis.call('ZADD', entry, ARGV[1], ARGV[2])
+    redis.call('ZINCRBY', entry, -1, '#n')
+    local extra = redis.call('ZCARD', entry) - 1 - tonumber(ARGV[3])
+    if extra > 0 then redis.call('ZREMRANGEBYRANK', entry, 1, extra) end
+  end
+end
 return 1
 """
 
@@ -83,18 +87,19 @@ class TagCache:
         for source in self._sha:
             self._sha[source] = await self._r.script_load(source)
 
-    async def _run(self, calls: list[tuple[str, list[Arg]]]) -> list[object]:
-        """EVALSHA each (script, keys+args) call: pipelined, or one at a time when switched off."""
+    async def _run(self, calls: list[tuple[str, int, list[Arg]]]) -> list[object]:
+        """EVALSHA each (script, number of keys, keys+args) call: pipelined, or one at a time
+        when switched off."""
         for attempt in (1, 2):
             if not all(self._sha.values()):
                 await self._load_scripts()
             try:
                 if self._pipeline and len(calls) > 1:
                     pipe = self._r.pipeline(transaction=False)
-                    for source, args in calls:
-                        pipe.evalsha(self._sha[source], 2, *args)
+                    for source, nkeys, args in calls:
+                        pipe.evalsha(self._sha[source], nkeys, *args)
                     return list(await pipe.execute())
-                return [await self._r.evalsha(self._sha[s], 2, *args) for s, args in calls]
+                return [await self._r.evalsha(self._sha[s], n, *args) for s, n, args in calls]
             except NoScriptError:
                 if attempt == 2:
                     raise
@@ -155,17 +160,17 @@ class TagCache:
         args: list[Arg] = [self.entry_key(tag), self.version_key(tag), version, self._ttl(), total]
         for tweet_id, body in tweets[: self.size]:
             args += [tweet_id, body]
-        (stored,) = await self._run([(FILL, args)])
+        (stored,) = await self._run([(FILL, 2, args)])
         return bool(stored)
 
     async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
-        """After a post commits: add it to each cached tag and bump every tag's version."""
-        version_ttl = self._ttl_ms * 2
-        await self._run([
-            (ADD, [self.entry_key(t), self.version_key(t), tweet_id, body, self.size, version_ttl,
-                   self.channel, t])
-            for t in tags
-        ])
+        """After a post commits: add it to each cached tag, bump every tag's version and tell
+        the workers (one pub/sub message), all in one script call."""
+        keys: list[Arg] = []
+        for tag in tags:
+            keys += [self.entry_key(tag), self.version_key(tag)]
+        args: list[Arg] = [tweet_id, body, self.size, self._ttl_ms * 2, self.channel, " ".join(tags)]
+        await self._run([(ADD, len(keys), keys + args)])
 
     async def invalidate(self, tags: Sequence[str]) -> None:
         """Drop entries and bump versions (so in-flight fills for them are discarded too)."""
@@ -173,5 +178,5 @@ class TagCache:
         for tag in tags:
             pipe.delete(self.entry_key(tag))
             pipe.incr(self.version_key(tag))
-            pipe.publish(self.channel, tag)
+        pipe.publish(self.channel, " ".join(tags))
         await pipe.execute()

@@ -8,38 +8,35 @@ import asyncpg
 
 from service.db import Conn
 
-# One statement, so one round trip and one transaction whatever the number of tags. Tag rows
-# are upserted in name order, so concurrent posts lock shared tags in the same order and cannot
-# deadlock; the unique name makes a duplicate tag impossible, the link key a duplicate link.
+# One statement: one round trip and one transaction whatever the number of tags (arrays +
+# unnest). Count shards are locked in tag-name order, so concurrent posts sharing tags cannot
+# deadlock; each backend bumps its own shard, so posts to a hot tag do not queue on one row.
 POST = """
 WITH tweet AS (
     INSERT INTO tweets (user_id, msg, tags) VALUES ($1, $2, $3::text[])
     RETURNING id, created_at
-), tag AS (
-    INSERT INTO tags (name, tweet_count)
-    SELECT name, 1 FROM unnest($3::text[]) AS name ORDER BY name
-    ON CONFLICT (name) DO UPDATE SET tweet_count = tags.tweet_count + 1
-    RETURNING id
 ), link AS (
-    INSERT INTO tweet_tags (tag_id, tweet_id) SELECT tag.id, tweet.id FROM tag CROSS JOIN tweet
+    INSERT INTO tweet_tags (tag, tweet_id) SELECT t, tweet.id FROM unnest($3::text[]) AS t, tweet
+), count AS (
+    INSERT INTO tags AS g (name, shard, tweet_count)
+    SELECT t, pg_backend_pid() % 32, 1 FROM unnest($3::text[]) AS t ORDER BY t
+    ON CONFLICT (name, shard) DO UPDATE SET tweet_count = g.tweet_count + 1
 )
 SELECT id, created_at FROM tweet"""
 
-# The tag's total and one page, newest first, in one round trip. No tag row: no rows at all.
-# A tag with no tweets on this page: one row with a NULL id (the total is still there).
+# The tag's total and one page, newest first, in one round trip. Always at least one row: with
+# no tweets on the page, a single row with a NULL id still carries the total.
 SEARCH = """
-SELECT g.tweet_count AS total, t.id, t.msg, t.user_id, u.username, t.created_at, t.tags
-FROM tags g
+SELECT s.total, p.id, p.msg, p.user_id, p.username, p.created_at, p.tags
+FROM (SELECT coalesce(sum(tweet_count), 0)::bigint AS total FROM tags WHERE name = $1) s
 LEFT JOIN LATERAL (
-    SELECT tt.tweet_id FROM tweet_tags tt
-    WHERE tt.tag_id = g.id AND tt.tweet_id < $4
-    ORDER BY tt.tweet_id DESC
-    LIMIT $2 OFFSET $3
-) page ON true
-LEFT JOIN tweets t ON t.id = page.tweet_id
-LEFT JOIN users u ON u.id = t.user_id
-WHERE g.name = $1
-ORDER BY t.id DESC"""
+    SELECT t.id, t.msg, t.user_id, u.username, t.created_at, t.tags
+    FROM (SELECT tweet_id FROM tweet_tags WHERE tag = $1 AND tweet_id < $4
+          ORDER BY tweet_id DESC LIMIT $2 OFFSET $3) page
+    JOIN tweets t ON t.id = page.tweet_id
+    JOIN users u ON u.id = t.user_id
+) p ON true
+ORDER BY p.id DESC"""
 
 TAGS_SINCE = "SELECT DISTINCT unnest(tags) FROM tweets WHERE created_at >= $1"
 

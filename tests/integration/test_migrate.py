@@ -26,10 +26,10 @@ def test_schema_guards(urls: tuple[str, str]) -> None:
         try:
             # Small test tables: ask the planner what the index makes possible.
             await conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
-            plan = await conn.fetch("EXPLAIN SELECT tweet_id FROM tweet_tags WHERE tag_id = 1 "
+            plan = await conn.fetch("EXPLAIN SELECT tweet_id FROM tweet_tags WHERE tag = 'x' "
                                     "ORDER BY tweet_id DESC LIMIT 10")
             errors = []
-            for sql in ("INSERT INTO tags (name) VALUES ('dup_guard'), ('dup_guard')",
+            for sql in ("INSERT INTO tweet_tags (tag, tweet_id) VALUES ('dup_guard', 1), ('dup_guard', 1)",
                         "INSERT INTO users (username, full_name, password_hash) "
                         "VALUES ('CaseGuard', 'a', 'x'), ('caseguard', 'b', 'y')"):
                 try:
