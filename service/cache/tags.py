@@ -14,13 +14,15 @@ unpickled; the hit path returns them as they are.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
+
+from service.cache.batch import Batcher
 
 TOTAL = b"#n"
 Arg = bytes | str | int | float
@@ -79,6 +81,9 @@ class TagCache:
         self._jitter = jitter
         self.size = size
         self._pipeline = pipeline
+        # Pipelining: commands of concurrent requests share round trips (see batch.py).
+        # Switched off, every command is its own round trip.
+        self._send = Batcher(client).call if pipeline else client.execute_command
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
         self._sha = {FILL: "", ADD: ""}
@@ -88,18 +93,13 @@ class TagCache:
             self._sha[source] = await self._r.script_load(source)
 
     async def _run(self, calls: list[tuple[str, int, list[Arg]]]) -> list[object]:
-        """EVALSHA each (script, number of keys, keys+args) call: pipelined, or one at a time
-        when switched off."""
+        """EVALSHA each (script, number of keys, keys+args) call."""
         for attempt in (1, 2):
             if not all(self._sha.values()):
                 await self._load_scripts()
             try:
-                if self._pipeline and len(calls) > 1:
-                    pipe = self._r.pipeline(transaction=False)
-                    for source, nkeys, args in calls:
-                        pipe.evalsha(self._sha[source], nkeys, *args)
-                    return list(await pipe.execute())
-                return [await self._r.evalsha(self._sha[s], n, *args) for s, n, args in calls]
+                return list(await asyncio.gather(
+                    *(self._send("EVALSHA", self._sha[s], n, *args) for s, n, args in calls)))
             except NoScriptError:
                 if attempt == 2:
                     raise
@@ -123,13 +123,19 @@ class TagCache:
 
     async def read(self, tag: str, offset: int, count: int, before_id: int | None) -> Page | None:
         """One round trip (pipelined): the page's members and the total. None on a miss."""
-        if self._pipeline:
-            pipe = self._r.pipeline(transaction=False)
-            self._read_commands(pipe, tag, offset, count, before_id)
-            members, score, card = await pipe.execute()
-        else:  # one round trip per command
-            members, score, card = [await c for c in
-                                    self._read_commands(self._r, tag, offset, count, before_id)]
+        key = self.entry_key(tag)
+        first: tuple[Arg, ...]
+        if before_id is None:
+            first = ("ZREVRANGE", key, offset, offset + count - 1)
+        else:
+            first = ("ZREVRANGEBYSCORE", key, f"({before_id}", 1, "LIMIT", offset, count)
+        if self._pipeline:  # queued in the same tick: one round trip
+            members, score, card = await asyncio.gather(
+                self._send(*first), self._send("ZSCORE", key, TOTAL), self._send("ZCARD", key))
+        else:
+            members = await self._send(*first)
+            score = await self._send("ZSCORE", key, TOTAL)
+            card = await self._send("ZCARD", key)
         if score is None:
             return None
         total = -int(float(score)) - 1
@@ -142,16 +148,8 @@ class TagCache:
             complete = len(items) == count or cached_all
         return Page(items, total, complete)
 
-    def _read_commands(self, r: Any, tag: str, offset: int, count: int, before_id: int | None) -> list[Any]:
-        key = self.entry_key(tag)
-        if before_id is None:
-            first = r.zrevrange(key, offset, offset + count - 1)
-        else:
-            first = r.zrevrangebyscore(key, f"({before_id}", 1, start=offset, num=count)
-        return [first, r.zscore(key, TOTAL), r.zcard(key)]
-
     async def version(self, tag: str) -> bytes:
-        value = await self._r.get(self.version_key(tag))
+        value = await self._send("GET", self.version_key(tag))
         return value.encode() if isinstance(value, str) else value or b""
 
     async def fill(self, tag: str, version: bytes, total: int,
@@ -174,9 +172,8 @@ class TagCache:
 
     async def invalidate(self, tags: Sequence[str]) -> None:
         """Drop entries and bump versions (so in-flight fills for them are discarded too)."""
-        pipe = self._r.pipeline(transaction=False)
+        commands: list[tuple[Arg, ...]] = []
         for tag in tags:
-            pipe.delete(self.entry_key(tag))
-            pipe.incr(self.version_key(tag))
-        pipe.publish(self.channel, " ".join(tags))
-        await pipe.execute()
+            commands += [("DEL", self.entry_key(tag)), ("INCR", self.version_key(tag))]
+        commands.append(("PUBLISH", self.channel, " ".join(tags)))
+        await asyncio.gather(*(self._send(*c) for c in commands))
