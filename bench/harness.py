@@ -152,6 +152,24 @@ def token(url: str, user: str = "bench_1") -> str:
     return str(r.json()["access_token"])
 
 
+def signed_token(user: str = "bench_1") -> str:
+    """A token signed with the bench stack's secret, for servers without a login route."""
+    import asyncpg
+
+    from service.security.tokens import Tokens
+
+    settings = bench_settings().with_secret()
+
+    async def user_id() -> int:
+        conn = await asyncpg.connect(stack.urls(settings)[0])
+        try:
+            return int(await conn.fetchval("SELECT id FROM users WHERE username = $1", user))
+        finally:
+            await conn.close()
+
+    return Tokens(settings.token_secret, 3600, 0).issue(asyncio.run(user_id()), user)
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:

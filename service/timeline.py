@@ -17,7 +17,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -66,9 +65,11 @@ class Timeline:
                                   "username": username, "created_at": iso(created_at),
                                   "tags": list(tags)})
 
-    def page_json(self, items: Sequence[bytes], total: int, q: SearchQuery) -> bytes:
+    def page_json(self, items: Sequence[bytes] | bytes, total: int, q: SearchQuery) -> bytes:
+        """The search response around already-serialized tweets (a list, or pre-joined)."""
+        joined = items if isinstance(items, bytes) else b",".join(items)
         pagination = self._codec.dumps({"total": total, "page": q.page, "page_size": q.page_size})
-        return b'{"data":[' + b",".join(items) + b'],"code":"success","pagination":' + pagination + b"}"
+        return b'{"data":[' + joined + b'],"code":"success","pagination":' + pagination + b"}"
 
     # -- post --
 
@@ -146,7 +147,7 @@ class Timeline:
             version = None
         async with self._pool.acquire(timeout=self._timeout) as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
-        filled = Filled(total, [(r["id"], self._row_json(r)) for r in rows])
+        filled = Filled(total, rows)
         if version is not None and self._dirty_since is None:
             try:
                 await self._cache.fill(tag, version, total, filled.tweets)
@@ -164,12 +165,9 @@ class Timeline:
 
     async def _search_db(self, q: SearchQuery) -> bytes:
         async with self._pool.acquire(timeout=self._timeout) as conn:
-            total, rows = await tweets.search(conn, q.tag, q.page_size, (q.page - 1) * q.page_size,
-                                              q.before_id)
-        return self.page_json([self._row_json(r) for r in rows], total, q)
-
-    def _row_json(self, r: Any) -> bytes:
-        return self.tweet_json(r["id"], r["msg"], r["user_id"], r["username"], r["created_at"], r["tags"])
+            total, items = await tweets.search_page(conn, q.tag, q.page_size,
+                                                    (q.page - 1) * q.page_size, q.before_id)
+        return self.page_json(items, total, q)
 
     # -- repair after a Redis outage --
 

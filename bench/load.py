@@ -1,0 +1,238 @@
+"""HTTP load runs: endpoints, worker counts, ablations, the peer stack, constant-rate latency and
+the cross-worker visibility bound. Writes bench/results/http.json (read by bench/report.py).
+
+    python -m bench.load [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bench import rate
+from bench.harness import HOT_TAG, Server, cpus, log, prepare_stack, signed_token, token, wrk, write_json
+from service.settings import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+PEER_CMD = [sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024"]
+
+# Each tuning and the setting that switches it off.
+ABLATIONS: dict[str, dict[str, str]] = {
+    "uvloop off": {"USE_UVLOOP": "false"},
+    "orjson off (stdlib json)": {"USE_ORJSON": "false"},
+    "hiredis off (pure-Python parser)": {"USE_HIREDIS": "false"},
+    "pipelining off": {"USE_PIPELINE": "false"},
+    "in-process cache off": {"LOCAL_CACHE_TTL": "0"},
+    "token cache off": {"TOKEN_CACHE_SIZE": "0"},
+    "access log on": {"ACCESS_LOG": "true"},
+    "pool size 1": {"DB_POOL_MAX": "1"},
+}
+# Where a tuning is not on an endpoint's path at all, it is not measured there.
+NOT_ON_PATH = {("hiredis off (pure-Python parser)", "miss"), ("pipelining off", "miss"),
+               ("in-process cache off", "miss"), ("in-process cache off", "post")}
+
+
+@dataclass
+class Config:
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    peer: bool = False
+
+
+@dataclass
+class Plan:
+    seconds: float
+    warmup: float
+    rounds: int
+    ablation_rounds: int
+    full: bool
+
+
+def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> dict[str, dict[str, Any]]:
+    """One server for the config; endpoints measured in interleaved rounds; medians kept."""
+    server_cpu, load_cpu = cpus()
+    env = {**config.env, "WORKERS": str(config.workers)}
+    if config.workers > 1:
+        server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
+    command = None
+    if config.peer:
+        env["PORT"] = "2091"
+        command = [*PEER_CMD, "--port", "2091", "--workers", str(config.workers)]
+    server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
+    samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
+    with server:
+        bearer = signed_token() if config.peer else token(server.url)
+        for endpoint in endpoints:
+            wrk(server, endpoint, plan.warmup, bearer, load_cpu)
+        for _ in range(rounds):
+            for endpoint in endpoints:
+                samples[endpoint].append(wrk(server, endpoint, plan.seconds, bearer, load_cpu))
+    out = {}
+    for endpoint, runs in samples.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
+        med["errors"] = sum(r["errors"] for r in runs)
+        out[endpoint] = {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"],
+                         "server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
+                         "settings": env, "seconds": plan.seconds, "rounds": rounds}
+        log(f"  {config.label:<34} {endpoint:<6} {out[endpoint]['rps']:>8.0f} req/s  "
+            f"p99 {out[endpoint]['p99_ms']:.1f} ms  errors {out[endpoint]['errors']}")
+    return out
+
+
+def constant_rate(config: Config, endpoint: str, rps: float, seconds: float) -> dict[str, Any]:
+    server_cpu, load_cpu = cpus()
+    path = {"hit": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10",
+            "miss": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10", "floor": "/ping"}[endpoint]
+    with Server(config.env, server_cpu) as server:
+        bearer = token(server.url)
+        wrk(server, endpoint, 2, bearer, load_cpu)
+        cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
+            sys.executable, "-c",
+            "import sys, json; from bench import rate; r = rate.measure('127.0.0.1', int(sys.argv[1]), "
+            "sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])); "
+            "print(json.dumps({'target': r.target_rps, 'achieved': r.achieved_rps, 'errors': r.errors, "
+            "'p50': r.percentile(50), 'p90': r.percentile(90), 'p99': r.percentile(99), "
+            "'p999': r.percentile(99.9)}))",
+            str(server.port), path, bearer, str(rps), str(seconds)]
+        import json
+
+        data = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    result = {"target_rps": data["target"], "achieved_rps": data["achieved"], "errors": data["errors"],
+              "p50_ms": data["p50"] / 1000, "p90_ms": data["p90"] / 1000, "p99_ms": data["p99"] / 1000,
+              "p999_ms": data["p999"] / 1000, "tool": "bench/rate.py (constant rate, latency from schedule)",
+              "settings": config.env, "seconds": seconds}
+    log(f"  constant rate {endpoint:<6} {rps:>7.0f} req/s target: p50 {result['p50_ms']:.2f} ms, "
+        f"p99 {result['p99_ms']:.2f} ms, p99.9 {result['p999_ms']:.2f} ms")
+    return result
+
+
+def visibility(samples: int) -> dict[str, Any]:
+    """Post on one connection, poll from 8 others (spread over both workers) until each sees it,
+    while wrk keeps the hit endpoint busy. The delay is the time from the 201 to the last
+    connection seeing the tweet at the top of page 1."""
+    env = {"WORKERS": "2"}
+    with Server(env, "0-1") as server:
+        bearer = token(server.url)
+        stop = threading.Event()
+
+        def background() -> None:
+            while not stop.is_set():
+                wrk(server, "hit", 2, bearer, None, connections=16)
+
+        thread = threading.Thread(target=background, daemon=True)
+        thread.start()
+        try:
+            delays = asyncio.run(_visibility(server.url, bearer, samples))
+        finally:
+            stop.set()
+            thread.join()
+    delays_ms = sorted(d * 1000 for d in delays)
+
+    def pct(p: float) -> float:
+        return delays_ms[min(len(delays_ms) - 1, int(len(delays_ms) * p / 100))]
+
+    result = {"samples": len(delays_ms), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+              "max_ms": delays_ms[-1], "workers": 2, "background": "wrk on the hit endpoint, 16 connections"}
+    log(f"  visibility across workers: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms")
+    return result
+
+
+async def _visibility(url: str, bearer: str, samples: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {bearer}"}
+    tag = f"vis{int(time.time())}"
+    search = f"/api/v1/search-tweets?tag={tag}&page_size=1"
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pollers = [httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=10) for _ in range(8)]
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as poster:
+        await poster.post("/api/v1/tweet", json={"msg": f"#{tag} warm"})
+        for p in pollers:
+            await p.get(search)
+        delays = []
+        for i in range(samples):
+            r = await poster.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"})
+            posted_at, new_id = time.perf_counter(), r.json()["data"]["id"]
+
+            async def until_seen(client: httpx.AsyncClient) -> float:
+                while True:
+                    s = await client.get(search)
+                    if s.json()["data"][0]["id"] == new_id:
+                        return time.perf_counter() - posted_at
+
+            delays.append(max(await asyncio.gather(*(until_seen(p) for p in pollers))))
+    for p in pollers:
+        await p.aclose()
+    return delays
+
+
+def run(quick: bool) -> dict[str, Any]:
+    plan = Plan(seconds=2 if quick else 4, warmup=1, rounds=1 if quick else 3,
+                ablation_rounds=1 if quick else 2, full=not quick)
+    started = time.time()
+    log("preparing the bench stack (seeded once, reset every run)")
+    prepare_stack()
+    results: dict[str, Any] = {"plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
+                               "peer": {}, "constant_rate": {}, "visibility": None}
+    base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
+    log("endpoints, 1 worker")
+    results["endpoints"]["default"] = measure(base, ["floor", "hit", "post", "login"], plan, plan.rounds)
+    results["endpoints"]["cache off"] = measure(cold, ["floor", "miss"], plan, plan.rounds)
+    log("peer stack: FastAPI + uvicorn over the same data and cache code")
+    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "post"], plan, plan.rounds)
+    results["peer"]["cache off"] = measure(Config("fastapi cache off", {"CACHE_ENABLED": "false"}, peer=True),
+                                           ["floor", "miss"], plan, plan.rounds)
+    if plan.full:
+        log("worker counts")
+        for workers in (1, 2):
+            results["workers"][str(workers)] = {
+                **measure(Config(f"{workers} workers", workers=workers), ["floor", "hit", "post"], plan,
+                          plan.ablation_rounds),
+                **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
+                                            ["miss"], plan, plan.ablation_rounds).items()}}
+        log("ablation: each tuning switched off in turn")
+        for label, env in ABLATIONS.items():
+            hot = [e for e in ("floor", "hit", "post") if (label, e) not in NOT_ON_PATH]
+            row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
+            if (label, "miss") not in NOT_ON_PATH:
+                row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
+                                                     ["miss"], plan, plan.ablation_rounds).items()})
+            results["ablation"][label] = row
+        log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
+        storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
+        results["ablation"]["refill storm, single-flight on"] = measure(
+            Config("storm, single-flight on", storm), ["hit"], plan, plan.ablation_rounds)
+        results["ablation"]["refill storm, single-flight off"] = measure(
+            Config("storm, single-flight off", {**storm, "USE_SINGLEFLIGHT": "false"}), ["hit"], plan,
+            plan.ablation_rounds)
+    log("constant rate at 50% of each endpoint's measured maximum")
+    for endpoint, config, source in (("floor", base, "default"), ("hit", base, "default"),
+                                     ("miss", cold, "cache off")):
+        peak = results["endpoints"][source][endpoint]["rps"]
+        results["constant_rate"][endpoint] = constant_rate(config, endpoint, peak / 2, 3 if quick else 6)
+    log("cross-worker visibility of a new tweet under load")
+    results["visibility"] = visibility(30 if quick else 100)
+    results["elapsed_s"] = time.time() - started
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    results = run(args.quick)
+    write_json(RESULTS / ("http-quick.json" if args.quick else "http.json"), results)
+    log(f"HTTP runs done in {results['elapsed_s']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
