@@ -1,0 +1,344 @@
+"""Write RESULTS.md and its plots from the measurements in bench/results/ (never by hand).
+
+    python -m bench.report [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from service.settings import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+PACKAGES = ["sanic", "uvloop", "asyncpg", "redis", "hiredis", "orjson", "fastapi", "uvicorn", "locust",
+            "pytest-benchmark"]
+TARGETS = [("search HIT / floor", "hit", 0.90), ("search MISS / floor", "miss", 0.30),
+           ("post / floor", "post", 0.25)]
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines()
+                      if x.startswith("MemTotal")).split()[1])
+    return {"cpu": model, "cores": str(os.cpu_count()), "memory": f"{mem_kb / 2**20:.1f} GiB",
+            "os": platform.platform()}
+
+
+def versions() -> dict[str, str]:
+    from bench.harness import bench_settings
+    from service import stack
+
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    database_url, redis_url = stack.urls(bench_settings())
+
+    async def server_versions() -> None:
+        import asyncpg
+        import redis.asyncio as aredis
+
+        conn = await asyncpg.connect(database_url)
+        out["postgresql"] = (await conn.fetchval("SHOW server_version")).split()[0]
+        await conn.close()
+        client = aredis.Redis.from_url(redis_url)
+        out["redis-server"] = (await client.info("server"))["redis_version"]
+        await client.aclose()
+
+    try:
+        asyncio.run(server_versions())
+    except Exception as exc:
+        out["servers"] = f"not reachable ({exc!r})"
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    out["wrk"] = (wrk.stdout + wrk.stderr).split()[1] if wrk.stdout or wrk.stderr else "n/a"
+    return out
+
+
+def commit() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "bench", "sql"], cwd=ROOT,
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return sha + (" (with uncommitted changes)" if dirty else "")
+
+
+def f0(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def f2(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def endpoint_rows(runs: dict[str, dict[str, Any]], floor: float) -> list[list[str]]:
+    rows = []
+    for name, r in runs.items():
+        rows.append([name, f0(r["rps"]), f2(r["rps"] / floor), f2(r["p50_ms"]), f2(r["p90_ms"]),
+                     f2(r["p99_ms"]), f2(r["p999_ms"]), str(int(r["errors"])), f0(r["server_cpu_pct"]) + "%",
+                     " / ".join(str(x) for x in r["runs"])])
+    return rows
+
+
+ENDPOINT_HEAD = ["endpoint", "req/s (median)", "/ floor", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+                 "errors", "server CPU", "req/s of each round"]
+
+
+def plots(http: dict[str, Any]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    default, cold = http["endpoints"]["default"], http["endpoints"]["cache off"]
+    names = ["floor", "hit", "miss", "post", "login"]
+    values = [default["floor"]["rps"], default["hit"]["rps"], cold["miss"]["rps"], default["post"]["rps"],
+              default["login"]["rps"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(names, values, color="#4c72b0")
+    ax.set_ylabel("requests/s (1 worker)")
+    ax.set_title("Throughput by endpoint")
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "throughput.png", dpi=110)
+    made.append("throughput.png")
+    plt.close(fig)
+
+    if http["ablation"]:
+        labels = ["all tunings on", *http["ablation"].keys()]
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        width = 0.27
+        for j, endpoint in enumerate(["hit", "miss", "post"]):
+            base = (cold if endpoint == "miss" else default)[endpoint]["rps"]
+            ys = [base] + [row.get(endpoint, {}).get("rps", 0) for row in http["ablation"].values()]
+            ax.barh([i + j * width for i in range(len(labels))], ys, height=width, label=endpoint)
+        ax.set_yticks([i + width for i in range(len(labels))], labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("requests/s (1 worker)")
+        ax.set_title("Each tuning switched off in turn")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(RESULTS / "ablation.png", dpi=110)
+        made.append("ablation.png")
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    pcts = ["p50_ms", "p90_ms", "p99_ms", "p999_ms"]
+    for endpoint, r in http["constant_rate"].items():
+        ax.plot(["p50", "p90", "p99", "p99.9"], [r[p] for p in pcts], marker="o",
+                label=f"{endpoint} @ {r['target_rps']:,.0f} req/s")
+    ax.set_yscale("log")
+    ax.set_ylabel("latency ms (log)")
+    ax.set_title("Latency at 50% of each endpoint's maximum (constant rate)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "latency.png", dpi=110)
+    made.append("latency.png")
+    plt.close(fig)
+
+    if http["workers"]:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        workers = sorted(http["workers"], key=int)
+        for j, endpoint in enumerate(["floor", "hit", "miss", "post"]):
+            ax.bar([int(w) + (j - 1.5) * 0.2 for w in workers],
+                   [http["workers"][w][endpoint]["rps"] for w in workers], width=0.2, label=endpoint)
+        ax.set_xticks([int(w) for w in workers], [f"{w} worker(s)" for w in workers])
+        ax.set_ylabel("requests/s")
+        ax.set_title("Worker scaling (2 CPUs in all)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(RESULTS / "workers.png", dpi=110)
+        made.append("workers.png")
+        plt.close(fig)
+    return made
+
+
+def micro_section(micro: dict[str, Any]) -> str:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for b in micro["benchmarks"]:
+        groups.setdefault(b["group"], []).append(b)
+    parts = []
+    for group, items in groups.items():
+        per_op = [(b["name"].replace("test_", ""), b["stats"]["median"] / b["extra_info"].get("ops_per_round", 1))
+                  for b in items]
+        best = min(t for _, t in per_op)
+        rows = [[name, f"{t * 1e6:,.1f}", f2(t / best)] for name, t in sorted(per_op, key=lambda x: x[1])]
+        parts.append(f"**{group}**\n\n" + table(["benchmark", "median µs per operation", "× fastest"], rows))
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    suffix = "-quick" if args.quick else ""
+    http = json.loads((RESULTS / f"http{suffix}.json").read_text())
+    micro = json.loads((RESULTS / f"micro{suffix}.json").read_text())
+    detection_path = RESULTS / "detection.json"
+    detection = json.loads(detection_path.read_text()) if detection_path.exists() else None
+    images = plots(http)
+    default, cold = http["endpoints"]["default"], http["endpoints"]["cache off"]
+    floor = default["floor"]["rps"]
+    ratio = {"hit": default["hit"]["rps"] / floor, "miss": cold["miss"]["rps"] / cold["floor"]["rps"],
+             "post": default["post"]["rps"] / floor}
+    out = [f"# RESULTS{' (quick run)' if args.quick else ''}",
+           "",
+           f"Generated by `make bench{'-quick' if args.quick else ''}` (bench/report.py) on "
+           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}. "
+           "Every figure below was measured by the code that wrote this file; do not edit it by hand.",
+           "",
+           "## Machine and versions", ""]
+    out.append(table(["", ""], [[k, v] for k, v in {**machine(), **versions()}.items()]))
+    plan = http["plan"]
+    out += ["", "## How it was measured", "",
+            "- The service runs as in production (`python -m service run`, Sanic worker manager) on the "
+            "embedded stack, seeded once with 10,000 users and 200,000 tweets whose tags follow a Zipf law "
+            "over 1,000 topics (bench/seed.py); rows added by earlier runs are removed before each run.",
+            "- Server pinned to CPU 0, load generator (wrk, 1 thread, 64 connections) to CPU 1; PostgreSQL and "
+            "Redis are not pinned. With 2 workers the server gets both CPUs and wrk shares them.",
+            f"- Each configuration: a fresh server, {plan['warmup']} s warm-up per endpoint, then "
+            f"{plan['rounds']} interleaved rounds of {plan['seconds']} s per endpoint (ablations and worker "
+            f"counts: {plan['ablation_rounds']}); medians reported, every round listed.",
+            "- hit: GET /api/v1/search-tweets?tag=topic1 (the hottest tag), cache on. miss: the same request "
+            "with CACHE_ENABLED=false, so every request reads PostgreSQL (X-Cache: BYPASS). post: POST "
+            "/api/v1/tweet with 1-3 Zipf tags. login: argon2id verification. floor: GET /ping, a constant "
+            "small JSON body from the same app, measured in the same server run.",
+            f"- Total time of the HTTP runs: {http['elapsed_s']:.0f} s."]
+    out += ["", "## Targets", ""]
+    rows = [[name, f"≥ {t:.0%}", f"{ratio[k]:.0%}", "met" if ratio[k] >= t else "**missed**"]
+            for name, k, t in TARGETS]
+    hit_rate = http["constant_rate"]["hit"]
+    rows.append(["p99 of search HIT at 50% of its max rate", "≤ 5 ms", f"{hit_rate['p99_ms']:.2f} ms",
+                 "met" if hit_rate["p99_ms"] <= 5 else "**missed**"])
+    vis = http["visibility"]
+    rows.append(["a new tweet visible on every worker (p99)", "≤ 50 ms", f"{vis['p99_ms']:.1f} ms",
+                 "met" if vis["p99_ms"] <= 50 else "**missed**"])
+    out.append(table(["target", "goal", "measured", ""], rows))
+    ceiling = http.get("postgres_ceiling")
+    if ceiling and (ratio["post"] < 0.25 or ratio["miss"] < 0.30):
+        post, miss = default["post"], cold["miss"]
+        out += ["", "What limits post and miss: every such request is a PostgreSQL statement, and on this "
+                "machine PostgreSQL shares two cores with the server, the load generator and Redis. Under "
+                f"load the server process used {post['server_cpu_pct']:.0f}% of its CPU on post and "
+                f"{miss['server_cpu_pct']:.0f}% on miss. PostgreSQL by itself (pgbench, 32 clients, free to "
+                "use both cores with nothing else running, same run) executes the service's statements at:",
+                "", table(["statement", "transactions/s", "as a share of the floor"],
+                          [[name, f0(tps), f"{tps / floor:.0%}"] for name, tps in ceiling.items()])]
+    out += ["", "## Endpoints (1 worker)", "", "![throughput](bench/results/throughput.png)", "",
+            "Cache on:", "", table(ENDPOINT_HEAD, endpoint_rows(default, floor)), "",
+            "Cache off (CACHE_ENABLED=false): every search reads PostgreSQL:", "",
+            table(ENDPOINT_HEAD, endpoint_rows(cold, cold["floor"]["rps"]))]
+    peer_d, peer_c = http["peer"]["default"], http["peer"]["cache off"]
+    out += ["", "## Ratios", "",
+            table(["ratio", "value"], [
+                ["hit / floor", f2(ratio["hit"])], ["miss / floor", f2(ratio["miss"])],
+                ["post / floor", f2(ratio["post"])],
+                ["hit / miss", f2(default["hit"]["rps"] / cold["miss"]["rps"])],
+                ["ours / peer: floor", f2(floor / peer_d["floor"]["rps"])],
+                ["ours / peer: hit", f2(default["hit"]["rps"] / peer_d["hit"]["rps"])],
+                ["ours / peer: miss", f2(cold["miss"]["rps"] / peer_c["miss"]["rps"])],
+                ["ours / peer: post", f2(default["post"]["rps"] / peer_d["post"]["rps"])],
+                *([[f"2 workers / 1 worker: {e}",
+                    f2(http["workers"]["2"][e]["rps"] / http["workers"]["1"][e]["rps"])]
+                   for e in ("floor", "hit", "miss", "post")] if http["workers"] else [])])]
+    out += ["", "## Peer: FastAPI on uvicorn (uvloop + httptools), same data and cache code", "",
+            "The seed README claimed Sanic + uvloop is at least 2x faster than other Python async "
+            "frameworks. Both servers below run service.timeline on the same settings and data; only the "
+            "web framework differs (bench/peers/fastapi_app.py).", "",
+            table(ENDPOINT_HEAD, endpoint_rows(peer_d, peer_d["floor"]["rps"])), "",
+            table(ENDPOINT_HEAD, endpoint_rows(peer_c, peer_c["floor"]["rps"]))]
+    if http["workers"]:
+        out += ["", "## Worker counts", "", "![workers](bench/results/workers.png)", ""]
+        rows = []
+        for w, runs in sorted(http["workers"].items()):
+            for e in ("floor", "hit", "miss", "post"):
+                rows.append([w, e, f0(runs[e]["rps"]), f2(runs[e]["p99_ms"]), f0(runs[e]["server_cpu_pct"]) + "%"])
+        out.append(table(["workers", "endpoint", "req/s", "p99 ms", "server CPU"], rows))
+    if http["ablation"]:
+        out += ["", "## Ablation: each tuning switched off in turn (1 worker)", "",
+                "![ablation](bench/results/ablation.png)", "",
+                "Speedup = req/s with every tuning on ÷ req/s with this one off (same endpoint, same run "
+                "settings otherwise). A dash: the tuning is not on that path.", ""]
+        rows = []
+        for label, row in http["ablation"].items():
+            if label.startswith("refill storm"):
+                continue
+            cells = [label]
+            for e in ("hit", "miss", "post"):
+                base = (cold if e == "miss" else default)[e]["rps"]
+                cells += [f"{f0(row[e]['rps'])} (×{base / row[e]['rps']:.2f})" if e in row else "-"]
+            rows.append(cells)
+        out.append(table(["switched off", "hit req/s (speedup)", "miss req/s (speedup)", "post req/s (speedup)"],
+                         rows))
+        on, off = (http["ablation"].get("refill storm, single-flight on"),
+                   http["ablation"].get("refill storm, single-flight off"))
+        if on and off:
+            out += ["", "Single-flight matters when many requests miss the same tag at once: here the hot "
+                    "tag's entry expires every second (CACHE_TTL_SECONDS=1, no in-process cache):", "",
+                    table(["single-flight", "hit req/s", "p99 ms"],
+                          [["on", f0(on["hit"]["rps"]), f2(on["hit"]["p99_ms"])],
+                           ["off", f0(off["hit"]["rps"]), f2(off["hit"]["p99_ms"])]])]
+    out += ["", "## Latency at a constant rate (50% of each endpoint's maximum)", "",
+            "![latency](bench/results/latency.png)", "",
+            "Requests are sent on schedule whatever the server does, and latency runs from the scheduled "
+            "time (no coordinated omission; bench/rate.py, pinned to the load CPU).", "",
+            table(["endpoint", "target req/s", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors"],
+                  [[e, f0(r["target_rps"]), f0(r["achieved_rps"]), f2(r["p50_ms"]), f2(r["p90_ms"]),
+                    f2(r["p99_ms"]), f2(r["p999_ms"]), str(r["errors"])]
+                   for e, r in http["constant_rate"].items()])]
+    out += ["", "## Cross-worker visibility of a new tweet", "",
+            f"{vis['samples']} posts under background load ({vis['background']}), {vis['workers']} workers: "
+            f"{vis['measures']}.", "",
+            table(["p50 ms", "p90 ms", "p99 ms", "max ms"],
+                  [[f2(vis["p50_ms"]), f2(vis["p90_ms"]), f2(vis["p99_ms"]), f2(vis["max_ms"])]])]
+    out += ["", "## Microbenchmarks (pytest-benchmark, real PostgreSQL and Redis)", "",
+            "Async benchmarks run on one long-lived uvloop loop, 50 awaits per round; times are per "
+            "operation.", "", micro_section(micro)]
+    out += ["", "## CI performance regression check", ""]
+    if detection:
+        out += [f"`make bench-check` ({detection['check_seconds']:.0f} s a run) compared with "
+                f"bench/baseline.json, {detection['runs']} runs each way:", "",
+                table(["tree", "runs failing the check", "metrics that failed"],
+                      [["unchanged", f"{detection['clean_failures']} / {detection['runs']}",
+                        ", ".join(detection["clean_failed_metrics"]) or "-"],
+                       [f"slowed down ({detection['slowdown']})",
+                        f"{detection['slow_failures']} / {detection['runs']}",
+                        ", ".join(detection["slow_failed_metrics"]) or "-"]])]
+    else:
+        out += ["Not measured yet: run `make bench-detect`."]
+    out += ["", "## Settings of every run", "",
+            "Every server ran with the defaults of .env.tpl plus these overrides:", ""]
+    settings_rows = []
+    for section in ("endpoints", "peer", "workers", "ablation"):
+        for label, runs in http[section].items():
+            first = next(iter(runs.values()))
+            settings_rows.append([f"{section}: {label}", ", ".join(f"{k}={v}" for k, v in sorted(first["settings"].items()))])
+    out.append(table(["run", "overrides"], settings_rows))
+    (ROOT / ("RESULTS-quick.md" if args.quick else "RESULTS.md")).write_text("\n".join(out) + "\n")
+    print(f"wrote {'RESULTS-quick.md' if args.quick else 'RESULTS.md'} and {', '.join(images)}")
+
+
+if __name__ == "__main__":
+    main()
