@@ -72,3 +72,5 @@ USE_ORJSON=true
 USE_HIREDIS=true
 USE_PIPELINE=true
 USE_SINGLEFLIGHT=true
+# Deliberate extra work per search (microseconds) used only to test the CI performance check.
+SLOWDOWN_SEARCH_US=0

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run migrate test lint stop status clean
+.PHONY: install run migrate test lint stop status clean bench bench-quick bench-check bench-baseline bench-detect
 
 $(STAMP):
 	@echo "==> creating $(VENV) and installing packages (first run only)"
@@ -28,12 +28,33 @@ lint: install
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
 	$(PY) -m pytest tests
 
+bench: install  ## every load run, microbenchmarks, RESULTS.md and plots (about 12 minutes)
+	$(PY) -m bench.load
+	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro.json
+	$(PY) -m bench.report
+
+bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-quick.md
+	$(PY) -m bench.load --quick
+	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro-quick.json
+	$(PY) -m bench.report --quick
+
+bench-check: install  ## CI performance regression check against bench/baseline.json
+	$(PY) -m bench.check
+
+bench-baseline: install  ## measure and store a new bench/baseline.json
+	$(PY) -m bench.check --write-baseline
+
+bench-detect: install  ## 10 checks on this tree and 10 with a 25% slowdown; updates RESULTS.md
+	$(PY) -m bench.detect
+	$(PY) -m bench.report
+
 status: install
 	$(PY) -m service stack status
 
 stop: install  ## stop the embedded PostgreSQL and Redis (also the test stack)
 	$(PY) -m service stack down
 	DATA_DIR=.data/test STACK_PG_PORT=55442 STACK_REDIS_PORT=56389 $(PY) -m service stack down
+	DATA_DIR=.data/bench STACK_PG_PORT=55452 STACK_REDIS_PORT=56399 $(PY) -m service stack down
 
 clean: stop
 	rm -rf .data

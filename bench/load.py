@@ -230,7 +230,7 @@ def postgres_ceiling(seconds: float) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    plan = Plan(seconds=2 if quick else 4, warmup=1, rounds=1 if quick else 3,
+    plan = Plan(seconds=2 if quick else 4, warmup=2 if quick else 3, rounds=1 if quick else 3,
                 ablation_rounds=1 if quick else 2, full=not quick)
     started = time.time()
     log("preparing the bench stack (seeded once, reset every run)")

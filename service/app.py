@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> App:
         ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
         ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
                                 settings.db_acquire_timeout, local)
+        ctx.timeline.slowdown_us = settings.slowdown_search_us
         ctx.request_ids = itertools.count(1)
         ctx.request_id_prefix = f"{os.getpid():x}"
 

@@ -75,6 +75,9 @@ class Settings:
     use_hiredis: bool = True
     use_pipeline: bool = True
     use_singleflight: bool = True
+    # Deliberate extra CPU work per search, in microseconds: only for proving that the CI
+    # performance check catches a slowdown (bench/detect.py). Always 0 in real use.
+    slowdown_search_us: int = 0
 
     @property
     def production(self) -> bool:

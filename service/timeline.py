@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,13 @@ class Filled:
     tweets: list[tuple[int, bytes]]  # newest first, at most the cache's size
 
 
+def _burn(microseconds: int) -> None:
+    """Busy CPU work (not sleep): what a slower search path would cost. See SLOWDOWN_SEARCH_US."""
+    end = time.perf_counter() + microseconds / 1e6
+    while time.perf_counter() < end:
+        pass
+
+
 def iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -56,6 +64,7 @@ class Timeline:
         self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
+        self.slowdown_us = 0
 
     # -- serialization: one function for the post response and the cache, so bytes match --
 
@@ -104,6 +113,8 @@ class Timeline:
 
     async def search(self, q: SearchQuery) -> tuple[bytes, str]:
         """(response body, X-Cache value)."""
+        if self.slowdown_us:
+            _burn(self.slowdown_us)
         if self._cache is None or self._dirty_since is not None or not self._breaker.allow():
             return await self._search_db(q), BYPASS
         key = (q.tag, q.page, q.page_size, q.before_id)
