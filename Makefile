@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run migrate test lint stop status clean bench bench-quick bench-check bench-baseline bench-detect
+.PHONY: install run migrate test lint stop status clean locust loadtest bench bench-quick bench-check bench-baseline bench-detect
 
 $(STAMP):
 	@echo "==> creating $(VENV) and installing packages (first run only)"
@@ -48,10 +48,29 @@ bench-detect: install  ## 10 checks on this tree and 10 with a 25% slowdown; upd
 	$(PY) -m bench.detect
 	$(PY) -m bench.report
 
+# Locust: `make loadtest SCENARIO=mixed USERS=50 DURATION=60s` (scenarios: mixed, reader, cold,
+# poster, registrar). Gates: MAX_FAIL_RATIO (default 0) and MAX_P95_MS (default 0 = off).
+SCENARIO ?= mixed
+USERS ?= 50
+DURATION ?= 60s
+PROCESSES ?= 1
+MAX_FAIL_RATIO ?= 0
+MAX_P95_MS ?= 0
+NO_SEED ?= 0
+
+locust: install  ## Locust web UI on http://127.0.0.1:8089, target the service (started and seeded if needed)
+	$(PY) -m loadtests.run --ui
+
+loadtest: install  ## headless Locust run with gates; CSV, HTML and JSON reports in results/loadtest/
+	$(PY) -m loadtests.run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
+		--processes $(PROCESSES) --max-fail-ratio $(MAX_FAIL_RATIO) --max-p95-ms $(MAX_P95_MS) \
+		$(if $(filter 1,$(NO_SEED)),--no-seed,)
+
 status: install
 	$(PY) -m service stack status
 
-stop: install  ## stop the embedded PostgreSQL and Redis (also the test stack)
+stop: install  ## stop a background service (make locust) and the embedded stacks (run, test, bench)
+	$(PY) -m service stop
 	$(PY) -m service stack down
 	DATA_DIR=.data/test STACK_PG_PORT=55442 STACK_REDIS_PORT=56389 $(PY) -m service stack down
 	DATA_DIR=.data/bench STACK_PG_PORT=55452 STACK_REDIS_PORT=56399 $(PY) -m service stack down

@@ -86,19 +86,25 @@ class Server:
         return int(self.env.get("PORT", BENCH_ENV["PORT"]))
 
     @property
+    def log_path(self) -> Path:
+        return Path(BENCH_ENV["DATA_DIR"]) / "logs" / f"server-{self.port}.log"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
         env = {**os.environ, **BENCH_ENV, **self.env}
         cmd = (["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []) + self.command
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's next log line.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path.open("w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        log_file.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"server exited: {err[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
                     time.sleep(0.5)  # let every worker finish starting

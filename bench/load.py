@@ -160,8 +160,10 @@ class _RawClient:
         return cls(reader, writer, bearer)
 
     async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
-        head = (f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.bearer}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.bearer}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        head += "\r\n"
         self.writer.write(head.encode() + body)
         headers = (await self.reader.readuntil(b"\r\n\r\n")).lower()
         at = headers.index(b"content-length:") + 15

@@ -37,11 +37,66 @@ def run(settings: Settings) -> None:
     Sanic.serve(primary=app, app_loader=loader)
 
 
+def start(settings: Settings) -> str:
+    """Run the service in the background (for make locust / loadtest); returns its URL."""
+    import subprocess
+    import time
+    import urllib.request
+
+    url = f"http://{settings.host}:{settings.port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    if up():
+        return url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.data_dir / "service.log", "ab")  # handed to the child, which keeps it open
+    proc = subprocess.Popen([sys.executable, "-m", "service", "run"], stdout=log, stderr=log,
+                            start_new_session=True)
+    (settings.data_dir / "service.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if up():
+            return url
+        if proc.poll() is not None:
+            raise stack.StackError(f"the service exited; see {settings.data_dir / 'service.log'}")
+        time.sleep(0.2)
+    raise stack.StackError(f"the service did not answer on {url}")
+
+
+def stop(settings: Settings) -> bool:
+    """Stop a service started by `start`; True if one was running."""
+    import os
+    import signal
+    import time
+
+    pidfile = settings.data_dir / "service.pid"
+    if not pidfile.exists():
+        return False
+    try:
+        pid = int(pidfile.read_text())
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+    except (ValueError, ProcessLookupError, PermissionError):
+        pass
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the stack if needed, migrate, serve on HOST:PORT")
     sub.add_parser("migrate", help="apply pending sql/ migrations")
+    sub.add_parser("start", help="run the service in the background (pid and log in DATA_DIR)")
+    sub.add_parser("stop", help="stop the service started by `start`")
     stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
     stack_cmd.add_argument("action", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
@@ -54,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             run(settings)
+        elif args.command == "start":
+            print(start(settings))
+        elif args.command == "stop":
+            print("stopped" if stop(settings) else "not running")
         elif args.command == "migrate":
             if stack.embedded(settings):
                 stack.up(settings)

@@ -30,6 +30,17 @@ def test_services_healthchecks_and_wiring() -> None:
     assert (ROOT / api["build"] / "Dockerfile").exists()
 
 
+def test_distributed_locust_services() -> None:
+    services = compose()["services"]
+    master, worker = services["locust-master"], services["locust-worker"]
+    assert "--master" in master["command"] and "http://api:2080" in master["command"]
+    assert "--worker" in worker["command"] and "--master-host locust-master" in worker["command"]
+    assert "8089:8089" in master["ports"]
+    assert "ports" not in worker and "container_name" not in worker  # so --scale works
+    for svc in (master, worker):
+        assert "./loadtests:/mnt/locust:ro" in svc["volumes"]
+
+
 def test_dockerfile_runs_the_service() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert '"-m", "service", "run"' in text and "HEALTHCHECK" in text and "USER app" in text

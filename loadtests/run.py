@@ -1,0 +1,91 @@
+"""make locust / make loadtest: bring up the stack and the service, seed once, run Locust.
+
+    python -m loadtests.run --ui                                   web UI on 127.0.0.1:8089
+    python -m loadtests.run --scenario mixed --users 50 --duration 60s   headless, with gates
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service import stack
+from service.__main__ import start
+from service.db.migrate import migrate
+from service.settings import ROOT, load_settings
+
+LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+SCENARIOS = {"reader": "ReaderUser", "cold": "ColdReaderUser", "poster": "PosterUser",
+             "registrar": "RegistrarUser", "mixed": "MixedUser"}
+
+
+def bring_up(seed_data: bool) -> str:
+    settings = load_settings()
+    if stack.embedded(settings):
+        stack.up(settings)
+    dsn = stack.urls(settings)[0]
+    asyncio.run(migrate(dsn))
+    if seed_data:
+        from bench.seed import seed
+
+        if asyncio.run(seed(dsn)):
+            print("seeded the database (10,000 users, 200,000 tweets)", flush=True)
+    return start(settings)
+
+
+def summary(csv_path: Path) -> str:
+    rows = list(csv.DictReader(csv_path.open()))
+    lines = [f"{'endpoint':<34} {'requests':>9} {'failures':>9} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"]
+    for r in rows:
+        lines.append(f"{(r['Type'] + ' ' + r['Name'])[:34]:<34} {r['Request Count']:>9} {r['Failure Count']:>9} "
+                     f"{float(r['Requests/s']):>8.1f} {r['50%']:>7} {r['95%']:>7} {r['99%']:>7}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ui", action="store_true", help="open the web UI instead of a headless run")
+    parser.add_argument("--scenario", default="mixed", choices=sorted(SCENARIOS))
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--spawn-rate", type=float, default=10)
+    parser.add_argument("--duration", default="60s")
+    parser.add_argument("--processes", type=int, default=1, help="Locust worker processes (-1: one per CPU)")
+    parser.add_argument("--max-fail-ratio", type=float, default=0.0)
+    parser.add_argument("--max-p95-ms", type=float, default=0.0)
+    parser.add_argument("--host", default="", help="target (default: start the local service)")
+    parser.add_argument("--no-seed", action="store_true")
+    parser.add_argument("--out", default="", help="results folder (default results/loadtest/<scenario>-<time>)")
+    args = parser.parse_args()
+    host = args.host or bring_up(seed_data=not args.no_seed)
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
+    if args.processes != 1:
+        base += ["--processes", str(args.processes)]
+    if args.ui:
+        print(f"Locust web UI on http://127.0.0.1:8089 (target {host}); Ctrl-C to stop", flush=True)
+        os.execv(sys.executable, [*base, "--web-host", "127.0.0.1", "--web-port", "8089", "--class-picker"])
+    out = Path(args.out) if args.out else ROOT / "results" / "loadtest" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [*base, "--headless", "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.duration,
+           "--csv", str(out / "stats"), "--html", str(out / "report.html"), "--json-file", str(out / "stats"),
+           "--only-summary", "--max-fail-ratio", str(args.max_fail_ratio), "--max-p95-ms", str(args.max_p95_ms),
+           SCENARIOS[args.scenario]]
+    print(f"running {SCENARIOS[args.scenario]}: {args.users} users for {args.duration} against {host}", flush=True)
+    code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    stats = out / "stats_stats.csv"
+    if stats.exists():
+        print("\n" + summary(stats))
+    print(f"\nreports: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} "
+          "(stats_*.csv, report.html, stats.json)")
+    if code:
+        print(f"load test FAILED its gates (exit {code})", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The Locust scenarios against the real running service: headless runs, the web UI, the gates."""
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.settings import ROOT
+from tests.conftest import Server, free_port
+
+LOCUSTFILE = str(ROOT / "loadtests" / "locustfile.py")
+SCENARIOS = ["ReaderUser", "ColdReaderUser", "PosterUser", "RegistrarUser", "MixedUser"]
+
+
+def locust(host: str, out: Path, *args: str, seconds: int = 8) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host", host, "--headless", "-u", "10",
+           "-r", "10", "-t", f"{seconds}s", "--csv", str(out / "stats"), "--only-summary", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+def stats(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "stats_stats.csv").open() as f:
+        return {f"{r['Type']} {r['Name']}": r for r in csv.DictReader(f)}
+
+
+def test_every_scenario_runs_clean(server: Server, tmp_path: Path) -> None:
+    result = locust(server.url, tmp_path, *SCENARIOS, seconds=10)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = stats(tmp_path)
+    for endpoint in ("POST /api/v1/register", "POST /api/v1/login", "GET /api/v1/search-tweets",
+                     "POST /api/v1/tweet", "GET /api/v1/me"):
+        assert int(rows[endpoint]["Request Count"]) > 0, endpoint
+        assert rows[endpoint]["Failure Count"] == "0", (endpoint, rows[endpoint])
+    assert not any("tag=" in name for name in rows), "requests must be named by endpoint, not URL"
+
+
+def test_gate_fails_on_latency_bound(server: Server, tmp_path: Path) -> None:
+    result = locust(server.url, tmp_path, "--max-p95-ms", "0.001", "ReaderUser", seconds=4)
+    assert result.returncode == 3
+    assert "GATE FAILED" in result.stderr and "p95" in result.stderr
+
+
+def test_gate_fails_on_errors(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: every request fails
+    result = locust(dead, tmp_path, "ReaderUser", seconds=3)
+    assert result.returncode == 3
+    assert "GATE FAILED" in result.stderr and "failure ratio" in result.stderr
+
+
+def test_web_ui_lists_scenarios(server: Server) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host", server.url,
+                             "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        page = None
+        while time.monotonic() < deadline:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert page is not None and page.status_code == 200
+        for name in SCENARIOS:
+            assert name in page.text, name
+        assert server.url in page.text  # host preset
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
