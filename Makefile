@@ -28,7 +28,7 @@ lint: install
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
 	$(PY) -m pytest tests
 
-bench: install  ## every load run, microbenchmarks, RESULTS.md and plots (about 12 minutes)
+bench: install  ## every load run, microbenchmarks, RESULTS.md and plots (about 13 minutes)
 	$(PY) -m bench.load
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.report
