@@ -35,8 +35,6 @@ class Breaker:
     """Closed -> open after N consecutive failures -> one probe after reset_seconds.
 
     While open, callers skip Redis entirely (X-Cache: BYPASS) instead of each paying a timeout.
-    `outage_since` remembers when the current run of failures began, so whoever closes the
-    breaker can repair what was missed while Redis was away.
     """
 
     def __init__(self, failures: int, reset_seconds: float) -> None:
@@ -44,7 +42,6 @@ class Breaker:
         self._reset = reset_seconds
         self._failures = 0
         self._open_until = 0.0
-        self.outage_since: float | None = None
 
     def allow(self) -> bool:
         if self._failures < self._threshold:
@@ -59,8 +56,6 @@ class Breaker:
         self._failures = 0
 
     def failure(self) -> None:
-        if self._failures == 0 and self.outage_since is None:
-            self.outage_since = time.time()
         self._failures += 1
         if self._failures >= self._threshold:
             self._open_until = time.monotonic() + self._reset
