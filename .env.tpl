@@ -72,5 +72,9 @@ USE_ORJSON=true
 USE_HIREDIS=true
 USE_PIPELINE=true
 USE_SINGLEFLIGHT=true
-# Deliberate extra work per search (microseconds) used only to test the CI performance check.
-SLOWDOWN_SEARCH_US=0
+# Deliberate busy work per request on one path (microseconds), only to prove that the CI
+# performance check catches a slower path (make bench-detect). Leave at 0.
+SLOWDOWN_HIT_US=0
+SLOWDOWN_MISS_US=0
+SLOWDOWN_BYPASS_US=0
+SLOWDOWN_POST_US=0

@@ -38,13 +38,16 @@ bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-q
 	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro-quick.json
 	$(PY) -m bench.report --quick
 
-bench-check: install  ## CI performance regression check against bench/baseline.json
-	$(PY) -m bench.check
+bench-check: install  ## this tree against the baseline commit, side by side in one run (about 2 minutes)
+	$(PY) -m bench.check --output bench/results/check-last.json
 
-bench-baseline: install  ## measure and store a new bench/baseline.json
-	$(PY) -m bench.check --write-baseline
+# Moving the baseline is a decision, not a way to quiet a failure: say why.
+REV ?= HEAD
+bench-baseline: install  ## name the baseline commit: make bench-baseline REV=<commit> REASON="..."
+	@test -n "$(REASON)" || { echo 'say why the baseline moves: make bench-baseline REV=$(REV) REASON="..."'; exit 2; }
+	$(PY) -m bench.check --set-baseline $(REV) --reason "$(REASON)"
 
-bench-detect: install  ## 10 checks on this tree and 10 with a 25% slowdown; updates RESULTS.md
+bench-detect: install  ## calibrate a 25% slowdown per path; 10 clean and 10 slowed checks; updates RESULTS.md
 	$(PY) -m bench.detect
 	$(PY) -m bench.report
 

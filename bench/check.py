@@ -1,139 +1,264 @@
-"""CI performance regression check: ratio metrics measured in one run, compared with
-bench/baseline.json; exits 1 naming every metric that fell by more than its threshold.
+"""CI performance regression check: this working tree (the candidate) against a baseline commit,
+both measured in the same job, on the same stack and data, interleaved round by round.
 
-Ratios, not absolute speeds, because this machine is shared and noisy: each HTTP endpoint is
-divided by the floor endpoint measured on the same server, interleaved, and each
-microbenchmark by a reference computation timed alongside it. Medians over several rounds.
+Speeds, and even ratios to a floor, move with the machine, so nothing measured elsewhere is
+trusted. The baseline commit named in bench/baseline.json is unpacked (git archive) and run
+beside the candidate: both on the same PostgreSQL database and Redis server (each side its own
+Redis database and key prefix), both servers pinned to the same CPU, wrk on the other. Every
+round loads each gated path on both sides at the same time, for the same seconds, so that what
+the shared machine does meanwhile falls on both alike (measured one after the other, the same
+code's throughput moves by +-10% between two-second windows here; side by side, +-3%). A path is
+judged by the median over rounds of candidate / baseline throughput: it fails when that median
+falls below 1 - its threshold.
 
-    python -m bench.check                 compare with the baseline (make bench-check)
-    python -m bench.check --write-baseline  measure and store a new baseline (make bench-baseline)
+Gated paths, one worker per server:
+  hit     the hottest tag's first page, cached
+  miss    a different cold tag on every request, so every one is a cache miss: Redis read,
+          version read, window query and fill script (each side's Redis database is flushed
+          before each of its miss measurements)
+  bypass  the hottest tag's first page with the cache switched off: PostgreSQL alone
+  post    a new tweet with 1-3 tags: the commit, then the cache update and invalidation
+
+    python -m bench.check                       compare (make bench-check)
+    python -m bench.check --set-baseline REV    name a new baseline commit (make bench-baseline)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import shutil
 import statistics
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import orjson
+import redis
 
-from bench.harness import Server, cpus, log, prepare_stack, token, write_json, wrk
+from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
+from bench.seed import BENCH_SPEC
+from service import stack
 from service.settings import ROOT
-from service.tags import normalise, tweet_tags
 
-BASELINE = ROOT / "bench" / "baseline.json"
-ROUNDS, SECONDS = 5, 2
-# Fractions a metric may fall before the check fails: set between the run-to-run noise of a
-# clean tree and the drop a 25% slowdown causes (about 20% of the ratio; bench/detect.py
-# measures both). miss/floor is the noisiest ratio here (its rounds spread about ±15%).
-THRESHOLDS = {"hit/floor": 0.12, "post/floor": 0.15, "miss/floor": 0.20}
-MICRO_THRESHOLD = 0.40  # in-process timings swing about ±30% between runs here
+BASELINE_FILE = ROOT / "bench" / "baseline.json"
+TREES = ROOT / ".data" / "bench" / "trees"
+PATHS = ("hit", "miss", "bypass", "post")
+SCRIPT = {"hit": "hit", "miss": "cold", "bypass": "bypass", "post": "post"}
+# How far below the baseline (as a fraction) a path's median ratio may fall before the check
+# fails. A deliberate 25% slowdown of a path lowers its ratio to about 0.80; a clean tree's
+# medians stay within a few percent of 1.00 (bench/detect.py measures both: RESULTS.md).
+THRESHOLDS = {"hit": 0.10, "miss": 0.10, "bypass": 0.10, "post": 0.10}
+ROUNDS, SECONDS, WARMUP = 8, 2, 2  # wrk takes whole seconds
+CONNECTIONS = 32  # per side: 64 in all, as in the load runs
+# The same settings on both sides: four servers share one PostgreSQL (max_connections 100).
+COMMON = {"WORKERS": "1", "DB_POOL_MAX": "20", "ACCESS_LOG": "false", "ENV": "development"}
+PORTS = {("baseline", True): 2092, ("candidate", True): 2093,
+         ("baseline", False): 2094, ("candidate", False): 2095}
 
 
-def http_metrics(extra_env: dict[str, str]) -> dict[str, float]:
+class CheckError(RuntimeError):
+    """The check could not measure (as opposed to: measured a slowdown)."""
+
+
+def git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise CheckError(f"git {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def resolve(rev: str) -> str:
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except CheckError:
+        raise CheckError(f"baseline {rev!r} is not a commit in this repository's history (a shallow "
+                         "clone? `git fetch --unshallow`, or name another: make bench-baseline "
+                         "REV=<commit> REASON=...)") from None
+
+
+def named_baseline() -> str:
+    try:
+        return str(json.loads(BASELINE_FILE.read_text())["commit"])
+    except (OSError, ValueError, KeyError):
+        raise CheckError(f"{BASELINE_FILE.relative_to(ROOT)} names no baseline commit: "
+                         "make bench-baseline REV=<commit> REASON=...") from None
+
+
+def unpack(commit: str) -> Path:
+    """The commit's files in a directory of their own (kept for later runs)."""
+    tree = TREES / commit
+    if (tree / ".complete").exists():
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / ".complete").touch()
+    return tree
+
+
+@dataclass
+class Side:
+    name: str  # "baseline" or "candidate"
+    tree: Path
+    redis_db: int
+    env: dict[str, str] = field(default_factory=dict)  # extra settings for this side only
+    cold_cursor: int = 0  # next cold tag for the miss path
+
+    def redis_url(self) -> str:
+        return stack.urls(bench_settings())[1].rsplit("/", 1)[0] + f"/{self.redis_db}"
+
+
+def start_servers(sides: list[Side], server_cpu: str, exits: ExitStack) -> dict[tuple[str, bool], Server]:
+    settings = bench_settings().with_secret()
+    database_url = stack.urls(settings)[0]
+    servers = {}
+    for side in sides:
+        for cached in (True, False):
+            env = {**COMMON, "DATABASE_URL": database_url, "REDIS_URL": side.redis_url(),
+                   "CACHE_PREFIX": f"ck{side.name[0]}", "TOKEN_SECRET": settings.token_secret,
+                   "CACHE_ENABLED": str(cached).lower(), "PORT": str(PORTS[(side.name, cached)]), **side.env}
+            servers[(side.name, cached)] = exits.enter_context(Server(env, server_cpu, cwd=side.tree))
+    return servers
+
+
+def measure(sides: list[Side], rounds: int, seconds: int, warmup: int,
+            paths: tuple[str, ...] = PATHS) -> dict[str, dict[str, list[float]]]:
+    """Requests per second per path and side, one value per round. Both sides are loaded at the
+    same time (two wrk processes on the load CPU, servers sharing the server CPU), so whatever
+    the machine does meanwhile falls on both alike."""
     server_cpu, load_cpu = cpus()
-    out: dict[str, float] = {}
-    # The cache-off server first: right after a burst of posts, misses run ~40% slower for some
-    # seconds (the database settling), which would make miss/floor depend on what ran before.
-    for env, endpoints in (({"CACHE_ENABLED": "false"}, ["miss"]), ({}, ["hit", "post"])):
-        with Server({**env, **extra_env}, server_cpu) as server:
-            bearer = token(server.url)
-            for endpoint in ["floor", *endpoints]:
-                wrk(server, endpoint, 3, bearer, load_cpu)  # also opens the pool's connections
-            ratios: dict[str, list[float]] = {e: [] for e in endpoints}
-            for _ in range(ROUNDS):
-                floor = wrk(server, "floor", SECONDS, bearer, load_cpu)["rps"]
-                for endpoint in endpoints:
-                    ratios[endpoint].append(wrk(server, endpoint, SECONDS, bearer, load_cpu)["rps"] / floor)
-            for endpoint, values in ratios.items():
-                out[f"{endpoint}/floor"] = statistics.median(values)
-    return out
+    rps: dict[str, dict[str, list[float]]] = {p: {s.name: [] for s in sides} for p in paths}
+    with ExitStack() as exits:
+        servers = start_servers(sides, server_cpu, exits)
+        bearer = {s.name: token(servers[(s.name, True)].url) for s in sides}
+
+        def run(side: Side, path: str, secs: int, out: dict[str, dict[str, Any]]) -> None:
+            server = servers[(side.name, path != "bypass")]
+            script_env = None
+            if path == "miss":
+                script_env = {"START": str(side.cold_cursor), "COUNT": str(BENCH_SPEC.cold_tags)}
+            out[side.name] = wrk(server, SCRIPT[path], secs, bearer[side.name], load_cpu,
+                                 connections=CONNECTIONS, script_env=script_env)
+
+        def pair(path: str, secs: int) -> dict[str, float]:
+            if path == "miss":  # every request a tag not yet cached, on both sides
+                for side in sides:
+                    client = redis.Redis.from_url(side.redis_url())
+                    client.flushdb()
+                    client.close()
+            out: dict[str, dict[str, Any]] = {}
+            threads = [threading.Thread(target=run, args=(side, path, secs, out)) for side in sides]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for side in sides:
+                result = out.get(side.name)
+                if result is None or result["errors"] or not result["requests"]:
+                    server = servers[(side.name, path != "bypass")]
+                    raise CheckError(f"{side.name} {path}: {result and result['errors']} errors in "
+                                     f"{result and result['requests']} requests (server log: {server.log_path})")
+            if path == "miss":  # both sides go on to the same tags, none used before
+                cursor = max(side.cold_cursor + out[side.name]["requests"] + CONNECTIONS for side in sides)
+                for side in sides:
+                    side.cold_cursor = cursor
+            return {name: float(r["rps"]) for name, r in out.items()}
+
+        for path in paths:
+            pair(path, warmup)
+        for _ in range(rounds):
+            for path in paths:
+                for name, value in pair(path, seconds).items():
+                    rps[path][name].append(value)
+    return rps
 
 
-def reference() -> int:
-    return sum(i * i for i in range(2000))
-
-
-def micro_metrics() -> dict[str, float]:
-    """Each operation's best time divided by the reference's best time, both over 15 samples
-    taken alternately: noise only ever adds time, so the minimum is the stable estimate."""
-    page = {"data": [{"id": i, "msg": "x" * 140, "user_id": 1, "username": "bench_1",
-                      "created_at": "2026-11-28T00:06:37.712722Z", "tags": ["python", "sanic"]}
-                     for i in range(10)], "code": "success", "pagination": {"total": 1, "page": 1, "page_size": 10}}
-    raw_normalise = normalise.__wrapped__
-    ops: dict[str, Callable[[], object]] = {
-        "normalise tag / reference": lambda: [raw_normalise(t) for t in ("#Python", "Straße", "uvloop_2")],
-        "serialize 10-tweet page / reference": lambda: orjson.dumps(page),
-        "tags of a tweet / reference": lambda: tweet_tags(["Python"], "fast #Python on #uvloop"),
-    }
-
-    def timed(fn: Callable[[], object], n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - start) / n
-
+def judge(rps: dict[str, dict[str, list[float]]], thresholds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per path: the per-round candidate / baseline ratios, their median and the verdict."""
     out = {}
-    for name, fn in ops.items():
-        op_times, ref_times = [], []
-        for _ in range(15):
-            op_times.append(timed(fn, 1000))
-            ref_times.append(timed(reference, 100))
-        out[name] = min(op_times) / min(ref_times)
+    for path, sides in rps.items():
+        ratios = [c / b for b, c in zip(sides["baseline"], sides["candidate"], strict=True)]
+        median = statistics.median(ratios)
+        allowed = 1 - thresholds[path]
+        out[path] = {"ratio": median, "ratios": ratios, "allowed": allowed, "failed": median < allowed,
+                     "baseline_rps": statistics.median(sides["baseline"]),
+                     "candidate_rps": statistics.median(sides["candidate"])}
     return out
 
 
-def measure(extra_env: dict[str, str] | None = None) -> dict[str, float]:
-    prepare_stack()
-    return {**http_metrics(extra_env or {}), **micro_metrics()}
+def failure_message(path: str, v: dict[str, Any], baseline: str) -> str:
+    return (f"{path}: the candidate ran at {v['ratio']:.2f}x the baseline's throughput (median of "
+            f"{len(v['ratios'])} interleaved rounds, each between {min(v['ratios']):.2f} and "
+            f"{max(v['ratios']):.2f}; allowed down to {v['allowed']:.2f}x) against {baseline[:12]}")
 
 
-def compare(current: dict[str, float], baseline: dict[str, Any]) -> list[str]:
-    """Messages for every metric worse than its baseline by more than its threshold."""
-    failures = []
-    for name, base in baseline["metrics"].items():
-        value = current.get(name)
-        if value is None:
-            failures.append(f"{name}: not measured")
-            continue
-        threshold = baseline["thresholds"][name]
-        # HTTP ratios: higher is better. Micro ratios (time / reference): lower is better.
-        change = value / base - 1 if "/floor" in name else base / value - 1
-        status = "FAIL" if change < -threshold else "ok"
-        log(f"  {status:<4} {name:<40} {value:8.3f}  baseline {base:8.3f}  change {change:+.1%} "
-            f"(allowed -{threshold:.0%})")
-        if status == "FAIL":
-            failures.append(f"{name} fell {-change:.0%} (allowed {threshold:.0%}): {value:.3f} vs {base:.3f}")
-    return failures
+def set_baseline(rev: str, reason: str) -> int:
+    commit = resolve(rev)
+    write_json(BASELINE_FILE, {"commit": commit, "reason": reason,
+                               "set_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               "note": "the commit bench/check.py measures the working tree against; "
+                                       "move it with make bench-baseline REV=... REASON=..."})
+    log(f"baseline is now {commit[:12]} ({git('log', '-1', '--format=%s', commit)})")
+    return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write-baseline", action="store_true")
-    parser.add_argument("--env", action="append", default=[], help="extra server setting NAME=VALUE")
-    parser.add_argument("--output", help="write the measured metrics and verdict here (JSON)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", help="compare with this commit instead of the one bench/baseline.json names")
+    parser.add_argument("--set-baseline", metavar="REV", help="name REV as the baseline commit and exit")
+    parser.add_argument("--reason", default="", help="why the baseline moves (with --set-baseline)")
+    parser.add_argument("--env", action="append", default=[], help="extra candidate setting NAME=VALUE")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--seconds", type=int, default=SECONDS)
+    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--output", help="write the measurements and verdicts here (JSON)")
     args = parser.parse_args()
-    extra = dict(item.split("=", 1) for item in args.env)
-    started = time.time()
-    log("performance check: measuring ratio metrics")
-    current = measure(extra)
-    if args.write_baseline:
-        baseline = {"metrics": current, "thresholds": {k: THRESHOLDS.get(k, MICRO_THRESHOLD) for k in current},
-            "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "note": "written by `make bench-baseline`; do not edit by hand"}
-        write_json(BASELINE, baseline)
-        log(f"baseline written to {BASELINE.relative_to(ROOT)}")
-        return 0
-    failures = compare(current, json.loads(BASELINE.read_text()))
+    try:
+        if args.set_baseline:
+            return set_baseline(args.set_baseline, args.reason)
+        started = time.time()
+        baseline = resolve(args.baseline or named_baseline())
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        candidate = git("rev-parse", "HEAD")[:12] + (" with uncommitted changes" if dirty else "")
+        log(f"performance check: candidate {candidate} against baseline {baseline[:12]} "
+            f"({git('log', '-1', '--format=%s', baseline)})")
+        sides = [Side("baseline", unpack(baseline), 1),
+                 Side("candidate", ROOT, 2, dict(item.split("=", 1) for item in args.env))]
+        start = random.randrange(BENCH_SPEC.cold_tags)  # each run starts somewhere else
+        for side in sides:
+            side.cold_cursor = start
+        prepare_stack()
+        paths = tuple(p for p in args.paths.split(",") if p)
+        verdicts = judge(measure(sides, args.rounds, args.seconds, WARMUP, paths), THRESHOLDS)
+    except CheckError as exc:
+        print(f"performance check could not measure: {exc}", file=sys.stderr)
+        return 2
+    failures = []
+    for path, v in verdicts.items():
+        status = "FAIL" if v["failed"] else "ok"
+        log(f"  {status:<4} {path:<7} candidate/baseline {v['ratio']:.3f} (rounds "
+            f"{' '.join(f'{r:.2f}' for r in v['ratios'])}; allowed >= {v['allowed']:.2f})  "
+            f"{v['candidate_rps']:,.0f} vs {v['baseline_rps']:,.0f} req/s")
+        if v["failed"]:
+            failures.append(failure_message(path, v, baseline))
     elapsed = time.time() - started
     if args.output:
-        write_json(ROOT / args.output, {"metrics": current, "failures": failures, "seconds": elapsed})
+        write_json(ROOT / args.output, {
+            "baseline": baseline, "candidate": candidate, "paths": verdicts, "failures": failures,
+            "seconds": elapsed, "settings": {**COMMON, "rounds": args.rounds, "seconds_per_run": args.seconds,
+                                             "candidate_env": args.env, "wrk_connections_per_side": CONNECTIONS}})
     if failures:
-        print("performance check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        print("performance check FAILED (a path slower than the baseline measured in this same run):\n  "
+              + "\n  ".join(failures)
+              + "\n  If the slowdown is intended, move the baseline on purpose: make bench-baseline "
+              "REV=HEAD REASON='...' (README: Performance check).", file=sys.stderr)
         return 1
     log(f"performance check passed in {elapsed:.0f}s")
     return 0

@@ -1,8 +1,12 @@
-"""Does `make bench-check` catch a real slowdown and stay quiet on a clean tree?
+"""Does `make bench-check` catch a real slowdown on each gated path and stay quiet on a clean tree?
 
-Runs the check N times on the tree as it is, and N times with SLOWDOWN_SEARCH_US set so the
-search path costs 25% more server time (calibrated here from the hit path's measured CPU time
-per request). Writes bench/results/detection.json, which bench/report.py publishes.
+The check is run as CI runs it, with the baseline set to this tree's own commit (HEAD), so a clean
+run compares identical code. First the deliberate slowdown is calibrated: SLOWDOWN_<PATH>_US
+(busy work in that path only) is adjusted until the path runs 25% slower, i.e. at 0.80x the
+baseline's throughput in a longer side-by-side measurement. Then, N times each, alternating: the
+check on the clean tree, and the check with every path slowed (each slowdown lies on its own path
+only, so each path's verdict in that run is the verdict for its own slowdown). Writes
+bench/results/detection.json, which bench/report.py publishes.
 
     python -m bench.detect [--runs 10]
 """
@@ -10,65 +14,101 @@ per request). Writes bench/results/detection.json, which bench/report.py publish
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
-from bench.harness import Server, cpus, log, prepare_stack, token, write_json, wrk
+from bench.check import PATHS, THRESHOLDS, git
+from bench.harness import log, prepare_stack, write_json
 from service.settings import ROOT
 
 OUT = ROOT / "bench" / "results" / "detection.json"
+LAST = ROOT / "bench" / "results" / "check-last.json"
+TARGET = 1 / 1.25  # 25% more time per request: 0.80x the throughput
 
 
-def search_cost_us() -> float:
-    """Server CPU microseconds per hit-path request, measured now."""
-    server_cpu, load_cpu = cpus()
-    with Server({}, server_cpu) as server:
-        bearer = token(server.url)
-        wrk(server, "hit", 3, bearer, load_cpu)
-        runs = [wrk(server, "hit", 3, bearer, load_cpu) for _ in range(3)]
-    per_request = sorted(1e6 * (r["server_cpu_pct"] / 100) / r["rps"] for r in runs)
-    return per_request[1]
-
-
-def check(extra: list[str]) -> tuple[bool, list[str], float]:
-    out = ROOT / "bench" / "results" / "check-last.json"
+def check(extra: list[str], rounds: int | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.check", "--baseline", "HEAD", "--output", str(LAST.relative_to(ROOT)),
+           *extra, *(["--rounds", str(rounds)] if rounds else [])]
     started = time.time()
-    cmd = [sys.executable, "-m", "bench.check", "--output", str(out.relative_to(ROOT)), *extra]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    import json
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"the check could not measure:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(LAST.read_text())
+    data["wall_seconds"] = time.time() - started
+    data["exit"] = result.returncode
+    return data
 
-    failed = [f.split(" fell")[0] for f in json.loads(out.read_text())["failures"]]
-    return result.returncode != 0, failed, time.time() - started
+
+def slow_env(slowdown: dict[str, int]) -> list[str]:
+    return [arg for path, us in slowdown.items() for arg in ("--env", f"SLOWDOWN_{path.upper()}_US={us}")]
+
+
+def calibrate(rounds: int) -> tuple[dict[str, int], dict[str, float]]:
+    """Per path, the busy microseconds per request that make it run at about 0.80x."""
+    clean = check([], rounds)["paths"]
+    # A first guess: a quarter of the server's time per request (the two servers share one CPU).
+    slowdown = {p: max(10, round(0.25 * 0.5e6 / clean[p]["candidate_rps"])) for p in PATHS}
+    effect: dict[str, float] = {}
+    for attempt in range(4):
+        measured = check(slow_env(slowdown), rounds)["paths"]
+        effect = {p: measured[p]["ratio"] for p in PATHS}
+        log(f"  calibration {attempt + 1}: " + ", ".join(f"{p} {slowdown[p]} us -> {effect[p]:.3f}x" for p in PATHS))
+        off = [p for p in PATHS if abs(effect[p] - TARGET) > 0.025]
+        if not off:
+            break
+        for p in off:  # scale the busy time by how far the extra time per request is from 25%
+            extra = max(1 / min(effect[p], 0.99) - 1, 0.02)
+            slowdown[p] = round(slowdown[p] * min(4.0, max(0.25, 0.25 / extra)))
+    return slowdown, effect
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--calibration-rounds", type=int, default=16)
     args = parser.parse_args()
+    if git("status", "--porcelain", "--untracked-files=no"):
+        sys.exit("bench.detect compares HEAD with the working tree: commit or stash your changes first")
+    started = time.time()
     prepare_stack()
-    extra_us = round(0.25 * search_cost_us())
-    log(f"slowdown: +{extra_us} us of CPU per search (25% of the hit path's measured cost)")
-    results: dict[str, list[tuple[bool, list[str], float]]] = {"clean": [], "slow": []}
-    for i in range(args.runs):  # alternate, so drift over time affects both sides alike
-        for kind, extra in (("clean", []), ("slow", ["--env", f"SLOWDOWN_SEARCH_US={extra_us}"])):
-            failed, metrics, seconds = check(extra)
-            results[kind].append((failed, metrics, seconds))
-            log(f"  run {i + 1}/{args.runs} {kind:<5}: {'FAILED ' + ', '.join(metrics) if failed else 'passed'}"
-                f" ({seconds:.0f}s)")
-    seconds = [s for runs in results.values() for _, _, s in runs]
+    log("calibrating a 25% slowdown per path")
+    slowdown, effect = calibrate(args.calibration_rounds)
+    runs: dict[str, list[dict[str, Any]]] = {"clean": [], "slow": []}
+    for i in range(args.runs):  # alternate, so drift over time affects both kinds alike
+        for kind, extra in (("clean", []), ("slow", slow_env(slowdown))):
+            data = check(extra)
+            runs[kind].append(data)
+            flagged = [p for p, v in data["paths"].items() if v["failed"]]
+            log(f"  run {i + 1}/{args.runs} {kind:<5}: " + " ".join(f"{p} {v['ratio']:.3f}" for p, v in
+                data["paths"].items()) + f"  -> {'FAILED ' + ','.join(flagged) if flagged else 'passed'}"
+                f" ({data['wall_seconds']:.0f}s)")
+    per_path = {}
+    for p in PATHS:
+        clean = [r["paths"][p]["ratio"] for r in runs["clean"]]
+        slow = [r["paths"][p]["ratio"] for r in runs["slow"]]
+        per_path[p] = {
+            "slowdown_us": slowdown[p], "calibrated_ratio": effect[p], "allowed": 1 - THRESHOLDS[p],
+            "caught": sum(r["paths"][p]["failed"] for r in runs["slow"]),
+            "false_alarms": sum(r["paths"][p]["failed"] for r in runs["clean"]),
+            "clean_ratios": clean, "slow_ratios": slow,
+            # spread of a clean run's median: how far the threshold sits in units of the noise
+            "clean_sd": statistics.stdev(clean) if len(clean) > 1 else 0.0,
+        }
     write_json(OUT, {
-        "runs": args.runs,
-        "slowdown": f"SLOWDOWN_SEARCH_US={extra_us}: +25% server CPU time on every search",
-        "clean_failures": sum(f for f, _, _ in results["clean"]),
-        "slow_failures": sum(f for f, _, _ in results["slow"]),
-        "clean_failed_metrics": sorted({m for _, ms, _ in results["clean"] for m in ms}),
-        "slow_failed_metrics": sorted({m for _, ms, _ in results["slow"] for m in ms}),
-        "check_seconds": sorted(seconds)[len(seconds) // 2],
+        "runs": args.runs, "paths": per_path,
+        "clean_runs_failed": sum(r["exit"] != 0 for r in runs["clean"]),
+        "slow_runs_failed": sum(r["exit"] != 0 for r in runs["slow"]),
+        "check_seconds": statistics.median(r["wall_seconds"] for rs in runs.values() for r in rs),
+        "settings": runs["clean"][0]["settings"], "commit": git("rev-parse", "HEAD"),
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "elapsed_s": time.time() - started,
     })
-    log(f"clean tree failed {sum(f for f, _, _ in results['clean'])}/{args.runs}, "
-        f"slowed tree failed {sum(f for f, _, _ in results['slow'])}/{args.runs}")
+    log("per path: " + ", ".join(f"{p} caught {v['caught']}/{args.runs}, false alarms {v['false_alarms']}/{args.runs}"
+                                 for p, v in per_path.items()))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Deterministic bulk seed shared by the benchmarks and the Locust scenarios.
 
 10k users (bench_1 .. bench_N, all with password BENCH_PASSWORD), 200k tweets whose 1-3 tags
-follow a Zipf distribution over 1,000 topics (topic1 is the hottest). Written with COPY and
-set-based SQL, so seeding takes seconds; a marker table makes it run once per database.
+follow a Zipf distribution over 1,000 topics (topic1 is the hottest). The benchmarks' spec adds
+cold tags (cold1 .. coldN, a few tweets each) so the cache-miss path can be loaded with a tag
+not yet cached on every request. Written with COPY and set-based SQL, so seeding takes seconds;
+a marker table makes it run once per database.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class SeedSpec:
     topics: int = 1_000
     zipf_s: float = 1.1
     seed: int = 42
+    cold_tags: int = 0
+    cold_tweets_per_tag: int = 2
+
+
+# The benchmark stack's data: the default spec plus 50k cold tags for the cache-miss path.
+BENCH_SPEC = SeedSpec(cold_tags=50_000)
 
 
 def zipf_sampler(n: int, s: float, rng: random.Random) -> callable:  # type: ignore[valid-type]
@@ -46,15 +54,27 @@ def topic(rank: int) -> str:
 MARKER = "CREATE TABLE IF NOT EXISTS seed_info (spec jsonb PRIMARY KEY, seeded_at timestamptz DEFAULT now())"
 
 
-async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False) -> bool:
-    """Seed once; returns False when this database already holds this seed."""
+def _spec_json(spec: SeedSpec) -> str:
     import json
 
+    fields = asdict(spec)
+    if not spec.cold_tags:  # specs written before cold tags existed stay recognised
+        del fields["cold_tags"], fields["cold_tweets_per_tag"]
+    return json.dumps(fields)
+
+
+async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, replace: bool = False) -> bool:
+    """Seed once; returns False when this database already holds this seed. With replace (for a
+    database of the benchmarks' own), data seeded with another spec is removed first."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(MARKER)
-        if await conn.fetchval("SELECT 1 FROM seed_info WHERE spec = $1::jsonb", json.dumps(asdict(spec))):
+        if await conn.fetchval("SELECT 1 FROM seed_info WHERE spec = $1::jsonb", _spec_json(spec)):
             return False
+        if replace and await conn.fetchval("SELECT count(*) FROM seed_info"):
+            await conn.execute("""
+                DROP TABLE IF EXISTS seed_mark;
+                TRUNCATE seed_info, tweet_tags, tags, tweets, users RESTART IDENTITY CASCADE""")
         started = time.perf_counter()
         rng = random.Random(spec.seed)
         pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
@@ -72,6 +92,10 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False) -> bo
                 tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
                 msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
                 rows.append((first_user + rng.randrange(spec.users), msg, tags, start + step * i))
+            for c in range(1, spec.cold_tags + 1):
+                for k in range(spec.cold_tweets_per_tag):
+                    rows.append((first_user + rng.randrange(spec.users), f"cold tweet {k} about #cold{c}",
+                                 [f"cold{c}"], start + step * rng.randrange(spec.tweets)))
             await conn.copy_records_to_table("tweets", records=rows,
                                              columns=["user_id", "msg", "tags", "created_at"])
             await conn.execute("""
@@ -81,10 +105,10 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False) -> bo
                 INSERT INTO tags (name, shard, tweet_count)
                     SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
             """)
-            await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", json.dumps(asdict(spec)))
+            await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", _spec_json(spec))
         await conn.execute("ANALYZE")
         if not quiet:
-            print(f"seeded {spec.users} users, {spec.tweets} tweets in {time.perf_counter() - started:.1f}s",
+            print(f"seeded {spec.users} users, {len(rows)} tweets in {time.perf_counter() - started:.1f}s",
                   flush=True)
         return True
     finally:

@@ -28,7 +28,7 @@ from service.errors import DATABASE_DOWN, AppError, ServiceUnavailable
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings, load_settings
-from service.timeline import Timeline
+from service.timeline import Slowdown, Timeline
 
 App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
@@ -73,8 +73,9 @@ def create_app(settings: Settings) -> App:
         ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
         ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
         ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
-                                settings.db_acquire_timeout, local)
-        ctx.timeline.slowdown_us = settings.slowdown_search_us
+                                settings.db_acquire_timeout, local, slowdown=Slowdown(
+                                    settings.slowdown_hit_us, settings.slowdown_miss_us,
+                                    settings.slowdown_bypass_us, settings.slowdown_post_us))
         ctx.request_ids = itertools.count(1)
         ctx.request_id_prefix = f"{os.getpid():x}"
 

@@ -75,9 +75,12 @@ class Settings:
     use_hiredis: bool = True
     use_pipeline: bool = True
     use_singleflight: bool = True
-    # Deliberate extra CPU work per search, in microseconds: only for proving that the CI
-    # performance check catches a slowdown (bench/detect.py). Always 0 in real use.
-    slowdown_search_us: int = 0
+    # Deliberate extra CPU work per request on one path, in microseconds: only for proving that
+    # the CI performance check catches a slower path (bench/detect.py). Always 0 in real use.
+    slowdown_hit_us: int = 0
+    slowdown_miss_us: int = 0
+    slowdown_bypass_us: int = 0
+    slowdown_post_us: int = 0
 
     @property
     def production(self) -> bool:

@@ -41,8 +41,19 @@ class Filled:
     tweets: list[tuple[int, bytes]]  # newest first, at most the cache's size
 
 
+@dataclass(frozen=True, slots=True)
+class Slowdown:
+    """Deliberate busy CPU work per request on one path, in microseconds (SLOWDOWN_*_US): only
+    for proving that the CI performance check catches a slower path (bench/detect.py)."""
+
+    hit_us: int = 0
+    miss_us: int = 0
+    bypass_us: int = 0
+    post_us: int = 0
+
+
 def _burn(microseconds: int) -> None:
-    """Busy CPU work (not sleep): what a slower search path would cost. See SLOWDOWN_SEARCH_US."""
+    """Busy CPU work (not sleep), so the event loop is held as by slower code."""
     end = time.perf_counter() + microseconds / 1e6
     while time.perf_counter() < end:
         pass
@@ -54,7 +65,8 @@ def iso(ts: datetime) -> str:
 
 class Timeline:
     def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
-                 singleflight: bool, acquire_timeout: float, local: LocalCache | None = None) -> None:
+                 singleflight: bool, acquire_timeout: float, local: LocalCache | None = None, *,
+                 slowdown: Slowdown = Slowdown()) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
@@ -64,7 +76,7 @@ class Timeline:
         self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
-        self.slowdown_us = 0
+        self._slowdown = slowdown
 
     # -- serialization: one function for the post response and the cache, so bytes match --
 
@@ -88,6 +100,8 @@ class Timeline:
         return await asyncio.shield(asyncio.ensure_future(self._post(user, new)))
 
     async def _post(self, user: Identity, new: NewTweet) -> bytes:
+        if self._slowdown.post_us:
+            _burn(self._slowdown.post_us)
         async with self._pool.acquire(timeout=self._timeout) as conn:
             row = await tweets.post(conn, user.user_id, new.msg, new.tags)
         body = self.tweet_json(row["id"], new.msg, user.user_id, user.username,
@@ -113,15 +127,19 @@ class Timeline:
 
     async def search(self, q: SearchQuery) -> tuple[bytes, str]:
         """(response body, X-Cache value)."""
-        if self.slowdown_us:
-            _burn(self.slowdown_us)
-        if self._cache is None or self._dirty_since is not None or not self._breaker.allow():
+        if self._cache is None:
+            if self._slowdown.bypass_us:
+                _burn(self._slowdown.bypass_us)
+            return await self._search_db(q), BYPASS
+        if self._dirty_since is not None or not self._breaker.allow():
             return await self._search_db(q), BYPASS
         key = (q.tag, q.page, q.page_size, q.before_id)
         local = self._local
         if local is not None:
             body = local.get(key)
             if body is not None:
+                if self._slowdown.hit_us:
+                    _burn(self._slowdown.hit_us)
                 return body, HIT
             token = local.token(q.tag)
         body, state = await self._search_cached(q)
@@ -140,6 +158,8 @@ class Timeline:
             return await self._search_db(q), BYPASS
         if page is not None:
             if page.complete:
+                if self._slowdown.hit_us:
+                    _burn(self._slowdown.hit_us)
                 return self.page_json(page.items, page.total, q), HIT
             return await self._search_db(q), MISS  # deeper than the cached window
         filled = await self._fills.do(q.tag, lambda: self._fill(q.tag))
@@ -150,6 +170,8 @@ class Timeline:
 
     async def _fill(self, tag: str) -> Filled:
         assert self._cache is not None
+        if self._slowdown.miss_us:
+            _burn(self._slowdown.miss_us)
         version: bytes | None
         try:
             version = await self._cache.version(tag)
