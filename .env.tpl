@@ -62,8 +62,15 @@ TOKEN_TTL_SECONDS=3600
 TOKEN_CACHE_SIZE=10000
 # Threads hashing passwords (argon2id) per worker: bounds concurrent hashing.
 HASH_THREADS=2
+# Hashes admitted beyond the threads, waiting, per worker: past it a login or registration gets
+# 503 with Retry-After at once, so a flood cannot queue work that delays every later login.
+HASH_QUEUE=16
 # Largest request body in bytes (413 above it).
 REQUEST_MAX_SIZE=65536
+# Seconds for a whole request (headers and body) to arrive (408 after), and before an idle
+# keep-alive connection is closed: slow or idle clients cannot hold connections for ever.
+REQUEST_TIMEOUT=10.0
+KEEP_ALIVE_TIMEOUT=30.0
 ACCESS_LOG=false
 
 # Tunings, each switchable so `make bench` can measure it.

@@ -4,38 +4,53 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run migrate test lint stop status clean locust loadtest bench bench-quick bench-check bench-baseline bench-detect
+# The stacks each command uses: run (.data), test (.data/test), bench (.data/bench).
+TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=55442 STACK_REDIS_PORT=56389
+BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=55452 STACK_REDIS_PORT=56399
+
+.PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
+	bench-check bench-baseline bench-detect
+.DEFAULT_GOAL := help
+
+help:  ## this list
+	@echo "Simple Twitter: make <target>   (README.md explains each)"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1|\2/' | column -t -s '|'
 
 $(STAMP):
-	@echo "==> creating $(VENV) and installing packages (first run only)"
+	@echo "==> creating $(VENV) and installing packages (first run only: 2-4 minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt 2> $(VENV)/pip.log \
 		|| { cat $(VENV)/pip.log; exit 1; }
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## the virtualenv .venv with every package (every target does this first)
 
-run: install  ## the service on http://$${HOST:-127.0.0.1}:$${PORT:-2080}, Swagger at /swagger
+run: install  ## the service on http://127.0.0.1:2080 (Swagger UI at /swagger); Ctrl-C stops it
 	$(PY) -m service run
 
-migrate: install
+all: run  ## the original project's command to run the app: same as make run
+
+migrate: install  ## apply pending sql/ migrations to the run stack's database
 	$(PY) -m service migrate
 
-lint: install
+lint: install  ## ruff and mypy
 	$(PY) -m ruff check $(wildcard service tests bench loadtests)
 	$(PY) -m mypy
 
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
 	$(PY) -m pytest tests
 
+# pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
+BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
+
 bench: install  ## every load run, microbenchmarks, RESULTS.md and plots (about 13 minutes)
 	$(PY) -m bench.load
-	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro.json
+	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.report
 
 bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-quick.md
 	$(PY) -m bench.load --quick
-	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider --benchmark-json=bench/results/micro-quick.json
+	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro-quick.json
 	$(PY) -m bench.report --quick
 
 bench-check: install  ## this tree against the baseline commit, side by side in one run (about 2 minutes)
@@ -49,7 +64,6 @@ bench-baseline: install  ## name the baseline commit: make bench-baseline REV=<c
 
 bench-detect: install  ## calibrate a 25% slowdown per path; 10 clean and 10 slowed checks; updates RESULTS.md
 	$(PY) -m bench.detect
-	$(PY) -m bench.report
 
 # Locust: `make loadtest SCENARIO=mixed USERS=50 DURATION=60s` (scenarios: mixed, reader, cold,
 # poster, registrar). Gates: MAX_FAIL_RATIO (default 0) and MAX_P95_MS (default 0 = off).
@@ -61,22 +75,33 @@ MAX_FAIL_RATIO ?= 0
 MAX_P95_MS ?= 0
 NO_SEED ?= 0
 
-locust: install  ## Locust web UI on http://127.0.0.1:8089, target the service (started and seeded if needed)
-	$(PY) -m loadtests.run --ui
+locust: install  ## Locust web UI on http://127.0.0.1:8089 against the service (started and seeded if needed)
+	$(PY) -m loadtests.run --ui --scenario $(SCENARIO) $(if $(filter 1,$(NO_SEED)),--no-seed,)
 
 loadtest: install  ## headless Locust run with gates; CSV, HTML and JSON reports in results/loadtest/
 	$(PY) -m loadtests.run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
 		--processes $(PROCESSES) --max-fail-ratio $(MAX_FAIL_RATIO) --max-p95-ms $(MAX_P95_MS) \
 		$(if $(filter 1,$(NO_SEED)),--no-seed,)
 
-status: install
-	$(PY) -m service stack status
+status: install  ## what is running: the service, the Locust UI and the run, test and bench stacks
+	@$(PY) -m service status
+	@echo "test stack:  $$($(TEST_STACK) $(PY) -m service stack status)"
+	@echo "bench stack: $$($(BENCH_STACK) $(PY) -m service stack status)"
 
-stop: install  ## stop a background service (make locust) and the embedded stacks (run, test, bench)
+stop: install  ## stop the background service, the Locust UI and the run, test and bench stacks
+	$(PY) -m loadtests.run --stop
 	$(PY) -m service stop
 	$(PY) -m service stack down
-	DATA_DIR=.data/test STACK_PG_PORT=55442 STACK_REDIS_PORT=56389 $(PY) -m service stack down
-	DATA_DIR=.data/bench STACK_PG_PORT=55452 STACK_REDIS_PORT=56399 $(PY) -m service stack down
+	$(TEST_STACK) $(PY) -m service stack down
+	$(BENCH_STACK) $(PY) -m service stack down
 
-clean: stop
+reset: install  ## delete the run stack's data (users, tweets, cache) and start empty: asks first
+	@$(PY) -m service reset $(if $(filter 1,$(YES)),--yes,)
+
+clean: install  ## stop everything and delete all the stacks created (.data and their /var/tmp clusters)
+	-$(PY) -m loadtests.run --stop
+	-$(PY) -m service stop
+	$(PY) -m service stack destroy
+	$(TEST_STACK) $(PY) -m service stack destroy
+	$(BENCH_STACK) $(PY) -m service stack destroy
 	rm -rf .data

@@ -6,7 +6,7 @@ run compares identical code. First the deliberate slowdown is calibrated: SLOWDO
 baseline's throughput in a longer side-by-side measurement. Then, N times each, alternating: the
 check on the clean tree, and the check with every path slowed (each slowdown lies on its own path
 only, so each path's verdict in that run is the verdict for its own slowdown). Writes
-bench/results/detection.json, which bench/report.py publishes.
+bench/results/detection.json (committed) and its section of RESULTS.md.
 
     python -m bench.detect [--runs 10]
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.check import PATHS, THRESHOLDS, git
 from bench.harness import log, prepare_stack, write_json
+from bench.report import publish_detection
 from service.settings import ROOT
 
 OUT = ROOT / "bench" / "results" / "detection.json"
@@ -98,7 +99,7 @@ def main() -> None:
             # spread of a clean run's median: how far the threshold sits in units of the noise
             "clean_sd": statistics.stdev(clean) if len(clean) > 1 else 0.0,
         }
-    write_json(OUT, {
+    detection = {
         "runs": args.runs, "paths": per_path,
         "clean_runs_failed": sum(r["exit"] != 0 for r in runs["clean"]),
         "slow_runs_failed": sum(r["exit"] != 0 for r in runs["slow"]),
@@ -106,7 +107,9 @@ def main() -> None:
         "settings": runs["clean"][0]["settings"], "commit": git("rev-parse", "HEAD"),
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "elapsed_s": time.time() - started,
-    })
+    }
+    write_json(OUT, detection)
+    publish_detection(detection)
     log("per path: " + ", ".join(f"{p} caught {v['caught']}/{args.runs}, false alarms {v['false_alarms']}/{args.runs}"
                                  for p, v in per_path.items()))
 

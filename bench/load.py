@@ -18,7 +18,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.harness import HOT_TAG, Server, cpus, log, prepare_stack, signed_token, token, write_json, wrk
+from bench.harness import (
+    HOT_TAG,
+    Server,
+    cpus,
+    flush_cache,
+    log,
+    prepare_stack,
+    signed_token,
+    token,
+    write_json,
+    wrk,
+)
+from bench.seed import BENCH_SPEC
 from service.settings import ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -37,8 +49,8 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "pool size 1": {"DB_POOL_MAX": "1"},
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
-NOT_ON_PATH = {("hiredis off (pure-Python parser)", "miss"), ("pipelining off", "miss"),
-               ("in-process cache off", "miss"), ("in-process cache off", "post")}
+NOT_ON_PATH = {("hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
+               ("in-process cache off", "bypass"), ("in-process cache off", "post")}
 
 
 @dataclass
@@ -70,13 +82,24 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         command = [*PEER_CMD, "--port", "2091", "--workers", str(config.workers)]
     server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
     samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
+    cold = {"cursor": 0}
+
+    def run(endpoint: str, seconds: float) -> dict[str, Any]:
+        if endpoint != "miss":
+            return wrk(server, endpoint, seconds, bearer, load_cpu)
+        flush_cache()  # every request a tag not yet cached: the full fill path
+        result = wrk(server, "cold", seconds, bearer, load_cpu,
+                     script_env={"START": str(cold["cursor"]), "COUNT": str(BENCH_SPEC.cold_tags)})
+        cold["cursor"] += result["requests"] + 64
+        return result
+
     with server:
         bearer = signed_token() if config.peer else token(server.url)
         for endpoint in endpoints:
-            wrk(server, endpoint, plan.warmup, bearer, load_cpu)
+            run(endpoint, plan.warmup)
         for _ in range(rounds):
             for endpoint in endpoints:
-                samples[endpoint].append(wrk(server, endpoint, plan.seconds, bearer, load_cpu))
+                samples[endpoint].append(run(endpoint, plan.seconds))
     out = {}
     for endpoint, runs in samples.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
@@ -92,7 +115,7 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
 def constant_rate(config: Config, endpoint: str, rps: float, seconds: float) -> dict[str, Any]:
     server_cpu, load_cpu = cpus()
     path = {"hit": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10",
-            "miss": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10", "floor": "/ping"}[endpoint]
+            "bypass": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10", "floor": "/ping"}[endpoint]
     with Server(config.env, server_cpu) as server:
         bearer = token(server.url)
         wrk(server, endpoint, 2, bearer, load_cpu)
@@ -214,7 +237,7 @@ def postgres_ceiling(seconds: float) -> dict[str, float]:
         .replace("$3", "0").replace("$2", "10").replace("$1", "'topic1'"),
     }
     _, load_cpu = cpus()
-    env = {**os.environ, "PGPASSWORD": (settings.data_dir / "pg_password").read_text().strip()}
+    env = {**os.environ, "PGPASSWORD": stack.pg_password(settings)}
     out = {}
     for name, sql in statements.items():
         script = RESULTS / "pgbench.sql"
@@ -241,12 +264,13 @@ def run(quick: bool) -> dict[str, Any]:
                                "peer": {}, "constant_rate": {}, "visibility": None}
     base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
     log("endpoints, 1 worker")
-    results["endpoints"]["default"] = measure(base, ["floor", "hit", "post", "login"], plan, plan.rounds)
-    results["endpoints"]["cache off"] = measure(cold, ["floor", "miss"], plan, plan.rounds)
+    results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login"], plan, plan.rounds)
+    results["endpoints"]["cache off"] = measure(cold, ["floor", "bypass"], plan, plan.rounds)
     log("peer stack: FastAPI + uvicorn over the same data and cache code")
-    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "post"], plan, plan.rounds)
+    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "miss", "post"], plan,
+                                         plan.rounds)
     results["peer"]["cache off"] = measure(Config("fastapi cache off", {"CACHE_ENABLED": "false"}, peer=True),
-                                           ["floor", "miss"], plan, plan.rounds)
+                                           ["floor", "bypass"], plan, plan.rounds)
     if plan.full:
         log("worker counts")
         for workers in (1, 2):
@@ -254,14 +278,14 @@ def run(quick: bool) -> dict[str, Any]:
                 **measure(Config(f"{workers} workers", workers=workers), ["floor", "hit", "post"], plan,
                           plan.ablation_rounds),
                 **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
-                                            ["miss"], plan, plan.ablation_rounds).items()}}
+                                            ["bypass"], plan, plan.ablation_rounds).items()}}
         log("ablation: each tuning switched off in turn")
         for label, env in ABLATIONS.items():
             hot = [e for e in ("floor", "hit", "post") if (label, e) not in NOT_ON_PATH]
             row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
-            if (label, "miss") not in NOT_ON_PATH:
+            if (label, "bypass") not in NOT_ON_PATH:
                 row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
-                                                     ["miss"], plan, plan.ablation_rounds).items()})
+                                                     ["bypass"], plan, plan.ablation_rounds).items()})
             results["ablation"][label] = row
         log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
         storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
@@ -272,7 +296,7 @@ def run(quick: bool) -> dict[str, Any]:
             plan.ablation_rounds)
     log("constant rate at 50% of each endpoint's measured maximum")
     for endpoint, config, source in (("floor", base, "default"), ("hit", base, "default"),
-                                     ("miss", cold, "cache off")):
+                                     ("bypass", cold, "cache off")):
         peak = results["endpoints"][source][endpoint]["rps"]
         results["constant_rate"][endpoint] = constant_rate(config, endpoint, peak / 2, 3 if quick else 6)
     log("cross-worker visibility of a new tweet under load")

@@ -79,22 +79,28 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
         rng = random.Random(spec.seed)
         pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
         password_hash = HASHER.hash(BENCH_PASSWORD)
-        first_user = await conn.fetchval("SELECT coalesce(max(id), 0) FROM users") + 1
         async with conn.transaction():
             await conn.execute(
                 "INSERT INTO users (username, full_name, password_hash) "
                 "SELECT 'bench_' || i, 'Bench User ' || i, $1 FROM generate_series(1, $2) i "
                 "ON CONFLICT DO NOTHING", password_hash, spec.users)
+            # The ids the users really have: a sequence with gaps (a failed insert consumes a
+            # value) or users from an earlier partial seed must not shift them.
+            names = [f"bench_{i}" for i in range(1, spec.users + 1)]
+            found = await conn.fetch("SELECT id, lower(username) AS name FROM users "
+                                     "WHERE lower(username) = ANY($1::text[])", names)
+            ids = {r["name"]: r["id"] for r in found}
+            user_ids = [ids[n] for n in names]
             start = datetime.now(UTC) - timedelta(days=30)
             step = timedelta(days=30) / spec.tweets
             rows = []
             for i in range(spec.tweets):
                 tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
                 msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
-                rows.append((first_user + rng.randrange(spec.users), msg, tags, start + step * i))
+                rows.append((user_ids[rng.randrange(spec.users)], msg, tags, start + step * i))
             for c in range(1, spec.cold_tags + 1):
                 for k in range(spec.cold_tweets_per_tag):
-                    rows.append((first_user + rng.randrange(spec.users), f"cold tweet {k} about #cold{c}",
+                    rows.append((user_ids[rng.randrange(spec.users)], f"cold tweet {k} about #cold{c}",
                                  [f"cold{c}"], start + step * rng.randrange(spec.tweets)))
             await conn.copy_records_to_table("tweets", records=rows,
                                              columns=["user_id", "msg", "tags", "created_at"])

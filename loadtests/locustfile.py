@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import os
 import random
 import uuid
 from typing import Any
@@ -175,6 +176,21 @@ class MixedUser(ServiceUser):
     @task(1)
     def sign_up(self) -> None:
         self.register(f"lt_{uuid.uuid4().hex[:16]}")
+
+
+# Which scenarios the web UI offers (make locust SCENARIO=...; LOCUST_SCENARIOS=all offers every
+# one). Locust's class picker ticks every class it offers, so offering one scenario by default
+# keeps Start from running them all at once.
+def _offer(offered: str) -> None:
+    # A function, not a loop at module level: Locust collects every module-level name bound to a
+    # User class, and a loop variable would list the last scenario twice.
+    if offered == "all":
+        return
+    for scenario in (ReaderUser, ColdReaderUser, PosterUser, RegistrarUser, MixedUser):
+        scenario.abstract = scenario.__name__ not in offered.split(",")
+
+
+_offer(os.environ.get("LOCUST_SCENARIOS", "all"))
 
 
 # -- gates ---------------------------------------------------------------------------------------

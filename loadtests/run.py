@@ -2,6 +2,7 @@
 
     python -m loadtests.run --ui                                   web UI on 127.0.0.1:8089
     python -m loadtests.run --scenario mixed --users 50 --duration 60s   headless, with gates
+    python -m loadtests.run --stop                                  stop a Locust UI left running
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from service import stack
 from service.__main__ import start
 from service.db.migrate import migrate
 from service.settings import ROOT, load_settings
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+SHAPES = ROOT / "loadtests" / "shapes.py"
+UI_PORT = 8089
 SCENARIOS = {"reader": "ReaderUser", "cold": "ColdReaderUser", "poster": "PosterUser",
              "registrar": "RegistrarUser", "mixed": "MixedUser"}
 
@@ -39,6 +44,38 @@ def bring_up(seed_data: bool) -> str:
     return start(settings)
 
 
+def ui_processes() -> list[psutil.Process]:
+    """Locust processes listening on the UI port (ours: their command line names locust)."""
+    found = []
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == UI_PORT and conn.pid:
+            try:
+                proc = psutil.Process(conn.pid)
+                if "locust" in " ".join(proc.cmdline()):
+                    found.append(proc)
+            except psutil.Error:
+                pass
+    return found
+
+
+def stop_ui() -> bool:
+    """Stop a Locust web UI (and its worker processes); True if one was running."""
+    procs = ui_processes()
+    family = [q for p in procs for q in (p, *p.children(recursive=True))]
+    for proc in family:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    return bool(procs)
+
+
 def summary(csv_path: Path) -> str:
     rows = list(csv.DictReader(csv_path.open()))
     lines = [f"{'endpoint':<34} {'requests':>9} {'failures':>9} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}"]
@@ -51,7 +88,9 @@ def summary(csv_path: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ui", action="store_true", help="open the web UI instead of a headless run")
-    parser.add_argument("--scenario", default="mixed", choices=sorted(SCENARIOS))
+    parser.add_argument("--stop", action="store_true", help=f"stop a Locust UI on port {UI_PORT}")
+    parser.add_argument("--scenario", default="mixed", choices=[*sorted(SCENARIOS), "all"],
+                        help="the scenario to run; with --ui, the one offered ticked (all: every one)")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=float, default=10)
     parser.add_argument("--duration", default="60s")
@@ -62,20 +101,29 @@ def main() -> int:
     parser.add_argument("--no-seed", action="store_true")
     parser.add_argument("--out", default="", help="results folder (default results/loadtest/<scenario>-<time>)")
     args = parser.parse_args()
+    if args.stop:
+        print(f"Locust UI {'stopped' if stop_ui() else 'not running'}")
+        return 0
     host = args.host or bring_up(seed_data=not args.no_seed)
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
     if args.processes != 1:
         base += ["--processes", str(args.processes)]
     if args.ui:
-        print(f"Locust web UI on http://127.0.0.1:8089 (target {host}); Ctrl-C to stop", flush=True)
-        os.execv(sys.executable, [*base, "--web-host", "127.0.0.1", "--web-port", "8089", "--class-picker"])
+        offered = "all" if args.scenario == "all" else SCENARIOS[args.scenario]
+        os.environ["LOCUST_SCENARIOS"] = offered
+        print(f"Locust web UI on http://127.0.0.1:{UI_PORT} (target {host}), offering {offered} and the "
+              "load shapes (Default, or StepLoadShape: +10 users every 15 s up to 100; STEP_USERS, "
+              "STEP_SECONDS, MAX_USERS change it); make stop or Ctrl-C stops it", flush=True)
+        ui = [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host]
+        os.execv(sys.executable, [*ui, "--web-host", "127.0.0.1", "--web-port", str(UI_PORT), "--class-picker"])
+    classes = list(SCENARIOS.values()) if args.scenario == "all" else [SCENARIOS[args.scenario]]
     out = Path(args.out) if args.out else ROOT / "results" / "loadtest" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     cmd = [*base, "--headless", "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.duration,
            "--csv", str(out / "stats"), "--html", str(out / "report.html"), "--json-file", str(out / "stats"),
            "--only-summary", "--max-fail-ratio", str(args.max_fail_ratio), "--max-p95-ms", str(args.max_p95_ms),
-           SCENARIOS[args.scenario]]
-    print(f"running {SCENARIOS[args.scenario]}: {args.users} users for {args.duration} against {host}", flush=True)
+           *classes]
+    print(f"running {', '.join(classes)}: {args.users} users for {args.duration} against {host}", flush=True)
     code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
     stats = out / "stats_stats.csv"
     if stats.exists():

@@ -1,4 +1,4 @@
-"""python -m service run | migrate | stack up|down|status"""
+"""python -m service run | migrate | start | stop | stack up|down|status|destroy"""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def run(settings: Settings) -> None:
     applied = migrate(settings)
     if applied:
         print(f"migrations applied: {', '.join(applied)}", flush=True)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Simple Twitter on {url} ({settings.workers} worker{'s' if settings.workers > 1 else ''}): "
+          f"Swagger UI {url}/swagger, OpenAPI {url}/openapi.json; Ctrl-C stops it", flush=True)
     loader = AppLoader(factory=create_app_from_env)
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
@@ -90,6 +93,46 @@ def stop(settings: Settings) -> bool:
     return True
 
 
+def status(settings: Settings) -> dict[str, str]:
+    """The background service, the Locust UI and the run stack, as one line of JSON."""
+    import socket
+    import urllib.request
+
+    url = f"http://{settings.host}:{settings.port}"
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
+            service = f"up on {url}" if r.status == 200 else f"answering {r.status} on {url}"
+    except OSError:
+        service = "down"
+    try:
+        with socket.create_connection(("127.0.0.1", 8089), timeout=0.5):
+            locust = "up on http://127.0.0.1:8089"
+    except OSError:
+        locust = "down"
+    return {"service": service, "locust_ui": locust, **stack.status(settings)}
+
+
+def reset(settings: Settings, yes: bool) -> int:
+    """Delete the embedded run stack's data; the next start begins empty."""
+    if settings.database_url or settings.redis_url:
+        print("reset manages only the embedded stack: with DATABASE_URL / REDIS_URL set, reset those "
+              "servers yourself", file=sys.stderr)
+        return 2
+    if not yes:
+        if not sys.stdin.isatty():
+            print("reset deletes every user and tweet of the dev stack: `make reset YES=1`", file=sys.stderr)
+            return 2
+        answer = input(f"delete every user, tweet and cached page under {settings.data_dir}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    stop(settings)
+    removed = stack.destroy(settings)
+    print(f"deleted the dev stack ({', '.join(removed) or 'nothing was there'}); "
+          "`make run` starts an empty one")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending sql/ migrations")
     sub.add_parser("start", help="run the service in the background (pid and log in DATA_DIR)")
     sub.add_parser("stop", help="stop the service started by `start`")
+    sub.add_parser("status", help="the background service, the Locust UI and the embedded stack")
+    reset_cmd = sub.add_parser("reset", help="delete the embedded stack's data (asks first)")
+    reset_cmd.add_argument("--yes", action="store_true", help="do not ask")
     stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
-    stack_cmd.add_argument("action", choices=["up", "down", "status"])
+    stack_cmd.add_argument("action", choices=["up", "down", "status", "destroy"],
+                           help="destroy: stop it and delete all it created (make clean)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -113,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             print(start(settings))
         elif args.command == "stop":
             print("stopped" if stop(settings) else "not running")
+        elif args.command == "status":
+            print(json.dumps(status(settings)))
+        elif args.command == "reset":
+            return reset(settings, args.yes)
         elif args.command == "migrate":
             if stack.embedded(settings):
                 stack.up(settings)
@@ -120,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "up":
             stack.up(settings)
             print(json.dumps(stack.status(settings)))
+        elif args.action == "destroy":
+            print(json.dumps({"removed": stack.destroy(settings)}))
         elif args.action == "down":
             stack.down(settings)
             print(json.dumps(stack.status(settings)))

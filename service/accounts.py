@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from service.db import users
-from service.errors import BAD_CREDENTIALS, USER_EXISTS, InvalidInput, NotFound, Unauthorized
+from service.errors import BAD_CREDENTIALS, USER_EXISTS, USER_GONE, InvalidInput, NotFound, Unauthorized
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.validate import Registration
@@ -45,5 +45,5 @@ class Accounts:
         async with self._pool.acquire(timeout=self._timeout) as conn:
             user = await users.by_id(conn, user_id)
         if user is None:
-            raise NotFound(message="User no longer exists")
+            raise NotFound(message=USER_GONE)
         return {"user_id": user["id"], "username": user["username"], "full_name": user["full_name"]}

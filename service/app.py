@@ -24,7 +24,14 @@ from service.cache.local import LocalCache, listen
 from service.cache.tags import TagCache
 from service.codec import codec
 from service.db.pool import UNAVAILABLE, create_pool
-from service.errors import DATABASE_DOWN, AppError, ServiceUnavailable
+from service.errors import (
+    DATABASE_DOWN,
+    INVALID_TOKEN,
+    USER_GONE,
+    AppError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings, load_settings
@@ -33,6 +40,7 @@ from service.timeline import Slowdown, Timeline
 App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+BEARER = 'Bearer realm="simple-twitter"'
 
 
 def create_app(settings: Settings) -> App:
@@ -45,7 +53,8 @@ def create_app(settings: Settings) -> App:
         USE_UVLOOP=settings.use_uvloop,
         FALLBACK_ERROR_FORMAT="json",
         NOISY_EXCEPTIONS=False,
-        KEEP_ALIVE_TIMEOUT=75,
+        REQUEST_TIMEOUT=settings.request_timeout,
+        KEEP_ALIVE_TIMEOUT=settings.keep_alive_timeout,
     )
     app.ctx.settings = settings
     app.ctx.codec = json
@@ -69,7 +78,7 @@ def create_app(settings: Settings) -> App:
                     listen(ctx.redis, cache.channel, local, settings.breaker_reset_seconds))
         ctx.local = local
         breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
-        ctx.passwords = Passwords(settings.hash_threads)
+        ctx.passwords = Passwords(settings.hash_threads, settings.hash_queue)
         ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
         ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
         ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
@@ -119,6 +128,9 @@ def error_response(app: App, exc: BaseException) -> HTTPResponse:
         status, body = exc.status, exc.body()
         if isinstance(exc, ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized):  # RFC 6750: say which scheme, and why a token failed
+            invalid = exc.message in (INVALID_TOKEN, USER_GONE)
+            headers["WWW-Authenticate"] = BEARER + (', error="invalid_token"' if invalid else "")
     elif isinstance(exc, SanicException):
         status = exc.status_code
         body = {"message": _sanic_message(exc), "code": _code(status)}

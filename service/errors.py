@@ -74,4 +74,6 @@ USER_EXISTS = "User exists"
 BAD_CREDENTIALS = "Invalid username or password"
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 (a message, not a secret)
 INVALID_TOKEN = "Invalid or expired token"  # noqa: S105
+USER_GONE = "User no longer exists"
 DATABASE_DOWN = "Database unavailable, retry shortly"
+HASHING_BUSY = "Too many logins and registrations at once, retry shortly"

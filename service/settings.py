@@ -68,7 +68,13 @@ class Settings:
     token_ttl_seconds: int = 3600
     token_cache_size: int = 10000
     hash_threads: int = 2
+    hash_queue: int = 16  # hashes waiting for a thread, per worker; beyond it: 503 at once
     request_max_size: int = 65536
+    # Deadlines: the whole request (headers and body) must arrive within request_timeout, and an
+    # idle keep-alive connection is closed after keep_alive_timeout, so slow or idle clients
+    # cannot hold connections indefinitely.
+    request_timeout: float = 10.0
+    keep_alive_timeout: float = 30.0
     access_log: bool = False
     use_uvloop: bool = True
     use_orjson: bool = True
@@ -133,6 +139,10 @@ class Settings:
             raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
         if self.local_cache_ttl < 0 or self.local_cache_size < 1:
             raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_SIZE >= 1")
+        if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
+            raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
+        if self.hash_queue < 0:
+            raise SettingsError("HASH_QUEUE must be at least 0")
         if not 0 <= self.cache_ttl_jitter < 1:
             raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
         if self.production:

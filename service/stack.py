@@ -39,7 +39,7 @@ def urls(settings: Settings) -> tuple[str, str]:
     """(DATABASE_URL, REDIS_URL): the configured ones, or the embedded stack's."""
     database = settings.database_url
     if not database:
-        password = _password_file(settings).read_text().strip() if _password_file(settings).exists() else ""
+        password = pg_password(settings)
         database = f"postgresql://{DB_USER}:{password}@127.0.0.1:{settings.stack_pg_port}/{DB_NAME}"
     redis_url = settings.redis_url or f"redis://127.0.0.1:{settings.stack_redis_port}/0"
     return database, redis_url
@@ -121,8 +121,25 @@ def _can_reach(user: str, directory: Path) -> bool:
     return subprocess.run(["test", "-x", str(directory)], user=user, check=False).returncode == 0
 
 
-def _password_file(settings: Settings) -> Path:
-    return settings.data_dir / "pg_password"
+def pg_password(settings: Settings) -> str:
+    """The embedded cluster's password, kept inside the cluster's folder (through the DATA_DIR/pg
+    link) so that the two live and die together; empty before the first start."""
+    path = settings.data_dir / "pg" / "password"
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _complete(root: Path) -> bool:
+    """Written last by _initdb: a cluster without it is half of a start that was interrupted."""
+    return (root / "complete").exists() and (root / "password").exists()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create a file readable by its owner only, atomically (never briefly world-readable)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _pg_run(args: list[str], user: str | None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -134,10 +151,22 @@ def _pg_run(args: list[str], user: str | None, check: bool = True) -> subprocess
 
 def pg_start(settings: Settings) -> None:
     user = _run_as()
+    link = settings.data_dir / "pg"
+    existing = link.resolve() if link.is_symlink() or link.exists() else None
+    old_password = settings.data_dir / "pg_password"  # where earlier versions kept it
+    if existing and (existing / "data" / "PG_VERSION").exists() and old_password.exists():
+        _write_private(existing / "password", old_password.read_text())
+        (existing / "complete").touch()
+        old_password.unlink()
+    if existing is None or not _complete(existing):
+        if existing is not None:
+            _discard_partial(existing, existing / "data", user)
+        if _port_open(settings.stack_pg_port):  # checked before anything is created
+            raise StackError(f"port {settings.stack_pg_port} is taken by another server: set STACK_PG_PORT")
+        root = _pg_root(settings, user)
+        _initdb(settings, root, root / "data", user)
     root = _pg_root(settings, user)
     data = root / "data"
-    if not (data / "PG_VERSION").exists():
-        _initdb(settings, root, data, user)
     if _port_open(settings.stack_pg_port):
         if (data / "postmaster.pid").exists():
             return
@@ -146,6 +175,17 @@ def pg_start(settings: Settings) -> None:
     _pg_run([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
              str(root / "postgres.log"), "-o", opts], user)
     _wait_port(settings.stack_pg_port, "PostgreSQL")
+
+
+def _discard_partial(root: Path, data: Path, user: str | None) -> None:
+    """Stop and remove what an interrupted first start left: a cluster nobody has the password of."""
+    if (data / "postmaster.pid").exists():
+        _pg_run([pg_bin("pg_ctl"), "stop", "-w", "-m", "immediate", "-D", str(data)], user, check=False)
+    for child in root.iterdir() if root.exists() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _initdb(settings: Settings, root: Path, data: Path, user: str | None) -> None:
@@ -179,16 +219,38 @@ def _initdb(settings: Settings, root: Path, data: Path, user: str | None) -> Non
     subprocess.run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(settings.stack_pg_port), "-U",
                     DB_USER, "-d", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"],
                    env=env, check=True, capture_output=True)
-    pw = _password_file(settings)
-    pw.write_text(password)
-    pw.chmod(0o600)
+    _write_private(root / "password", password)
+    (root / "complete").touch()
 
 
 def pg_stop(settings: Settings) -> None:
-    user = _run_as()
-    data = _pg_root(settings, user) / "data"
+    link = settings.data_dir / "pg"
+    if not link.exists():
+        return
+    data = link.resolve() / "data"
     if (data / "postmaster.pid").exists():
-        _pg_run([pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], user, check=False)
+        _pg_run([pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], _run_as(), check=False)
+
+
+def destroy(settings: Settings) -> list[str]:
+    """Stop the embedded stack and delete everything it created, the cluster kept under /var/tmp
+    included. Returns the folders removed."""
+    down(settings)
+    removed = []
+    link = settings.data_dir / "pg"
+    if link.is_symlink():
+        outside = link.resolve()
+        link.unlink()
+        if outside.exists():
+            shutil.rmtree(outside.parent if outside.parent.name.startswith("simple-twitter-") else outside)
+            removed.append(str(outside.parent))
+    for path in (link, settings.data_dir / "redis", settings.data_dir / "pg_password"):
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(str(path))
+        elif path.exists():
+            path.unlink()
+    return removed
 
 
 # -- Redis -----------------------------------------------------------------------------------

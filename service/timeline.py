@@ -27,6 +27,7 @@ from service.cache.singleflight import SingleFlight
 from service.cache.tags import Page, TagCache
 from service.codec import Codec
 from service.db import tweets
+from service.errors import USER_GONE, Unauthorized
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
 
@@ -103,7 +104,10 @@ class Timeline:
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
         async with self._pool.acquire(timeout=self._timeout) as conn:
-            row = await tweets.post(conn, user.user_id, new.msg, new.tags)
+            try:
+                row = await tweets.post(conn, user.user_id, new.msg, new.tags)
+            except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
+                raise Unauthorized(message=USER_GONE) from None
         body = self.tweet_json(row["id"], new.msg, user.user_id, user.username,
                                row["created_at"], new.tags)
         if self._cache is not None and new.tags:

@@ -19,6 +19,9 @@ USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
 MAX_MSG = 280
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
+# OFFSET pagination reads and skips every row before the page: past this depth a page would hold
+# a pooled connection for a long scan, so deeper reads go by keyset (before_id), at any depth.
+MAX_OFFSET = 10_000
 
 
 def json_object(body: bytes, loads: Callable[[bytes], Any]) -> dict[str, Any]:
@@ -41,6 +44,14 @@ def _string(data: Mapping[str, Any], name: str, low: int, high: int) -> str:
         raise BadRequest({name: "must be a string"})
     if not low <= len(value) <= high:
         raise BadRequest({name: f"must be {low}-{high} characters"})
+    # PostgreSQL text holds neither NUL nor unpaired surrogates (which a JSON \ud800 escape makes).
+    if "\x00" in value:
+        raise BadRequest({name: "must not contain the NUL character (\\u0000)"})
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise BadRequest({name: "must be valid Unicode (no unpaired surrogate)"}) from None
     return value
 
 
@@ -98,14 +109,17 @@ class SearchQuery:
     before_id: int | None
 
 
+DIGITS = re.compile(r"[0-9]{1,20}")
+
+
 def _int_arg(args: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
     raw = args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest({name: "must be an integer"}) from None
+    # Plain ASCII digits only: int() would also take "1_0", " 10", "+10" and other scripts' digits.
+    if not DIGITS.fullmatch(raw):
+        raise BadRequest({name: "must be an integer written with the digits 0-9"})
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest({name: f"must be between {low} and {high}"})
     return value
@@ -130,4 +144,7 @@ def search_query(args: Mapping[str, str]) -> SearchQuery:
     page_size = _int_arg(args, "page_size", 10, 1, MAX_PAGE_SIZE)
     before_id = _int_arg(args, "before_id", None, 1, 2**63 - 1)
     assert page is not None and page_size is not None
+    if (page - 1) * page_size > MAX_OFFSET:
+        raise BadRequest({"page": f"pages start at most {MAX_OFFSET} tweets deep; for older tweets pass "
+                                  "before_id (the id of the oldest tweet you have) with page=1"})
     return SearchQuery(tag, page, page_size, before_id)

@@ -35,7 +35,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Bad input (malformed JSON, wrong types, missing or over-long fields)",
-            401: "Missing, malformed, forged or expired token / wrong credentials",
+            401: "Missing, malformed, forged or expired token / wrong credentials (header "
+                 "WWW-Authenticate: Bearer, with error=\"invalid_token\" for a bad token)",
             413: "Body larger than REQUEST_MAX_SIZE", 422: "Username taken ('User exists')",
             503: "PostgreSQL unavailable (Retry-After set)"}
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
@@ -95,7 +96,11 @@ PATHS: dict[str, Any] = {
         "201": _json(_envelope(_ref("User")), "Created"), **_errors(400, 413, 422, 503)},
         body="Registration")},
     "/api/v1/login": {"post": _op("Log in: get a bearer token", {
-        "200": _json({"type": "object", "properties": {"access_token": STRING, "token_type": STRING}},
+        "200": _json({"type": "object", "required": ["access_token", "token_type"], "properties": {
+            "access_token": {"type": "string", "description": "A signed token (JWT, HS256) valid for "
+                             "TOKEN_TTL_SECONDS (default 3600): send it as `Authorization: Bearer <token>`"},
+            "token_type": {"type": "string", "enum": ["bearer"],
+                           "description": "Always `bearer` (RFC 6750), as in OAuth 2 token responses"}}},
                      "Token"), **_errors(400, 401, 503)}, body="Credentials")},
     "/api/v1/me": {"get": _op("The token's user", {
         "200": _json({"type": "object", "properties": {"me": _ref("User")}}, "User"),
@@ -110,11 +115,14 @@ PATHS: dict[str, Any] = {
         "200": _json({"type": "object", "properties": {
             "data": {"type": "array", "items": _ref("Tweet")}, "code": STRING,
             "pagination": {"type": "object", "properties": {
-                "total": INTEGER, "page": INTEGER, "page_size": INTEGER}}}},
+                "total": {"type": "integer", "description": "Every tweet with the tag, whatever page, "
+                          "page_size and before_id: with before_id the page may hold fewer"},
+                "page": INTEGER, "page_size": INTEGER}}}},
             "A page of tweets; header X-Cache is HIT, MISS or BYPASS"),
         **_errors(400, 401, 503)}, auth=True, parameters=[
             _query("tag", {"type": "string", "maxLength": 65}, "Tag, with or without '#'", True),
-            _query("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number"),
+            _query("page", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1},
+                   "Page number; (page - 1) x page_size may be at most 10000: deeper, use before_id"),
             _query("page_size", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                    "Tweets per page"),
             _query("before_id", {"type": "integer", "minimum": 1},

@@ -14,6 +14,7 @@ bp = Blueprint("health")
 PROBE_TIMEOUT = 1.0
 
 
+@bp.head("/health", name="health_head")
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
@@ -40,6 +41,7 @@ async def health(request: Request) -> HTTPResponse:
     return json(request, body, 200 if postgres == "up" else 503)
 
 
+@bp.head("/ping", name="ping_head")
 @bp.get("/ping")
 async def ping(request: Request) -> HTTPResponse:
     """A constant small body: the floor that other endpoints are measured against."""

@@ -1,6 +1,9 @@
 import re
+import socket
+import time
 
 import httpx
+import pytest
 
 from service.api.docs import OPENAPI
 from tests.conftest import Server
@@ -62,3 +65,44 @@ def test_swagger_renders_from_local_assets(client: httpx.Client) -> None:
     for asset in assets:
         r = client.get(asset)
         assert r.status_code == 200 and len(r.content) > 1000, asset
+
+
+def test_head_on_health_and_ping(client: httpx.Client) -> None:
+    for path in ("/health", "/ping"):
+        r = client.head(path)
+        assert r.status_code == 200, path
+        assert r.content == b"" and r.headers["content-type"].startswith("application/json")
+
+
+def test_every_401_says_bearer(client: httpx.Client) -> None:
+    missing = client.get("/api/v1/me")
+    invalid = client.get("/api/v1/me", headers={"Authorization": "Bearer not.a.token"})
+    login = client.post("/api/v1/login", json={"username": "nobody_here", "password": "wrong password"})
+    assert [r.status_code for r in (missing, invalid, login)] == [401, 401, 401]
+    assert missing.headers["www-authenticate"] == 'Bearer realm="simple-twitter"'
+    assert invalid.headers["www-authenticate"] == 'Bearer realm="simple-twitter", error="invalid_token"'
+    assert login.headers["www-authenticate"] == 'Bearer realm="simple-twitter"'
+
+
+def test_page_with_underscores_is_400(client: httpx.Client, auth: dict[str, str]) -> None:
+    r = client.get("/api/v1/search-tweets", params={"tag": "python", "page": "1_0"}, headers=auth)
+    assert r.status_code == 400
+    assert r.json()["errors"] == {"page": "must be an integer written with the digits 0-9"}
+
+
+def test_a_client_trickling_headers_is_cut_off(urls: tuple[str, str],
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.conftest import start_server
+
+    srv = start_server(urls, tmp_path_factory, REQUEST_TIMEOUT="1")
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            started = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            assert time.monotonic() - started < 5  # closed by the server after about 1 s
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
+    finally:
+        srv.stop()

@@ -1,6 +1,8 @@
 """The Locust scenarios against the real running service: headless runs, the web UI, the gates."""
 
 import csv
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from service.settings import ROOT
 from tests.conftest import Server, free_port
 
 LOCUSTFILE = str(ROOT / "loadtests" / "locustfile.py")
+SHAPES = str(ROOT / "loadtests" / "shapes.py")
 SCENARIOS = ["ReaderUser", "ColdReaderUser", "PosterUser", "RegistrarUser", "MixedUser"]
 
 
@@ -71,3 +74,47 @@ def test_web_ui_lists_scenarios(server: Server) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def start_ui(host: str, port: int, offered: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LOCUST_SCENARIOS": offered}
+    proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host,
+                             "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the Locust UI did not start")
+
+
+def test_web_ui_offers_one_scenario_ticked_and_the_shapes(server: Server) -> None:
+    port = free_port()
+    proc = start_ui(server.url, port, "MixedUser")
+    try:
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        assert "MixedUser" in page and "StepLoadShape" in page
+        assert not any(name in page for name in SCENARIOS if name != "MixedUser")  # nothing else ticked
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_stop_frees_the_ui_port(server: Server) -> None:
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", 8089)) != 0, "port 8089 is already in use"
+    proc = start_ui(server.url, 8089, "all")
+    try:
+        stopped = subprocess.run([sys.executable, "-m", "loadtests.run", "--stop"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert stopped.returncode == 0 and "Locust UI stopped" in stopped.stdout, stopped
+        assert proc.wait(timeout=15) is not None
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", 8089)) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

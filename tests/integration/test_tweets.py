@@ -140,3 +140,33 @@ def test_concurrent_posts_same_new_tag(client: httpx.Client, auth: dict[str, str
     body = search(client, auth, tag, page_size=100).json()
     assert body["pagination"]["total"] == 40 and len(body["data"]) == 40
     assert len({t["id"] for t in body["data"]}) == 40
+
+
+@pytest.fixture(scope="module")
+def bypass_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.conftest import start_server
+
+    srv = start_server(urls, tmp_path_factory, CACHE_ENABLED="false")
+    yield srv
+    srv.stop()
+
+
+def test_tweet_bytes_identical_from_post_fill_cache_and_database(
+        client: httpx.Client, auth: dict[str, str], urls: tuple[str, str], bypass_server) -> None:  # type: ignore[no-untyped-def]
+    """The JSON of a tweet is built by Python (post) and by SQL (fill, bypass): same bytes."""
+    tag = unique("bytes")
+    msg = f'q"uote \\ back\tslash\nline \x01\x1f\x7f é 日本 🎉 \u2028 </script> #{tag}'
+    r = client.post("/api/v1/tweet", json={"msg": msg, "tags": ["Zeta", "alpha"]}, headers=auth)
+    assert r.status_code == 201, r.text
+    tweet = r.content[len(b'{"data":'): -len(b',"code":"success"}')]
+    assert r.content == b'{"data":' + tweet + b',"code":"success"}'
+    assert httpx.Response(200, content=tweet).json()["msg"] == msg
+    fill = client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    assert fill.headers["X-Cache"] == "MISS"
+    assert fill.content.startswith(b'{"data":[' + tweet + b'],')
+    cached = redis.Redis.from_url(urls[1]).zrange(f"st:t:{tag}", 0, -1)
+    assert tweet in cached
+    hit = client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    assert hit.headers["X-Cache"] == "HIT" and hit.content == fill.content
+    bypass = httpx.get(f"{bypass_server.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    assert bypass.headers["X-Cache"] == "BYPASS" and bypass.content == fill.content

@@ -35,3 +35,14 @@ def test_failure_message_names_path_ratio_rounds_and_baseline() -> None:
     message = failure_message("post", v, "0123456789abcdef")
     assert message.startswith("post: the candidate ran at 0.80x")
     assert "between 0.70 and 0.85" in message and "0123456789ab" in message
+
+
+def test_results_section_is_replaced_in_place_or_appended() -> None:
+    from bench.report import replace_section
+
+    text = "# R\n\n## A\n\na\n\n## CI check\n\nold\n\n## Z\n\nz\n"
+    assert replace_section(text, "## CI check", "## CI check\n\nnew\n") == \
+        "# R\n\n## A\n\na\n\n## CI check\n\nnew\n\n## Z\n\nz\n"
+    assert replace_section("# R\n\n## CI check\n\nold\n", "## CI check", "## CI check\n\nnew\n") == \
+        "# R\n\n## CI check\n\nnew\n"
+    assert replace_section("# R\n", "## CI check", "## CI check\n\nnew\n") == "# R\n\n## CI check\n\nnew\n"

@@ -52,7 +52,10 @@ def test_new_tweet_accepts_280_and_merges_tags() -> None:
 @pytest.mark.parametrize("args", [
     {}, {"tag": ""}, {"tag": "bad tag"}, {"tag": "x", "page": "abc"}, {"tag": "x", "page": "0"},
     {"tag": "x", "page_size": "0"}, {"tag": "x", "page_size": "101"}, {"tag": "x", "before_id": "-1"},
-    {"tag": "x", "page": "1.5"},
+    {"tag": "x", "page": "1.5"}, {"tag": "x", "page": "1_0"}, {"tag": "x", "page": " 10"},
+    {"tag": "x", "page": "+2"}, {"tag": "x", "page_size": "\u0661\u0660"},
+    {"tag": "x", "before_id": "9" * 30}, {"tag": "x", "page": "102", "page_size": "100"},
+    {"tag": "x", "page": "10000"},
 ])
 def test_search_query_rejects(args: dict[str, str]) -> None:
     with pytest.raises(BadRequest):
@@ -62,3 +65,9 @@ def test_search_query_rejects(args: dict[str, str]) -> None:
 def test_search_query_defaults_and_normalises() -> None:
     q = validate.search_query({"tag": "#Python"})
     assert (q.tag, q.page, q.page_size, q.before_id) == ("python", 1, 10, None)
+
+
+def test_deepest_offset_page_and_keyset_beyond_it() -> None:
+    assert validate.search_query({"tag": "x", "page": "101", "page_size": "100"}).page == 101
+    deep = validate.search_query({"tag": "x", "before_id": "123456", "page_size": "100"})
+    assert (deep.page, deep.before_id) == (1, 123456)
