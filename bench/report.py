@@ -291,7 +291,8 @@ def main() -> None:
             "tag on every request, cache on and flushed before each round, so every request takes the full "
             "fill path (Redis miss, version read, window query, fill script; X-Cache: MISS). bypass: the hot "
             "tag with CACHE_ENABLED=false, so every request reads PostgreSQL (X-Cache: BYPASS). post: POST "
-            "/api/v1/tweet with 1-3 Zipf tags. login: argon2id verification. floor: GET /ping, a constant "
+            "/api/v1/tweet with 1-3 Zipf tags. login: argon2id verification, 16 connections (within the "
+            "hashing admission bound HASH_THREADS + HASH_QUEUE = 18; more are shed with 503). floor: GET /ping, a constant "
             "small JSON body from the same app, measured in the same server run.",
             f"- Total time of the HTTP runs: {http['elapsed_s']:.0f} s."]
     out += ["", "## Targets", ""]

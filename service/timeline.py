@@ -40,6 +40,10 @@ HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 class Filled:
     total: int
     tweets: list[tuple[int, bytes]]  # newest first, at most the cache's size
+    # Stored in Redis, so no post to the tag came between the version read and the store: the
+    # rows are current. Otherwise a post may have been acknowledged while the fill ran, and a
+    # search that joined the fill after that acknowledgement must not be answered from it.
+    current: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +172,9 @@ class Timeline:
             return await self._search_db(q), MISS  # deeper than the cached window
         filled = await self._fills.do(q.tag, lambda: self._fill(q.tag))
         page = self._slice(filled, offset, q.page_size, q.before_id)
-        if page.complete:
+        if page.complete and filled.current:
             return self.page_json(page.items, page.total, q), MISS
-        return await self._search_db(q), MISS
+        return await self._search_db(q), MISS  # deeper than the window, or a fill that raced a post
 
     async def _fill(self, tag: str) -> Filled:
         assert self._cache is not None
@@ -184,13 +188,13 @@ class Timeline:
             version = None
         async with self._pool.acquire(timeout=self._timeout) as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
-        filled = Filled(total, rows)
+        stored = False
         if version is not None and self._dirty_since is None:
             try:
-                await self._cache.fill(tag, version, total, filled.tweets)
+                stored = await self._cache.fill(tag, version, total, rows)
             except CACHE_ERRORS:
                 self._breaker.failure()
-        return filled
+        return Filled(total, rows, stored)
 
     def _slice(self, filled: Filled, offset: int, count: int, before_id: int | None) -> Page:
         tweets_ = filled.tweets
