@@ -15,9 +15,10 @@ DATA_DIR=.data
 DATABASE_URL=
 # e.g. redis://127.0.0.1:6379/0
 REDIS_URL=
-# Ports of the embedded stack (loopback only, deliberately not the standard ones).
-STACK_PG_PORT=55432
-STACK_REDIS_PORT=56379
+# Ports of the embedded stack (loopback only, deliberately not the standard ones, and below
+# Linux's ephemeral range 32768-60999, so no outgoing connection can hold them by chance).
+STACK_PG_PORT=25432
+STACK_REDIS_PORT=26379
 STACK_REDIS_MAXMEMORY=256mb
 
 # Connections all workers together may open (PostgreSQL default max_connections is 100).

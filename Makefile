@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
 # The stacks each command uses: run (.data), test (.data/test), bench (.data/bench).
-TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=55442 STACK_REDIS_PORT=56389
-BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=55452 STACK_REDIS_PORT=56399
+TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=25442 STACK_REDIS_PORT=26389
+BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=25452 STACK_REDIS_PORT=26399
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
 	bench-check bench-baseline bench-detect

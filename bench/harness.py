@@ -24,8 +24,8 @@ WRK_DIR = ROOT / "bench" / "wrk"
 BENCH_ENV = {
     "ENV": "development",
     "DATA_DIR": str(ROOT / ".data" / "bench"),
-    "STACK_PG_PORT": "55452",
-    "STACK_REDIS_PORT": "56399",
+    "STACK_PG_PORT": "25452",
+    "STACK_REDIS_PORT": "26399",
     "DATABASE_URL": "",
     "REDIS_URL": "",
     "HOST": "127.0.0.1",

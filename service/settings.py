@@ -38,8 +38,10 @@ class Settings:
     data_dir: Path = ROOT / ".data"
     database_url: str = ""
     redis_url: str = ""
-    stack_pg_port: int = 55432
-    stack_redis_port: int = 56379
+    # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
+    # take local ports from that range and once made a stack fail to bind (Address in use).
+    stack_pg_port: int = 25432
+    stack_redis_port: int = 26379
     stack_redis_maxmemory: str = "256mb"
     # PostgreSQL's default max_connections is 100 (3 reserved for superusers): the pools of all
     # workers together use at most this many, leaving room for psql, migrations and the harness.

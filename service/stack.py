@@ -161,7 +161,8 @@ def pg_start(settings: Settings) -> None:
     if existing is None or not _complete(existing):
         if existing is not None:
             _discard_partial(existing, existing / "data", user)
-        if _port_open(settings.stack_pg_port):  # checked before anything is created
+        if _port_open(settings.stack_pg_port) or not _bindable(settings.stack_pg_port):
+            # checked before anything is created
             raise StackError(f"port {settings.stack_pg_port} is taken by another server: set STACK_PG_PORT")
         root = _pg_root(settings, user)
         _initdb(settings, root, root / "data", user)
@@ -175,6 +176,17 @@ def pg_start(settings: Settings) -> None:
     _pg_run([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
              str(root / "postgres.log"), "-o", opts], user)
     _wait_port(settings.stack_pg_port, "PostgreSQL")
+
+
+def _bindable(port: int) -> bool:
+    """Can a server listen on 127.0.0.1:port now? (A connection's local end can hold it too.)"""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _discard_partial(root: Path, data: Path, user: str | None) -> None:

@@ -23,8 +23,8 @@ TEST_SECRET = "test-secret-" + "x" * 40
 TEST_ENV = {
     "ENV": "test",
     "DATA_DIR": str(ROOT / ".data" / "test"),
-    "STACK_PG_PORT": "55442",
-    "STACK_REDIS_PORT": "56389",
+    "STACK_PG_PORT": "25442",
+    "STACK_REDIS_PORT": "26389",
     "DATABASE_URL": "",
     "REDIS_URL": "",
     "TOKEN_SECRET": TEST_SECRET,
