@@ -8,8 +8,10 @@ its own before answering, so the next search on the same connection sees the twe
 
 Safety: the local cache is used only while the subscription is live. When it drops (Redis down,
 connection lost) the cache is cleared and bypassed until re-subscribed, since invalidations
-sent meanwhile were lost. A page read before an invalidation is not stored after it (a per-tag
-generation is checked), so a slow read cannot reinstate stale bytes.
+sent meanwhile were lost; every subscribe confirmation clears it too, which covers redis-py
+reconnecting and re-subscribing by itself without raising. A page read before an invalidation
+is not stored after it (a per-tag generation is checked), so a slow read cannot reinstate
+stale bytes.
 """
 
 from __future__ import annotations
@@ -87,14 +89,20 @@ class LocalCache:
 async def listen(client: redis.Redis, channel: str, local: LocalCache, retry_seconds: float) -> None:
     """Run for the worker's lifetime: apply invalidations; re-subscribe after any failure."""
     while True:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Subscribe confirmations are kept: redis-py reconnects a broken pub/sub connection by
+        # itself and subscribes again, without raising, and messages sent while it was cut are
+        # lost. Each confirmation (the first and every later one) drops the pages kept so far.
+        pubsub = client.pubsub(ignore_subscribe_messages=False)
         try:
             await pubsub.subscribe(channel)
-            local.clear()  # whatever happened while we were not listening is unknown
-            local.active = True
             while True:
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    local.clear()  # whatever happened while we were not listening is unknown
+                    local.active = True
+                elif message["type"] == "message":
                     data = message["data"]
                     for tag in (data.decode() if isinstance(data, bytes) else str(data)).split():
                         local.invalidate(tag)
