@@ -66,6 +66,9 @@ HASH_THREADS=2
 # Hashes admitted beyond the threads, waiting, per worker: past it a login or registration gets
 # 503 with Retry-After at once, so a flood cannot queue work that delays every later login.
 HASH_QUEUE=16
+# Hashing threads run this much nicer than the event loop (0-19; 0 = same priority), so a login
+# flood slows logins, not searches and posts (or Redis replies, which would open the breaker).
+HASH_NICENESS=10
 # Largest request body in bytes (413 above it).
 REQUEST_MAX_SIZE=65536
 # Seconds for a whole request (headers and body) to arrive (408 after), and before an idle

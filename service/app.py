@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> App:
                     listen(ctx.redis, cache.channel, local, settings.breaker_reset_seconds))
         ctx.local = local
         breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
-        ctx.passwords = Passwords(settings.hash_threads, settings.hash_queue)
+        ctx.passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
         ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
         ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
         ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,

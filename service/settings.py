@@ -71,6 +71,7 @@ class Settings:
     token_cache_size: int = 10000
     hash_threads: int = 2
     hash_queue: int = 16  # hashes waiting for a thread, per worker; beyond it: 503 at once
+    hash_niceness: int = 10  # hashing threads' priority below the event loop's (0: the same)
     request_max_size: int = 65536
     # Deadlines: the whole request (headers and body) must arrive within request_timeout, and an
     # idle keep-alive connection is closed after keep_alive_timeout, so slow or idle clients
@@ -143,6 +144,8 @@ class Settings:
             raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_SIZE >= 1")
         if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
             raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
+        if not 0 <= self.hash_niceness <= 19:
+            raise SettingsError("HASH_NICENESS must be 0-19")
         if self.hash_queue < 0:
             raise SettingsError("HASH_QUEUE must be at least 0")
         if not 0 <= self.cache_ttl_jitter < 1:

@@ -10,6 +10,8 @@ later login would wait behind until it timed out.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -24,8 +26,9 @@ T = TypeVar("T")
 
 
 class Passwords:
-    def __init__(self, threads: int, queue: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+    def __init__(self, threads: int, queue: int, niceness: int = 10) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2",
+                                        initializer=_lower_priority, initargs=(niceness,))
         self._limit = threads + queue
         self._admitted = 0
         # Verified against when the user does not exist, so an unknown username takes as long
@@ -50,6 +53,17 @@ class Passwords:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority(niceness: int) -> None:
+    """Hashing threads yield the CPU to everything else: a login flood then slows logins, not
+    the event loop, Redis and PostgreSQL (whose delayed replies would open the cache breaker)."""
+    try:
+        thread = threading.get_native_id()
+        lower = min(19, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
+        os.setpriority(os.PRIO_PROCESS, thread, lower)
+    except OSError:  # not permitted here: hashing keeps the normal priority
+        pass
 
 
 def _verify(stored: str, password: str, real: bool) -> tuple[bool, str | None]:

@@ -39,3 +39,21 @@ def test_a_refusal_carries_retry_after() -> None:
         asyncio.run(two())
     finally:
         passwords.close()
+
+
+def test_hashing_threads_run_at_a_lower_priority() -> None:
+    import os
+    import threading
+
+    passwords = Passwords(threads=1, queue=0, niceness=10)
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def inside() -> int:
+        return await passwords._run(niceness)
+
+    try:
+        assert asyncio.run(inside()) == min(19, niceness() + 10)
+    finally:
+        passwords.close()
