@@ -304,10 +304,10 @@ def main() -> None:
         if len(per_round) < 2:
             noise, verdict = "1 round: spread not measured", "met" if ratio[k] >= t else "**missed** (1 round)"
         else:
-            noise = f"{len(per_round)} rounds, {lo:.0%} - {hi:.0%}"
+            noise = f"{len(per_round)} rounds, {lo:.1%} - {hi:.1%}"
             verdict = ("met" if lo >= t else "**missed**" if hi < t else
                        f"{'met' if ratio[k] >= t else 'missed'} by the median, within the noise")
-        rows.append([name, f"≥ {t:.0%}", f"{ratio[k]:.0%}", noise, verdict])
+        rows.append([name, f"≥ {t:.0%}", f"{ratio[k]:.1%}", noise, verdict])
     hit_rate = http["constant_rate"]["hit"]
     rows.append(["p99 of search HIT at 50% of its max rate", "≤ 5 ms", f"{hit_rate['p99_ms']:.2f} ms",
                  f"one run of {hit_rate['seconds']} s", "met" if hit_rate["p99_ms"] <= 5 else "**missed**"])
