@@ -9,7 +9,7 @@ TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=25442 STACK_REDIS_PORT=26389
 BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=25452 STACK_REDIS_PORT=26399
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect
+	bench-check bench-baseline bench-detect soak
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -52,6 +52,10 @@ bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-q
 	$(PY) -m bench.load --quick
 	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro-quick.json
 	$(PY) -m bench.report --quick
+
+SOAK_MINUTES ?= 10
+soak: install  ## a long Mixed run on 2 workers sampling memory, fds and pools; plot and RESULTS.md section
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 bench-check: install  ## this tree against the baseline commit, side by side in one run (about 2 minutes)
 	$(PY) -m bench.check --output bench/results/check-last.json

@@ -234,6 +234,33 @@ def detection_section(detection: dict[str, Any] | None) -> list[str]:
     return out
 
 
+SOAK_TITLE = "## Soak"
+
+
+def soak_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's soak section, from bench/results/soak.json (bench/soak.py)."""
+    rows = []
+    for i, (_, w) in enumerate(sorted(result["per_worker"].items())):
+        rows.append([f"worker {i + 1}"] + [
+            f"{w[k]['start']:.1f} -> {w[k]['end']:.1f} ({w[k]['slope_per_10min']:+.2f} per 10 min)" if k == "rss_mb"
+            else f"{w[k]['start']:.0f} -> {w[k]['end']:.0f} (max {w[k]['max']:.0f})"
+            for k in ("rss_mb", "fds", "pg_conns", "redis_conns")])
+    r = result["redis_mb"]
+    return [
+        SOAK_TITLE, "",
+        f"`make soak` on {result['measured_at']}: Locust MixedUser, {result['users']} users, "
+        f"{result['minutes']:g} minutes against 2 workers (bench stack), sampled every {result['sample_s']} s; "
+        f"growth is measured from the end of a {result['warmup_s']:.0f} s warm-up to the end of the run. "
+        f"{result['requests']:,} requests at {result['rps']:.0f} req/s, {result['failures']} failures, "
+        f"p95 {result['p95_ms']:.0f} ms.", "",
+        "![soak](bench/plots/soak.png)", "",
+        table(["", "RSS MB (after warm-up -> end)", "open fds", "PostgreSQL connections", "Redis connections"], rows),
+        "",
+        f"Redis used memory: {r['start']:.1f} -> {r['end']:.1f} MB ({r['slope_per_10min']:+.2f} MB per 10 min; "
+        "it holds the cache of every tag searched, bounded by maxmemory with LRU eviction).",
+    ]
+
+
 def replace_section(text: str, title: str, section: str) -> str:
     """text with the section headed by title (up to the next '## ' heading) replaced, or appended."""
     start = text.find(title + "\n")
@@ -405,6 +432,9 @@ def main() -> None:
     out += ["", "## Microbenchmarks (pytest-benchmark, real PostgreSQL and Redis)", "",
             "Async benchmarks run on one long-lived uvloop loop, 50 awaits per round; times are per "
             "operation.", "", micro_section(micro)]
+    soak_path = RESULTS / "soak.json"
+    if soak_path.exists():
+        out += ["", *soak_section(json.loads(soak_path.read_text()))]
     out += ["", *detection_section(detection)]
     out += ["", "## Settings of every run", "",
             "Every server ran with the defaults of .env.tpl plus these overrides:", ""]
