@@ -107,12 +107,9 @@ def unpack(commit: str) -> Path:
 class Side:
     name: str  # "baseline" or "candidate"
     tree: Path
-    redis_db: int
+    redis_url: str  # the bench Redis, a database of this side's own
     env: dict[str, str] = field(default_factory=dict)  # extra settings for this side only
     cold_cursor: int = 0  # next cold tag for the miss path
-
-    def redis_url(self) -> str:
-        return stack.urls(bench_settings())[1].rsplit("/", 1)[0] + f"/{self.redis_db}"
 
 
 def start_servers(sides: list[Side], server_cpu: str, exits: ExitStack) -> dict[tuple[str, bool], Server]:
@@ -121,7 +118,7 @@ def start_servers(sides: list[Side], server_cpu: str, exits: ExitStack) -> dict[
     servers = {}
     for side in sides:
         for cached in (True, False):
-            env = {**COMMON, "DATABASE_URL": database_url, "REDIS_URL": side.redis_url(),
+            env = {**COMMON, "DATABASE_URL": database_url, "REDIS_URL": side.redis_url,
                    "CACHE_PREFIX": f"ck{side.name[0]}", "TOKEN_SECRET": settings.token_secret,
                    "CACHE_ENABLED": str(cached).lower(), "PORT": str(PORTS[(side.name, cached)]), **side.env}
             servers[(side.name, cached)] = exits.enter_context(Server(env, server_cpu, cwd=side.tree))
@@ -150,7 +147,7 @@ def measure(sides: list[Side], rounds: int, seconds: int, warmup: int,
         def pair(path: str, secs: int) -> dict[str, float]:
             if path == "miss":  # every request a tag not yet cached, on both sides
                 for side in sides:
-                    client = redis.Redis.from_url(side.redis_url())
+                    client = redis.Redis.from_url(side.redis_url)
                     client.flushdb()
                     client.close()
             out: dict[str, dict[str, Any]] = {}
@@ -229,8 +226,9 @@ def main() -> int:
         candidate = git("rev-parse", "HEAD")[:12] + (" with uncommitted changes" if dirty else "")
         log(f"performance check: candidate {candidate} against baseline {baseline[:12]} "
             f"({git('log', '-1', '--format=%s', baseline)})")
-        sides = [Side("baseline", unpack(baseline), 1),
-                 Side("candidate", ROOT, 2, dict(item.split("=", 1) for item in args.env))]
+        redis_server = stack.urls(bench_settings())[1].rsplit("/", 1)[0]
+        sides = [Side("baseline", unpack(baseline), f"{redis_server}/1"),
+                 Side("candidate", ROOT, f"{redis_server}/2", dict(item.split("=", 1) for item in args.env))]
         start = random.randrange(BENCH_SPEC.cold_tags)  # each run starts somewhere else
         for side in sides:
             side.cold_cursor = start

@@ -153,21 +153,6 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-def stack_processes() -> list[psutil.Process]:
-    """The bench stack's PostgreSQL (postmaster and every backend) and Redis server processes."""
-    settings = bench_settings()
-    ports = {settings.stack_pg_port, settings.stack_redis_port}
-    found = []
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports and conn.pid:
-            try:
-                root = psutil.Process(conn.pid)
-                found += [root, *root.children(recursive=True)]
-            except psutil.Error:
-                pass
-    return list({p.pid: p for p in found}.values())
-
-
 def token(url: str, user: str = "bench_1") -> str:
     r = httpx.post(f"{url}/api/v1/login", json={"username": user, "password": "bench-password"}, timeout=30)
     r.raise_for_status()
@@ -231,12 +216,11 @@ def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: st
     cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
         ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(WRK_DIR / script), server.url]
-    procs, backing = server.processes(), stack_processes()
-    cpu_before, backing_before, started = cpu_seconds(procs), cpu_seconds(backing), time.perf_counter()
+    procs = server.processes()
+    cpu_before, started = cpu_seconds(procs), time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(procs) - cpu_before
-    backing_cpu = cpu_seconds(backing) - backing_before
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     data: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
@@ -246,11 +230,7 @@ def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: st
         "requests": data["requests"], "errors": errors,
         "p50_ms": data["p50_us"] / 1000, "p90_ms": data["p90_us"] / 1000,
         "p99_ms": data["p99_us"] / 1000, "p999_ms": data["p999_us"] / 1000,
-        "server_cpu_pct": 100 * cpu / elapsed, "stack_cpu_pct": 100 * backing_cpu / elapsed,
-        # CPU time of the server, PostgreSQL and Redis per request: what a request costs,
-        # whatever other tenants of the machine take meanwhile.
-        "cost_us": 1e6 * (cpu + backing_cpu) / max(1, data["requests"]),
-        "tool": "wrk", "connections": connections,
+        "server_cpu_pct": 100 * cpu / elapsed, "tool": "wrk", "connections": connections,
     }
 
 

@@ -40,22 +40,24 @@ def run(settings: Settings) -> None:
     Sanic.serve(primary=app, app_loader=loader)
 
 
+def _answers(url: str) -> bool:
+    """Does a service answer /ping at url?"""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 def start(settings: Settings) -> str:
     """Run the service in the background (for make locust / loadtest); returns its URL."""
     import subprocess
     import time
-    import urllib.request
 
     url = f"http://{settings.host}:{settings.port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    if up():
+    if _answers(url):
         return url
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.data_dir / "service.log", "ab")  # handed to the child, which keeps it open
@@ -64,7 +66,7 @@ def start(settings: Settings) -> str:
     (settings.data_dir / "service.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if up():
+        if _answers(url):
             return url
         if proc.poll() is not None:
             raise stack.StackError(f"the service exited; see {settings.data_dir / 'service.log'}")
@@ -95,21 +97,10 @@ def stop(settings: Settings) -> bool:
 
 def status(settings: Settings) -> dict[str, str]:
     """The background service, the Locust UI and the run stack, as one line of JSON."""
-    import socket
-    import urllib.request
-
     url = f"http://{settings.host}:{settings.port}"
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
-            service = f"up on {url}" if r.status == 200 else f"answering {r.status} on {url}"
-    except OSError:
-        service = "down"
-    try:
-        with socket.create_connection(("127.0.0.1", 8089), timeout=0.5):
-            locust = "up on http://127.0.0.1:8089"
-    except OSError:
-        locust = "down"
-    return {"service": service, "locust_ui": locust, **stack.status(settings)}
+    return {"service": f"up on {url}" if _answers(url) else "down",
+            "locust_ui": "up on http://127.0.0.1:8089" if stack.port_open(8089) else "down",
+            **stack.status(settings)}
 
 
 def reset(settings: Settings, yes: bool) -> int:

@@ -66,8 +66,8 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> dict[str, str]:
-    pg = "external" if settings.database_url else ("up" if _port_open(settings.stack_pg_port) else "down")
-    rd = "external" if settings.redis_url else ("up" if _port_open(settings.stack_redis_port) else "down")
+    pg = "external" if settings.database_url else ("up" if port_open(settings.stack_pg_port) else "down")
+    rd = "external" if settings.redis_url else ("up" if port_open(settings.stack_redis_port) else "down")
     return {"postgres": pg, "redis": rd, "data_dir": str(settings.data_dir)}
 
 
@@ -161,14 +161,13 @@ def pg_start(settings: Settings) -> None:
     if existing is None or not _complete(existing):
         if existing is not None:
             _discard_partial(existing, existing / "data", user)
-        if _port_open(settings.stack_pg_port) or not _bindable(settings.stack_pg_port):
-            # checked before anything is created
+        if not _bindable(settings.stack_pg_port):  # checked before anything is created
             raise StackError(f"port {settings.stack_pg_port} is taken by another server: set STACK_PG_PORT")
         root = _pg_root(settings, user)
         _initdb(settings, root, root / "data", user)
     root = _pg_root(settings, user)
     data = root / "data"
-    if _port_open(settings.stack_pg_port):
+    if port_open(settings.stack_pg_port):
         if (data / "postmaster.pid").exists():
             return
         raise StackError(f"port {settings.stack_pg_port} is taken by another server: set STACK_PG_PORT")
@@ -179,7 +178,8 @@ def pg_start(settings: Settings) -> None:
 
 
 def _bindable(port: int) -> bool:
-    """Can a server listen on 127.0.0.1:port now? (A connection's local end can hold it too.)"""
+    """Can a server listen on 127.0.0.1:port now? False when one listens there, and when a
+    connection's local end holds the port."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -281,7 +281,7 @@ def redis_bin() -> str:
 
 def redis_start(settings: Settings) -> None:
     directory = settings.data_dir / "redis"
-    if _port_open(settings.stack_redis_port):
+    if port_open(settings.stack_redis_port):
         if (directory / "redis.pid").exists():
             return
         raise StackError(f"port {settings.stack_redis_port} is taken by another server: set STACK_REDIS_PORT")
@@ -309,7 +309,7 @@ def redis_stop(settings: Settings) -> None:
         pidfile.unlink(missing_ok=True)
         return
     for _ in range(100):
-        if not _port_open(settings.stack_redis_port):
+        if not port_open(settings.stack_redis_port):
             break
         time.sleep(0.05)
     pidfile.unlink(missing_ok=True)
@@ -317,7 +317,7 @@ def redis_stop(settings: Settings) -> None:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -328,7 +328,7 @@ def _port_open(port: int) -> bool:
 def _wait_port(port: int, what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _port_open(port):
+        if port_open(port):
             return
         time.sleep(0.05)
     raise StackError(f"{what} did not start listening on 127.0.0.1:{port}")
