@@ -27,6 +27,8 @@ DB_POOL_MIN=1
 # 0 = DB_CONNECTION_BUDGET / WORKERS
 DB_POOL_MAX=0
 DB_COMMAND_TIMEOUT=5.0
+# Server-side limit per statement (PostgreSQL cancels it; the request gets 503 + Retry-After).
+DB_STATEMENT_TIMEOUT=4.0
 # asyncpg runs a reset query on every pool release (a round trip); the service leaves no session
 # state behind, so it is skipped unless this is true.
 DB_POOL_RESET=false
@@ -53,7 +55,12 @@ CACHE_TAG_SIZE=1000
 # Per-worker in-process cache of search responses (seconds; 0 = off). Kept coherent by Redis
 # pub/sub invalidation; the TTL bounds staleness only if an invalidation message were lost.
 LOCAL_CACHE_TTL=1.0
-LOCAL_CACHE_SIZE=10000
+# Memory bound per worker, in bytes (responses, keys and bookkeeping); oldest out first.
+LOCAL_CACHE_BYTES=33554432
+# Invalidation feed heartbeat (seconds). Silent longer than FEED_STALE_AFTER, a worker bypasses
+# its caches until the feed is back and the cache repaired. FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT.
+FEED_PING_INTERVAL=0.05
+FEED_STALE_AFTER=0.2
 
 # Token signing secret: required (32+ random characters) in production. In development it is
 # generated once into DATA_DIR/token_secret when left empty.

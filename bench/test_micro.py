@@ -24,7 +24,7 @@ from service.db import tweets
 from service.db.pool import create_pool
 from service.security.tokens import Identity
 from service.settings import Settings
-from service.tags import normalise, tweet_tags
+from service.tags import _normalise, tweet_tags
 from service.timeline import Timeline
 from service.validate import NewTweet, search_query_string
 
@@ -43,13 +43,13 @@ def test_reference(benchmark: Any) -> None:
 
 def test_normalise_tag(benchmark: Any) -> None:
     benchmark.group = "tags"
-    raw = normalise.__wrapped__  # the real work, not the memoised lookup
+    raw = _normalise.__wrapped__  # the real work, not the memoised lookup
     benchmark(lambda: [raw(t) for t in ("#Python", "\uff33\uff21\uff2e\uff29\uff23", "uvloop_2", "Straße")])
 
 
 def test_tweet_tags_from_text(benchmark: Any) -> None:
     benchmark.group = "tags"
-    normalise.cache_clear()
+    _normalise.cache_clear()
     benchmark(lambda: tweet_tags(["Python", "sanic"], "fast #Python on #uvloop with #asyncpg and #Redis"))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -15,15 +15,10 @@ from sanic.config import Config
 from sanic.exceptions import SanicException
 from sanic.response import BaseHTTPResponse
 
-from service import stack
-from service.accounts import Accounts
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
-from service.cache.client import Breaker, create_client
-from service.cache.local import LocalCache, listen
-from service.cache.tags import TagCache
 from service.codec import codec
-from service.db.pool import UNAVAILABLE, create_pool
+from service.db.pool import UNAVAILABLE
 from service.errors import (
     DATABASE_DOWN,
     INVALID_TOKEN,
@@ -32,10 +27,8 @@ from service.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from service.security.passwords import Passwords
-from service.security.tokens import Tokens
+from service.resources import close_resources, open_resources
 from service.settings import Settings, load_settings
-from service.timeline import Slowdown, Timeline
 
 App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
@@ -62,42 +55,17 @@ def create_app(settings: Settings) -> App:
         app.blueprint(bp)
 
     @app.before_server_start
-    async def open_resources(app: App) -> None:
-        database_url, redis_url = stack.urls(settings)
-        ctx = app.ctx
-        ctx.pool = await create_pool(settings, database_url)
-        ctx.redis = create_client(settings, redis_url) if settings.cache_enabled else None
-        cache = local = None
-        ctx.listener = None
-        if ctx.redis is not None:
-            cache = TagCache(ctx.redis, settings.cache_prefix, settings.cache_ttl_seconds,
-                             settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
-            if settings.local_cache_ttl > 0:
-                local = LocalCache(settings.local_cache_ttl, settings.local_cache_size)
-                ctx.listener = asyncio.get_running_loop().create_task(
-                    listen(ctx.redis, cache.channel, local, settings.breaker_reset_seconds))
-        ctx.local = local
-        breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
-        ctx.passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
-        ctx.tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
-        ctx.accounts = Accounts(ctx.pool, ctx.passwords, ctx.tokens, settings.db_acquire_timeout)
-        ctx.timeline = Timeline(ctx.pool, json, cache, breaker, settings.use_singleflight,
-                                settings.db_acquire_timeout, local, slowdown=Slowdown(
-                                    settings.slowdown_hit_us, settings.slowdown_miss_us,
-                                    settings.slowdown_bypass_us, settings.slowdown_post_us))
-        ctx.request_ids = itertools.count(1)
-        ctx.request_id_prefix = f"{os.getpid():x}"
+    async def open_worker_resources(app: App) -> None:
+        res = await open_resources(settings)
+        app.ctx.resources = res
+        for field in dataclasses.fields(res):  # handlers read app.ctx.timeline, app.ctx.pool, ...
+            setattr(app.ctx, field.name, getattr(res, field.name))
+        app.ctx.request_ids = itertools.count(1)
+        app.ctx.request_id_prefix = f"{os.getpid():x}"
 
     @app.after_server_stop
-    async def close_resources(app: App) -> None:
-        ctx = app.ctx
-        await ctx.timeline.close()
-        if ctx.listener is not None:
-            ctx.listener.cancel()
-        if ctx.redis is not None:
-            await ctx.redis.aclose()
-        await ctx.pool.close()
-        ctx.passwords.close()
+    async def close_worker_resources(app: App) -> None:
+        await close_resources(app.ctx.resources)
 
     async def add_request_id(request: Request, response: BaseHTTPResponse) -> None:
         incoming = request.headers.get("x-request-id")

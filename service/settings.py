@@ -49,6 +49,8 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 0  # 0: db_connection_budget // workers
     db_command_timeout: float = 5.0
+    # Enforced by PostgreSQL (statement_timeout): a slow query is cancelled, answered with 503.
+    db_statement_timeout: float = 4.0
     db_pool_reset: bool = False  # asyncpg's reset query on every release; off: one round trip less
     db_acquire_timeout: float = 2.0
     # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
@@ -65,7 +67,12 @@ class Settings:
     cache_tag_size: int = 1000
     # In-process cache of whole search responses, invalidated by Redis pub/sub; 0 turns it off.
     local_cache_ttl: float = 1.0
-    local_cache_size: int = 10000
+    local_cache_bytes: int = 32 * 1024 * 1024
+    # The invalidation feed's heartbeat: a PING every feed_ping_interval; silent for longer than
+    # feed_stale_after, the worker stops trusting its caches until the feed is back and the cache
+    # repaired. Must stay below redis_socket_timeout (see service/cache/feed.py).
+    feed_ping_interval: float = 0.05
+    feed_stale_after: float = 0.2
     token_secret: str = ""
     token_ttl_seconds: int = 3600
     token_cache_size: int = 10000
@@ -98,6 +105,12 @@ class Settings:
     @property
     def pool_max(self) -> int:
         return self.db_pool_max or max(1, self.db_connection_budget // self.workers)
+
+    @property
+    def pending_post_ms(self) -> int:
+        """Longest time from a post's pending mark to its cache update, unless its worker died:
+        waiting for a connection, the statement, and a margin."""
+        return int((self.db_acquire_timeout + self.db_command_timeout + 2) * 1000)
 
     @property
     def pool_min(self) -> int:
@@ -140,8 +153,12 @@ class Settings:
             raise SettingsError("WORKERS must not exceed DB_CONNECTION_BUDGET")
         if self.db_pool_max * self.workers > self.db_connection_budget:
             raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
-        if self.local_cache_ttl < 0 or self.local_cache_size < 1:
-            raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_SIZE >= 1")
+        if self.local_cache_ttl < 0 or self.local_cache_bytes < 1:
+            raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
+        if not 0 < self.feed_ping_interval < self.feed_stale_after < self.redis_socket_timeout:
+            raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
+        if not 0 < self.db_statement_timeout <= self.db_command_timeout:
+            raise SettingsError("DB_STATEMENT_TIMEOUT must be above 0 and at most DB_COMMAND_TIMEOUT")
         if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
             raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
         if not 0 <= self.hash_niceness <= 19:

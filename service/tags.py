@@ -17,9 +17,18 @@ class TagError(ValueError):
     pass
 
 
-@functools.lru_cache(maxsize=8192)  # a pure function of hot inputs (search tags) on the hit path
+MAX_RAW_LENGTH = 1024  # a longer input cannot be a tag, and is not kept in the memo below
+
+
 def normalise(raw: str) -> str:
     """'#Python' -> 'python': strip one leading '#', NFKC + casefold, word characters only."""
+    if len(raw) > MAX_RAW_LENGTH:
+        raise TagError(f"tag longer than {MAX_TAG_LENGTH} characters: {raw[:80]!r}")
+    return _normalise(raw)
+
+
+@functools.lru_cache(maxsize=8192)  # a pure function of hot inputs (search tags) on the hit path
+def _normalise(raw: str) -> str:
     tag = unicodedata.normalize("NFKC", raw.strip()).casefold()
     if tag.startswith("#"):
         tag = tag[1:]

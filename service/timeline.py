@@ -3,30 +3,37 @@
 Framework-independent (it returns bytes), so a peer web framework can serve it unchanged.
 
 Rules that keep the cache coherent:
-- the cache is updated after the database commit, never inside it;
-- a post whose cache update failed (or was skipped because Redis is down) marks this worker
-  dirty: it bypasses the cache and, once Redis answers again, invalidates every tag posted to
-  since then (read from PostgreSQL, so posts of other workers are covered too) before using
-  the cache again. Nothing acknowledged goes missing from search after an outage.
+- the cache is updated after the database commit, never inside it; before the commit the post
+  is recorded as pending, so if this worker dies in between, another sweeps its tags;
+- a post whose cache update failed (or was skipped because Redis is down), and a lost or quiet
+  invalidation feed (service/cache/feed.py), mark this worker dirty: it bypasses the cache and,
+  once Redis answers again, invalidates every tag posted to since then (read from PostgreSQL,
+  so posts of other workers are covered too) before using the cache again; when the feed finds
+  Redis holding data from another run, every cached tag is invalidated instead. Nothing
+  acknowledged goes missing from search after an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from service.cache.client import CACHE_ERRORS, Breaker
+from service.cache.feed import Feed
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
 from service.cache.tags import Page, TagCache
 from service.codec import Codec
 from service.db import tweets
+from service.db.pool import connection
 from service.errors import USER_GONE, Unauthorized
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
@@ -34,6 +41,7 @@ from service.validate import NewTweet, SearchQuery
 log = logging.getLogger(__name__)
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
+EVERYTHING = datetime.min.replace(tzinfo=UTC)  # dirty since: every cached entry is suspect
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +79,7 @@ def iso(ts: datetime) -> str:
 class Timeline:
     def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
                  singleflight: bool, acquire_timeout: float, local: LocalCache | None = None, *,
-                 slowdown: Slowdown = Slowdown()) -> None:
+                 feed: Feed | None = None, slowdown: Slowdown = Slowdown()) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
@@ -81,7 +89,11 @@ class Timeline:
         self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
+        self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
+        self._feed = feed
         self._slowdown = slowdown
+        self._nonces = itertools.count()
+        self._worker_id = os.urandom(6).hex()  # pending records of instances never collide
 
     # -- serialization: one function for the post response and the cache, so bytes match --
 
@@ -107,7 +119,18 @@ class Timeline:
     async def _post(self, user: Identity, new: NewTweet) -> bytes:
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
-        async with self._pool.acquire(timeout=self._timeout) as conn:
+        record = ""
+        use_cache = self._cache is not None and bool(new.tags) and self._breaker.allow()
+        if use_cache:
+            assert self._cache is not None
+            record = f"{self._worker_id}.{next(self._nonces)} {' '.join(new.tags)}"
+            try:
+                await self._cache.mark(record)
+            except CACHE_ERRORS as exc:
+                log.warning("pending mark failed before post: %r", exc)
+                self._breaker.failure()
+                use_cache = False
+        async with connection(self._pool, self._timeout) as conn:
             try:
                 row = await tweets.post(conn, user.user_id, new.msg, new.tags)
             except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
@@ -116,9 +139,10 @@ class Timeline:
                                row["created_at"], new.tags)
         if self._cache is not None and new.tags:
             updated = False
-            if self._breaker.allow():
+            if use_cache:
                 try:
-                    await self._cache.add(new.tags, row["id"], body)  # also tells the other workers
+                    # Also clears the pending record and tells the other workers.
+                    await self._cache.add(new.tags, row["id"], body, record)
                     self._breaker.success()
                     updated = True
                 except CACHE_ERRORS as exc:
@@ -128,7 +152,7 @@ class Timeline:
                 for tag in new.tags:
                     self._local.invalidate(tag)
             if not updated:
-                self._mark_dirty(row["created_at"])
+                self.mark_dirty(row["created_at"])
         return body
 
     # -- search --
@@ -139,7 +163,7 @@ class Timeline:
             if self._slowdown.bypass_us:
                 _burn(self._slowdown.bypass_us)
             return await self._search_db(q), BYPASS
-        if self._dirty_since is not None or not self._breaker.allow():
+        if not self._cache_usable():
             return await self._search_db(q), BYPASS
         key = (q.tag, q.page, q.page_size, q.before_id)
         local = self._local
@@ -186,10 +210,10 @@ class Timeline:
         except CACHE_ERRORS:
             self._breaker.failure()
             version = None
-        async with self._pool.acquire(timeout=self._timeout) as conn:
+        async with connection(self._pool, self._timeout) as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
         stored = False
-        if version is not None and self._dirty_since is None:
+        if version is not None and self._dirty_since is None and self._feed_trusted():
             try:
                 stored = await self._cache.fill(tag, version, total, rows)
             except CACHE_ERRORS:
@@ -204,8 +228,14 @@ class Timeline:
         everything = len(filled.tweets) >= filled.total
         return Page(items, filled.total, len(items) == count or everything)
 
+    def _feed_trusted(self) -> bool:
+        return self._feed is None or self._feed.trusted()
+
+    def _cache_usable(self) -> bool:
+        return self._dirty_since is None and self._feed_trusted() and self._breaker.allow()
+
     async def _search_db(self, q: SearchQuery) -> bytes:
-        async with self._pool.acquire(timeout=self._timeout) as conn:
+        async with connection(self._pool, self._timeout) as conn:
             total, items = await tweets.search_page(conn, q.tag, q.page_size,
                                                     (q.page - 1) * q.page_size, q.before_id)
         return self.page_json(items, total, q)
@@ -216,14 +246,21 @@ class Timeline:
     def dirty(self) -> bool:
         return self._dirty_since is not None
 
-    def _mark_dirty(self, created_at: datetime) -> None:
-        # Margin: created_at is the transaction's start; another worker's post may have started
-        # a little earlier and committed during the outage.
-        since = created_at - timedelta(seconds=2)
+    def mark_dirty(self, since: datetime) -> None:
+        """Bypass the cache until every tag posted to since then has been invalidated."""
+        # Margin: a post's created_at is its transaction's start; another worker's post may have
+        # started a little earlier and committed during the outage (and clocks may differ).
+        since = since - timedelta(seconds=2) if since > EVERYTHING + timedelta(seconds=2) else EVERYTHING
         if self._dirty_since is None or since < self._dirty_since:
             self._dirty_since = since
         if self._repair is None or self._repair.done():
             self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
+
+    def mark_moved(self, run: str) -> None:
+        """Redis now holds data from another run (a snapshot, a promoted replica): invalidate
+        every cached tag before using the cache again."""
+        self._moved_to = run
+        self.mark_dirty(EVERYTHING)
 
     async def _repair_loop(self) -> None:
         """Until it succeeds: invalidate every tag posted to since the outage began."""
@@ -233,16 +270,22 @@ class Timeline:
             if not self._breaker.allow():
                 await asyncio.sleep(0.2)
                 continue
+            moved = self._moved_to
             try:
-                async with self._pool.acquire(timeout=self._timeout) as conn:
-                    tags = await tweets.tags_since(conn, since)
-            except Exception as exc:  # PostgreSQL is down too: try again shortly
+                if since == EVERYTHING:
+                    tags = await self._cache.cached_tags()
+                else:
+                    async with connection(self._pool, self._timeout) as conn:
+                        tags = await tweets.tags_since(conn, since)
+            except Exception as exc:  # Redis or PostgreSQL is down: try again shortly
                 log.warning("cache repair postponed: %r", exc)
                 await asyncio.sleep(0.2)
                 continue
             try:
                 for start in range(0, len(tags), 500):
                     await self._cache.invalidate(tags[start: start + 500])
+                if moved is not None:
+                    await self._cache.record_run(moved)
             except CACHE_ERRORS:
                 self._breaker.failure()
                 await asyncio.sleep(0.2)
@@ -250,6 +293,8 @@ class Timeline:
             self._breaker.success()
             if self._dirty_since == since:  # no newer failure while we worked
                 self._dirty_since = None
+                if self._moved_to == moved:
+                    self._moved_to = None
                 log.info("cache repaired after outage: %d tags invalidated", len(tags))
 
     async def close(self) -> None:

@@ -125,11 +125,23 @@ def _int_arg(args: Mapping[str, str], name: str, default: int | None, low: int, 
     return value
 
 
-@functools.lru_cache(maxsize=4096)
+MEMO_MAX_CHARS = 256  # longer query strings are parsed every time: the memo stays under ~2 MB
+
+
 def search_query_string(query_string: str) -> SearchQuery:
     """search_query() of a raw query string, memoised: hot searches repeat the same strings,
-    and the result is immutable. Invalid strings raise and are not cached."""
+    and the result is immutable. Invalid strings raise and are not cached; long ones (extra
+    parameters are ignored, so a valid string can be long) are not kept."""
+    if len(query_string) > MEMO_MAX_CHARS:
+        return _search_query_string(query_string)
+    return _memo_search_query_string(query_string)
+
+
+def _search_query_string(query_string: str) -> SearchQuery:
     return search_query({k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()})
+
+
+_memo_search_query_string = functools.lru_cache(maxsize=4096)(_search_query_string)
 
 
 def search_query(args: Mapping[str, str]) -> SearchQuery:

@@ -7,23 +7,16 @@ Run: uvicorn bench.peers.fastapi_app:app --loop uvloop --http httptools --port 2
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from service import stack, validate
-from service.cache.client import Breaker, create_client
-from service.cache.local import LocalCache, listen
-from service.cache.tags import TagCache
-from service.codec import codec
-from service.db.pool import create_pool
+from service import validate
 from service.errors import AppError
-from service.security.tokens import Tokens
+from service.resources import close_resources, open_resources
 from service.settings import load_settings
-from service.timeline import Timeline
 
 JSON = "application/json"
 state: dict[str, object] = {}
@@ -31,27 +24,12 @@ state: dict[str, object] = {}
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = load_settings().with_secret()
-    database_url, redis_url = stack.urls(settings)
-    json = codec(settings.use_orjson)
-    pool = await create_pool(settings, database_url)
-    client = create_client(settings, redis_url) if settings.cache_enabled else None
-    cache = local = listener = None
-    if client is not None:
-        cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
-                         settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
-        if settings.local_cache_ttl > 0:
-            local = LocalCache(settings.local_cache_ttl, settings.local_cache_size)
-            listener = asyncio.create_task(listen(client, cache.channel, local, settings.breaker_reset_seconds))
-    state["codec"] = json
-    state["tokens"] = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
-    state["timeline"] = Timeline(pool, json, cache, Breaker(settings.breaker_failures,
-                                                            settings.breaker_reset_seconds),
-                                 settings.use_singleflight, settings.db_acquire_timeout, local)
-    yield
-    if listener is not None:
-        listener.cancel()
-    await pool.close()
+    res = await open_resources(load_settings().with_secret())
+    state["codec"], state["tokens"], state["timeline"] = res.codec, res.tokens, res.timeline
+    try:
+        yield
+    finally:
+        await close_resources(res)
 
 
 app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)

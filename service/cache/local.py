@@ -3,39 +3,43 @@
 Each worker keeps the bytes of recent search responses for a short TTL. Every post publishes
 its tags (space-separated: tags are word characters) on `{prefix}:inv`, inside the Redis script
 that updates the shared entries; every worker drops its local pages for those tags when the
-message arrives. The posting worker drops
-its own before answering, so the next search on the same connection sees the tweet.
+message arrives (service/cache/feed.py). The posting worker drops its own before answering, so
+the next search on the same connection sees the tweet.
 
-Safety: the local cache is used only while the subscription is live. When it drops (Redis down,
-connection lost) the cache is cleared and bypassed until re-subscribed, since invalidations
-sent meanwhile were lost; every subscribe confirmation clears it too, which covers redis-py
-reconnecting and re-subscribing by itself without raising. A page read before an invalidation
-is not stored after it (a per-tag generation is checked), so a slow read cannot reinstate
-stale bytes.
+Safety: pages are served only while the feed vouches for them (`live_until`, pushed forward by
+every message and heartbeat the feed receives). When the feed goes quiet, drops or resubscribes,
+the pages are cleared and bypassed, since invalidations sent meanwhile may be lost. A page read
+before an invalidation is not stored after it (a per-tag generation is checked), so a slow read
+cannot reinstate stale bytes. Memory is bounded in bytes (keys and bodies), oldest out first.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 
-import redis.asyncio as redis
-
-log = logging.getLogger(__name__)
-
 PageKey = tuple[str, int, int, int | None]  # tag, page, page_size, before_id
+ENTRY_OVERHEAD = 300  # bytes per entry besides the body: key tuple, dict slots, index set
+MAX_GENERATIONS = 100_000  # per-tag generation counters kept before starting a new epoch
 
 
 class LocalCache:
-    def __init__(self, ttl: float, size: int) -> None:
+    def __init__(self, ttl: float, max_bytes: int) -> None:
         self.ttl = ttl
-        self.size = size
-        self.active = False  # True only while the invalidation subscription is live
+        self.max_bytes = max_bytes
+        self.live_until = 0.0  # monotonic time until which the feed vouches for the pages
+        self.bytes = 0
         self._pages: dict[PageKey, tuple[float, bytes]] = {}
         self._by_tag: dict[str, set[PageKey]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
+
+    @property
+    def active(self) -> bool:
+        return time.monotonic() < self.live_until
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self.live_until = float("inf") if value else 0.0
 
     def get(self, key: PageKey) -> bytes | None:
         if not self.active:
@@ -56,26 +60,35 @@ class LocalCache:
         tag = key[0]
         if not self.active or token != (self._epoch, self._generation.get(tag, 0)):
             return
-        if len(self._pages) >= self.size and key not in self._pages:
-            self._drop(next(iter(self._pages)))  # oldest first
+        size = len(body) + len(tag) + ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        self._drop(key)
+        while self.bytes + size > self.max_bytes:
+            self._drop(next(iter(self._pages)))  # oldest first: dicts keep insertion order
         self._pages[key] = (time.monotonic() + self.ttl, body)
+        self.bytes += size
         self._by_tag.setdefault(tag, set()).add(key)
 
     def invalidate(self, tag: str) -> None:
         self._generation[tag] = self._generation.get(tag, 0) + 1
-        for key in self._by_tag.pop(tag, ()):
-            self._pages.pop(key, None)
-        if len(self._generation) > 4 * self.size:  # forget old generations; bump the epoch instead
+        for key in list(self._by_tag.get(tag, ())):
+            self._drop(key)
+        if len(self._generation) > MAX_GENERATIONS:  # forget old generations; bump the epoch instead
             self.clear()
 
     def clear(self) -> None:
         self._epoch += 1
         self._pages.clear()
         self._by_tag.clear()
+        self.bytes = 0
         self._generation.clear()
 
     def _drop(self, key: PageKey) -> None:
-        self._pages.pop(key, None)
+        entry = self._pages.pop(key, None)
+        if entry is None:
+            return
+        self.bytes -= len(entry[1]) + len(key[0]) + ENTRY_OVERHEAD
         keys = self._by_tag.get(key[0])
         if keys is not None:
             keys.discard(key)
@@ -84,38 +97,3 @@ class LocalCache:
 
     def __len__(self) -> int:
         return len(self._pages)
-
-
-async def listen(client: redis.Redis, channel: str, local: LocalCache, retry_seconds: float) -> None:
-    """Run for the worker's lifetime: apply invalidations; re-subscribe after any failure."""
-    while True:
-        # Subscribe confirmations are kept: redis-py reconnects a broken pub/sub connection by
-        # itself and subscribes again, without raising, and messages sent while it was cut are
-        # lost. Each confirmation (the first and every later one) drops the pages kept so far.
-        pubsub = client.pubsub(ignore_subscribe_messages=False)
-        try:
-            await pubsub.subscribe(channel)
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    local.clear()  # whatever happened while we were not listening is unknown
-                    local.active = True
-                elif message["type"] == "message":
-                    data = message["data"]
-                    for tag in (data.decode() if isinstance(data, bytes) else str(data)).split():
-                        local.invalidate(tag)
-        except asyncio.CancelledError:
-            local.active = False
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-            raise
-        except Exception as exc:
-            local.active = False
-            local.clear()
-            log.warning("cache invalidation feed lost (%r); local cache off until it is back", exc)
-            try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            except Exception:  # noqa: S110 (the connection is already broken)
-                pass
-            await asyncio.sleep(retry_seconds)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from service.settings import Settings
 
@@ -18,6 +21,10 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    asyncpg.QueryCanceledError,  # statement_timeout: the database is too slow right now
+    # Seen when the server dies mid-operation ("cannot switch to state 12; another operation is
+    # in progress", MagicStack/asyncpg#784 and #1069): the connection is broken, not the request.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -34,6 +41,9 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=settings.pool_max,
             command_timeout=settings.db_command_timeout, max_inactive_connection_lifetime=300,
+            # Enforced by the server, so a slow query frees its backend and its pool connection
+            # (the client-side command_timeout alone leaves the query running).
+            server_settings={"statement_timeout": str(int(settings.db_statement_timeout * 1000))},
             reset=None if settings.db_pool_reset else _keep_session)
 
     try:
@@ -43,3 +53,18 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         # pool connects by itself. A worker that refused to start would need a restart.
         log.warning("PostgreSQL unreachable at start-up (%s); will connect on demand", exc)
         return await pool(0)
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool,
+                     timeout: float) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:  # noqa: ASYNC109
+    """pool.acquire(), except that a connection an error may have left mid-operation is closed
+    instead of going back to the pool, where the next request would inherit its broken state."""
+    conn = await pool.acquire(timeout=timeout)
+    try:
+        yield conn
+    except (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError, TimeoutError):
+        conn.terminate()
+        raise
+    finally:
+        await pool.release(conn)

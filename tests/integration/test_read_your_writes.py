@@ -32,7 +32,7 @@ async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tu
                                       "VALUES ($1, 'R', 'x') RETURNING id", name)
         user = Identity(user_id, name, time.time() + 60)
         cache = TagCache(client, "st", 600, 0.0, 1000, True)
-        local = LocalCache(60.0, 100)
+        local = LocalCache(60.0, 1 << 20)
         local.active = True  # as while the invalidation feed is live
         timeline = Timeline(pool, ORJSON, cache, Breaker(3, 1.0), True, 2.0, local)
         tag = unique("ryw")

@@ -1,10 +1,10 @@
 import time
 
-from service.cache.local import LocalCache
+from service.cache.local import ENTRY_OVERHEAD, LocalCache
 
 
-def active(ttl: float = 10, size: int = 100) -> LocalCache:
-    c = LocalCache(ttl, size)
+def active(ttl: float = 10, max_bytes: int = 1 << 20) -> LocalCache:
+    c = LocalCache(ttl, max_bytes)
     c.active = True
     return c
 
@@ -54,9 +54,33 @@ def test_ttl_expires() -> None:
     assert c.get(("t", 1, 10, None)) is None and len(c) == 0
 
 
-def test_bounded_size() -> None:
-    c = active(size=3)
+def test_bounded_in_bytes_oldest_out_first() -> None:
+    body = b"x" * 1000
+    c = active(max_bytes=3 * (1000 + 2 + ENTRY_OVERHEAD))
     for i in range(10):
-        c.put((f"t{i}", 1, 10, None), b"x", c.token(f"t{i}"))
-    assert len(c) == 3
-    assert c.get(("t9", 1, 10, None)) == b"x" and c.get(("t0", 1, 10, None)) is None
+        c.put((f"t{i}", 1, 10, None), body, c.token(f"t{i}"))
+    assert len(c) == 3 and c.bytes <= c.max_bytes
+    assert c.get(("t9", 1, 10, None)) == body and c.get(("t6", 1, 10, None)) is None
+    c.put(("big", 1, 10, None), b"y" * c.max_bytes, c.token("big"))  # larger than the bound: not kept
+    assert c.get(("big", 1, 10, None)) is None and len(c) == 3
+
+
+def test_byte_count_follows_replacements_invalidation_and_expiry() -> None:
+    c = active(ttl=0.05)
+    c.put(("a", 1, 10, None), b"12345", c.token("a"))
+    c.put(("a", 1, 10, None), b"1234567890", c.token("a"))  # replaced, not counted twice
+    assert c.bytes == 10 + 1 + ENTRY_OVERHEAD
+    c.put(("b", 2, 10, None), b"xy", c.token("b"))
+    c.invalidate("a")
+    assert c.bytes == 2 + 1 + ENTRY_OVERHEAD
+    time.sleep(0.06)
+    assert c.get(("b", 2, 10, None)) is None and c.bytes == 0
+
+
+def test_pages_stop_being_served_when_the_feed_stops_vouching() -> None:
+    c = active()
+    c.put(("t", 1, 10, None), b"x", c.token("t"))
+    c.live_until = time.monotonic() + 0.03
+    assert c.get(("t", 1, 10, None)) == b"x"
+    time.sleep(0.04)
+    assert c.get(("t", 1, 10, None)) is None

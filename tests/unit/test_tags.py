@@ -31,3 +31,12 @@ def test_tweet_tags_limit() -> None:
     assert len(tweet_tags(given, "no tags here")) == MAX_TAGS_PER_TWEET
     with pytest.raises(TagError):
         tweet_tags(given, "one more #extra")
+
+
+def test_long_raw_input_is_refused_before_the_memo() -> None:
+    from service import tags as tagrules
+
+    before = tagrules._normalise.cache_info().currsize
+    with pytest.raises(tagrules.TagError):
+        tagrules.normalise(" " * 100_000 + "python")
+    assert tagrules._normalise.cache_info().currsize == before

@@ -71,3 +71,12 @@ def test_deepest_offset_page_and_keyset_beyond_it() -> None:
     assert validate.search_query({"tag": "x", "page": "101", "page_size": "100"}).page == 101
     deep = validate.search_query({"tag": "x", "before_id": "123456", "page_size": "100"})
     assert (deep.page, deep.before_id) == (1, 123456)
+
+
+def test_long_query_strings_are_parsed_but_not_kept() -> None:
+    info = validate._memo_search_query_string.cache_info
+    before = info().currsize
+    q = validate.search_query_string("tag=python&junk=" + "x" * 10_000)
+    assert q.tag == "python" and info().currsize == before
+    validate.search_query_string("tag=python&page=2")
+    assert info().currsize == before + 1 or info().hits > 0

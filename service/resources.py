@@ -1,0 +1,90 @@
+"""The per-worker resources, built from Settings in one place and closed in one place.
+
+Used by the Sanic app (service/app.py) and the peer stack (bench/peers/fastapi_app.py), so both
+serve with the same pool, cache, feed and timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import redis.asyncio as redis
+
+from service import stack
+from service.accounts import Accounts
+from service.cache.client import Breaker, create_client
+from service.cache.feed import Feed
+from service.cache.local import LocalCache
+from service.cache.tags import TagCache
+from service.codec import Codec, codec
+from service.db.pool import create_pool
+from service.security.passwords import Passwords
+from service.security.tokens import Tokens
+from service.settings import Settings
+from service.timeline import Slowdown, Timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    codec: Codec
+    pool: asyncpg.Pool
+    redis: redis.Redis | None
+    local: LocalCache | None
+    feed: Feed | None
+    feed_task: asyncio.Task[None] | None
+    passwords: Passwords
+    tokens: Tokens
+    accounts: Accounts
+    timeline: Timeline
+
+
+async def open_resources(settings: Settings) -> Resources:
+    """Everything one worker serves with; call inside the worker's event loop."""
+    database_url, redis_url = stack.urls(settings)
+    json = codec(settings.use_orjson)
+    pool = await create_pool(settings, database_url)
+    client = create_client(settings, redis_url) if settings.cache_enabled else None
+    cache = local = feed = None
+    # The feed calls back into the timeline, which is made after it.
+    timeline: Timeline | None = None
+
+    def lost(since: datetime) -> None:
+        if timeline is not None:
+            timeline.mark_dirty(since)
+
+    def moved(run: str) -> None:
+        if timeline is not None:
+            timeline.mark_moved(run)
+
+    if client is not None:
+        cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
+                         settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
+        if settings.local_cache_ttl > 0:
+            local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
+        feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
+                    stale_after=settings.feed_stale_after, retry_seconds=settings.breaker_reset_seconds,
+                    pending_ms=settings.pending_post_ms, on_lost=lost, on_moved=moved)
+    passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
+    tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
+    timeline = Timeline(
+        pool, json, cache, Breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+        settings.use_singleflight, settings.db_acquire_timeout, local, feed=feed,
+        slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
+                          settings.slowdown_bypass_us, settings.slowdown_post_us))
+    feed_task = asyncio.get_running_loop().create_task(feed.run()) if feed is not None else None
+    return Resources(json, pool, client, local, feed, feed_task, passwords, tokens,
+                     Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
+
+
+async def close_resources(res: Resources) -> None:
+    await res.timeline.close()
+    if res.feed_task is not None:
+        res.feed_task.cancel()
+        await asyncio.gather(res.feed_task, return_exceptions=True)
+    if res.redis is not None:
+        await res.redis.aclose()
+    await res.pool.close()
+    res.passwords.close()

@@ -1,0 +1,67 @@
+"""PostgreSQL too slow or a connection left broken: a 503 with Retry-After, never a 500, and no
+broken connection handed to the next request."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import asyncpg
+import httpx
+import pytest
+
+from service.db.pool import UNAVAILABLE, connection, create_pool
+from service.settings import Settings
+from tests.conftest import register_and_login, start_server, unique
+
+
+def test_a_statement_held_past_the_statement_timeout_is_a_503(
+        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = start_server(urls, tmp_path_factory, DB_STATEMENT_TIMEOUT="0.5")
+
+    async def post_while_locked(auth: dict[str, str], tag: str) -> tuple[httpx.Response, int]:
+        blocker = await asyncpg.connect(urls[0])
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE tags IN EXCLUSIVE MODE")  # posts wait on it
+                async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+                    r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} held"}, headers=auth)
+            landed = await blocker.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag)
+            return r, landed
+        finally:
+            await blocker.close()
+
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            tag = unique("st")
+            r, landed = asyncio.run(post_while_locked(auth, tag))
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"] == "1" and r.json()["code"] == "serviceUnavailable"
+            assert landed == 0  # refused means not written
+            ok = c.post("/api/v1/tweet", json={"msg": f"#{tag} later"}, headers=auth)
+            assert ok.status_code == 201  # and the pool recovered by itself
+    finally:
+        srv.stop()
+
+
+def test_a_connection_left_mid_operation_is_closed_not_reused(settings: Settings,
+                                                              urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        pool = await create_pool(dataclasses.replace(settings, db_pool_min=1, db_pool_max=1), urls[0])
+        try:
+            with pytest.raises(asyncpg.exceptions.InternalClientError):
+                async with connection(pool, 1.0) as conn:
+                    broken = conn._con  # the raw connection behind the pool's proxy
+                    raise asyncpg.exceptions.InternalClientError(
+                        "cannot switch to state 12; another operation (2) is in progress")
+            async with connection(pool, 1.0) as conn:
+                fresh = conn._con
+                value = await conn.fetchval("SELECT 1")
+            return broken.is_closed(), fresh is not broken, value
+        finally:
+            await pool.close()
+
+    closed, replaced, value = asyncio.run(scenario())
+    assert closed and replaced and value == 1
+    assert issubclass(asyncpg.exceptions.InternalClientError, UNAVAILABLE)  # answered 503
