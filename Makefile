@@ -9,7 +9,7 @@ TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=25442 STACK_REDIS_PORT=26389
 BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=25452 STACK_REDIS_PORT=26399
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect soak
+	bench-check bench-baseline bench-detect soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -39,6 +39,10 @@ lint: install  ## ruff and mypy
 
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
 	$(PY) -m pytest tests
+
+FUZZ_EXAMPLES ?= 100
+fuzz: install  ## schemathesis from /openapi.json: every operation and check, fixed seed (FUZZ_EXAMPLES=100: ~1,300 cases)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m tests.fuzz
 
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name

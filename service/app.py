@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> App:
             setattr(app.ctx, field.name, getattr(res, field.name))
         app.ctx.request_ids = itertools.count(1)
         app.ctx.request_id_prefix = f"{os.getpid():x}"
+        if settings.workers > 1 and settings.restart_dead_workers:
+            app.add_task(restart_dead_siblings(app), name="restart_dead_siblings")
 
     @app.after_server_stop
     async def close_worker_resources(app: App) -> None:
@@ -80,6 +83,25 @@ def create_app(settings: Settings) -> App:
         return error_response(app, exc)
 
     return app
+
+
+async def restart_dead_siblings(app: App) -> None:
+    """Sanic's manager marks a server worker that died (killed, out of memory) FAILED and carries
+    on with fewer: the first live worker (by name) asks it to start that one again."""
+    me = app.m.name
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            servers = {name: w for name, w in app.m.workers.items() if w.get("server")}
+        except Exception:  # noqa: S112 (the manager is shutting down)
+            continue
+        dead = sorted(n for n, w in servers.items() if w.get("state") == "FAILED")
+        alive = sorted(n for n, w in servers.items() if w.get("state") in ("ACKED", "STARTED", "JOINED"))
+        if dead and alive and alive[0] == me:
+            for name in dead:
+                log.warning("worker %s died: starting it again", name)
+                app.m.restart(name)
+            await asyncio.sleep(5.0)  # let it come up before looking again
 
 
 def create_app_from_env() -> App:

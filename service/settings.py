@@ -35,6 +35,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 2080
     workers: int = 1
+    restart_dead_workers: bool = True  # a server worker that dies is started again by a sibling
     data_dir: Path = ROOT / ".data"
     database_url: str = ""
     redis_url: str = ""

@@ -47,9 +47,17 @@ def hashtags(text: str) -> list[str]:
 
 
 def tweet_tags(given: list[str], msg: str) -> list[str]:
-    """Union of the given tags and the hashtags of msg, normalised, de-duplicated, sorted."""
+    """The given tags (each must be valid; at most MAX_TAGS_PER_TWEET), then the #hashtags of msg
+    in order while there is room: normalised, de-duplicated, sorted. A hashtag that is not a valid
+    tag (too long) or finds no room stays plain text: a tweet is never refused for its text."""
+    if len(given) > MAX_TAGS_PER_TWEET:
+        raise TagError(f"at most {MAX_TAGS_PER_TWEET} tags per tweet, got {len(given)}")
     tags = {normalise(t) for t in given}
-    tags.update(normalise(t) for t in hashtags(msg))
-    if len(tags) > MAX_TAGS_PER_TWEET:
-        raise TagError(f"at most {MAX_TAGS_PER_TWEET} tags per tweet, got {len(tags)}")
+    for raw in hashtags(msg):
+        if len(tags) >= MAX_TAGS_PER_TWEET:
+            break
+        try:
+            tags.add(normalise(raw))
+        except TagError:
+            continue
     return sorted(tags)

@@ -28,8 +28,8 @@ REPORTS = ROOT / ".data" / "fuzz"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=int(os.environ.get("FUZZ_EXAMPLES", "60")),
-                        help="examples per operation and phase (60: about 1,500 cases, ~2 minutes)")
+    parser.add_argument("--examples", type=int, default=int(os.environ.get("FUZZ_EXAMPLES", "100")),
+                        help="examples per operation and phase (100: about 1,300 cases, under a minute here)")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "20261128")))
     args = parser.parse_args()
     settings = Settings.from_env(TEST_ENV)
@@ -46,12 +46,13 @@ def main() -> int:
             str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
             "--header", f"Authorization: {auth['Authorization']}",
             "--checks", "all", "--seed", str(args.seed), "--max-examples", str(args.examples),
-            "--generation-deterministic", "--request-timeout", "10", "--workers", "2",
+            "--request-timeout", "10", "--workers", "2",
             "--report", "junit,ndjson", "--report-dir", str(REPORTS), "--no-color",
         ]
         print("==> " + " ".join(c if not c.startswith("Authorization") else "Authorization: ..."
                                  for c in command), flush=True)
-        code = subprocess.call(command, cwd=ROOT)
+        hooks = {"SCHEMATHESIS_HOOKS": "tests.fuzz_hooks"}
+        code = subprocess.call(command, cwd=ROOT, env={**os.environ, **hooks})
     finally:
         server.stop()
     errors = [line for line in log.read_text().splitlines() if "Traceback" in line or "ERROR" in line]

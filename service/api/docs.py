@@ -49,21 +49,35 @@ def _body(schema: str) -> dict[str, Any]:
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
+# Text fields hold no NUL (PostgreSQL text cannot) and, where they must not be blank, at least one
+# character outside Python's whitespace (str.isspace), written out so that every regex engine
+# (ECMA's \s differs) reads the same rule as service/validate.py.
+SPACE = "\t\n\u000b\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = "^[^\u0000]*$"
+NOT_BLANK = f"^[^\u0000]*[^\u0000{SPACE}][^\u0000]*$"
+# A tag: optional '#', then letters, digits or '_' after Unicode NFKC and case folding, at most 64
+# of them. No regex says that exactly, so the schema names the rule as a format.
+TAG = {"type": "string", "format": "tag", "description": "Optional '#', then up to 64 letters, digits "
+       "or '_' (any script). Matched case-insensitively after Unicode NFKC: 'Python', '#PYTHON' and "
+       "the full-width form of 'python' are one tag"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["message", "code"], "properties": {
         "message": STRING, "code": STRING, "errors": {}}},
     "Registration": {"type": "object", "required": ["username", "password", "full_name"], "properties": {
         "username": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,32}$"},
-        "password": {"type": "string", "minLength": 8, "maxLength": 128},
-        "full_name": {"type": "string", "minLength": 1, "maxLength": 128}}},
+        "password": {"type": "string", "minLength": 8, "maxLength": 128, "pattern": NO_NUL},
+        "full_name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NOT_BLANK}}},
     "Credentials": {"type": "object", "required": ["username", "password"], "properties": {
-        "username": STRING, "password": STRING}},
+        "username": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+        "password": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL}}},
     "User": {"type": "object", "properties": {"user_id": INTEGER, "username": STRING, "full_name": STRING}},
     "NewTweet": {"type": "object", "required": ["msg"], "properties": {
-        "msg": {"type": "string", "minLength": 1, "maxLength": 280,
+        "msg": {"type": "string", "minLength": 1, "maxLength": 280, "pattern": NOT_BLANK,
                 "description": "#hashtags in the text become tags too"},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 10}}},
+        "tags": {"type": "array", "items": TAG, "maxItems": 10, "nullable": True,
+                 "description": "At most 10 distinct tags, together with the #hashtags of msg; "
+                                "null or absent: none"}}},
     "Tweet": {"type": "object", "properties": {
         "id": INTEGER, "msg": STRING, "user_id": INTEGER, "username": STRING,
         "created_at": {"type": "string", "format": "date-time"},
@@ -71,9 +85,9 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _op(summary: str, responses: dict[str, Any], *, body: str | None = None, auth: bool = False,
-        parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
+def _op(op_id: str, summary: str, responses: dict[str, Any], *, body: str | None = None,
+        auth: bool = False, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
     if body:
         op["requestBody"] = _body(body)
     if auth:
@@ -92,26 +106,26 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
 
 
 PATHS: dict[str, Any] = {
-    "/api/v1/register": {"post": _op("Register a user", {
+    "/api/v1/register": {"post": _op("register", "Register a user", {
         "201": _json(_envelope(_ref("User")), "Created"), **_errors(400, 413, 422, 503)},
         body="Registration")},
-    "/api/v1/login": {"post": _op("Log in: get a bearer token", {
+    "/api/v1/login": {"post": _op("login", "Log in: get a bearer token", {
         "200": _json({"type": "object", "required": ["access_token", "token_type"], "properties": {
             "access_token": {"type": "string", "description": "A signed token (JWT, HS256) valid for "
                              "TOKEN_TTL_SECONDS (default 3600): send it as `Authorization: Bearer <token>`"},
             "token_type": {"type": "string", "enum": ["bearer"],
                            "description": "Always `bearer` (RFC 6750), as in OAuth 2 token responses"}}},
                      "Token"), **_errors(400, 401, 503)}, body="Credentials")},
-    "/api/v1/me": {"get": _op("The token's user", {
+    "/api/v1/me": {"get": _op("me", "The token's user", {
         "200": _json({"type": "object", "properties": {"me": _ref("User")}}, "User"),
         **_errors(401, 503)}, auth=True)},
-    "/api/v1/verify": {"get": _op("Check a token", {
+    "/api/v1/verify": {"get": _op("verify", "Check a token", {
         "200": _json({"type": "object", "properties": {"valid": {"type": "boolean"}}}, "Valid"),
         **_errors(401)}, auth=True)},
-    "/api/v1/tweet": {"post": _op("Post a tweet", {
+    "/api/v1/tweet": {"post": _op("postTweet", "Post a tweet", {
         "201": _json(_envelope(_ref("Tweet")), "Created"), **_errors(400, 401, 413, 503)},
         body="NewTweet", auth=True)},
-    "/api/v1/search-tweets": {"get": _op("Tweets with a tag, newest first", {
+    "/api/v1/search-tweets": {"get": _op("searchTweets", "Tweets with a tag, newest first", {
         "200": _json({"type": "object", "properties": {
             "data": {"type": "array", "items": _ref("Tweet")}, "code": STRING,
             "pagination": {"type": "object", "properties": {
@@ -120,18 +134,32 @@ PATHS: dict[str, Any] = {
                 "page": INTEGER, "page_size": INTEGER}}}},
             "A page of tweets; header X-Cache is HIT, MISS or BYPASS"),
         **_errors(400, 401, 503)}, auth=True, parameters=[
-            _query("tag", {"type": "string", "maxLength": 65}, "Tag, with or without '#'", True),
-            _query("page", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1},
-                   "Page number; (page - 1) x page_size may be at most 10000: deeper, use before_id"),
+            _query("tag", TAG, "Tag, with or without '#'", True),
+            _query("page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+                   "Page number (pages start at most 9,900 tweets deep; older: before_id)"),
             _query("page_size", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                    "Tweets per page"),
-            _query("before_id", {"type": "integer", "minimum": 1},
+            _query("before_id", {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1},
                    "Keyset pagination: only tweets with id < before_id")])},
-    "/health": {"get": _op("PostgreSQL and Redis state", {
+    "/health": {"get": _op("health", "PostgreSQL and Redis state", {
         "200": _json({"type": "object"}, "PostgreSQL reachable"),
         "503": _json({"type": "object"}, "PostgreSQL unreachable")})},
-    "/ping": {"get": _op("Constant response (benchmark floor)", {"200": _json({"type": "object"}, "pong")})},
+    "/ping": {"get": _op("ping", "Constant response (benchmark floor)",
+                         {"200": _json({"type": "object"}, "pong")})},
 }
+
+# How one operation's result feeds the next (OpenAPI links): documentation for clients, and the
+# transitions schemathesis's stateful phase follows (register -> log in; post -> search its tag).
+LINKS = {
+    ("/api/v1/register", "post", "201"): {"LogIn": {
+        "operationId": "login", "description": "Log in with the credentials just registered",
+        "requestBody": {"username": "$request.body#/username", "password": "$request.body#/password"}}},
+    ("/api/v1/tweet", "post", "201"): {"SearchFirstTag": {
+        "operationId": "searchTweets", "description": "The new tweet is on page 1 of each of its tags",
+        "parameters": {"tag": "$response.body#/data/tags/0"}}},
+}
+for (path, method, status), links in LINKS.items():
+    PATHS[path][method]["responses"][status]["links"] = links
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",

@@ -29,8 +29,16 @@ def test_tweet_tags_union_dedup_sorted() -> None:
 def test_tweet_tags_limit() -> None:
     given = [f"t{i}" for i in range(MAX_TAGS_PER_TWEET)]
     assert len(tweet_tags(given, "no tags here")) == MAX_TAGS_PER_TWEET
+    assert tweet_tags(given, "one more #extra") == sorted(given)  # no room: stays text
     with pytest.raises(TagError):
-        tweet_tags(given, "one more #extra")
+        tweet_tags([*given, "t99"], "")
+    assert tweet_tags(["a", "A", "#a"], "") == ["a"]  # duplicates count once, the list's length counts
+
+
+def test_hashtags_fill_the_room_in_order_and_bad_ones_stay_text() -> None:
+    text = " ".join(f"#h{i}" for i in range(15)) + " #" + "x" * 65
+    assert tweet_tags(["z"], text) == sorted(["z"] + [f"h{i}" for i in range(9)])
+    assert tweet_tags([], "#" + "y" * 65 + " #ok") == ["ok"]
 
 
 def test_long_raw_input_is_refused_before_the_memo() -> None:

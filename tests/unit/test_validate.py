@@ -54,8 +54,9 @@ def test_new_tweet_accepts_280_and_merges_tags() -> None:
     {"tag": "x", "page_size": "0"}, {"tag": "x", "page_size": "101"}, {"tag": "x", "before_id": "-1"},
     {"tag": "x", "page": "1.5"}, {"tag": "x", "page": "1_0"}, {"tag": "x", "page": " 10"},
     {"tag": "x", "page": "+2"}, {"tag": "x", "page_size": "\u0661\u0660"},
-    {"tag": "x", "before_id": "9" * 30}, {"tag": "x", "page": "102", "page_size": "100"},
-    {"tag": "x", "page": "10000"},
+    {"tag": "x", "before_id": "9" * 30}, {"tag": "x", "page": "101", "page_size": "100"},
+    {"tag": "x", "page": "101"}, {"tag": "x", "page": "10000"}, {"tag": "x", "before_id": ""},
+    {"tag": "x", "page": ""},
 ])
 def test_search_query_rejects(args: dict[str, str]) -> None:
     with pytest.raises(BadRequest):
@@ -68,7 +69,7 @@ def test_search_query_defaults_and_normalises() -> None:
 
 
 def test_deepest_offset_page_and_keyset_beyond_it() -> None:
-    assert validate.search_query({"tag": "x", "page": "101", "page_size": "100"}).page == 101
+    assert validate.search_query({"tag": "x", "page": "100", "page_size": "100"}).page == 100
     deep = validate.search_query({"tag": "x", "before_id": "123456", "page_size": "100"})
     assert (deep.page, deep.before_id) == (1, 123456)
 
