@@ -84,6 +84,9 @@ REQUEST_MAX_SIZE=65536
 # keep-alive connection is closed: slow or idle clients cannot hold connections for ever.
 REQUEST_TIMEOUT=10.0
 KEEP_ALIVE_TIMEOUT=30.0
+# On SIGTERM, keep serving this long with keep-alive off (clients move to other connections),
+# then stop accepting and let requests in flight finish.
+SHUTDOWN_DRAIN_SECONDS=0.5
 ACCESS_LOG=false
 
 # Tunings, each switchable so `make bench` can measure it.

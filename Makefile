@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # The stacks each command uses: run (.data), test (.data/test), bench (.data/bench).
 TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=25442 STACK_REDIS_PORT=26389
 BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=25452 STACK_REDIS_PORT=26399
+CHAOS_STACK := DATA_DIR=.data/chaos STACK_PG_PORT=25462 STACK_REDIS_PORT=26409
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
 	bench-check bench-baseline bench-detect soak fuzz chaos
@@ -43,6 +44,10 @@ test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
 FUZZ_EXAMPLES ?= 100
 fuzz: install  ## schemathesis from /openapi.json: every operation and check, fixed seed (FUZZ_EXAMPLES=100: ~1,300 cases)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m tests.fuzz
+
+CHAOS_SHORT ?= 0
+chaos: install  ## faults injected under load with every write and read accounted for; RESULTS.md table
+	$(PY) -m bench.chaos $(if $(filter 1,$(CHAOS_SHORT)),--short,--publish)
 
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
@@ -95,6 +100,7 @@ status: install  ## what is running: the service, the Locust UI and the run, tes
 	@$(PY) -m service status
 	@echo "test stack:  $$($(TEST_STACK) $(PY) -m service stack status)"
 	@echo "bench stack: $$($(BENCH_STACK) $(PY) -m service stack status)"
+	@echo "chaos stack: $$($(CHAOS_STACK) $(PY) -m service stack status)"
 
 stop: install  ## stop the background service, the Locust UI and the run, test and bench stacks
 	$(PY) -m loadtests.run --stop
@@ -102,6 +108,7 @@ stop: install  ## stop the background service, the Locust UI and the run, test a
 	$(PY) -m service stack down
 	$(TEST_STACK) $(PY) -m service stack down
 	$(BENCH_STACK) $(PY) -m service stack down
+	$(CHAOS_STACK) $(PY) -m service stack down
 
 reset: install  ## delete the run stack's data (users, tweets, cache) and start empty: asks first
 	@$(PY) -m service reset $(if $(filter 1,$(YES)),--yes,)
@@ -112,4 +119,5 @@ clean: install  ## stop everything and delete all the stacks created (.data and 
 	$(PY) -m service stack destroy
 	$(TEST_STACK) $(PY) -m service stack destroy
 	$(BENCH_STACK) $(PY) -m service stack destroy
+	$(CHAOS_STACK) $(PY) -m service stack destroy
 	rm -rf .data

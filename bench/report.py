@@ -235,6 +235,51 @@ def detection_section(detection: dict[str, Any] | None) -> list[str]:
 
 
 SOAK_TITLE = "## Soak"
+CHAOS_TITLE = "## Faults under load (chaos)"
+FAULT_WORDS = {"steady": "none (warm-up)", "redis-kill": "Redis killed (-9), restarted",
+               "redis-freeze": "Redis frozen (SIGSTOP/SIGCONT)", "redis-cut": "Redis cut off (proxy)",
+               "pg-kill": "PostgreSQL postmaster killed (-9), restarted",
+               "worker-kill": "one service worker killed (-9)", "sigterm": "service SIGTERM, started again"}
+
+
+def chaos_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's chaos section, from bench/results/chaos.json (bench/chaos.py)."""
+    s = result["settings"]
+    lines = [
+        CHAOS_TITLE, "",
+        f"`make chaos` on {s['measured_at']} (commit {s['commit']}): {s['writers']} writers and "
+        f"{s['readers']} readers against {s['workers']} workers, {s['tags']} shared tags; each fault "
+        f"lasts {s['fault_s']:g} s, then {s['steady_s']:g} s of steady load. A write is *acknowledged* "
+        "(201), *refused* (a 4xx, or no connection), *503* (the service said unavailable) or *no answer* "
+        "(sent, connection lost before a response); whether each write that was not acknowledged "
+        "landed anyway is looked up in PostgreSQL afterwards. "
+        "A *stale read* started after a tweet of its tag was acknowledged and did not show it (or "
+        "counted fewer tweets than were acknowledged). *Recovery*: from healing to the first "
+        "acknowledged write and successful read that started after it.", "",
+        "| fault (in order) | writes | acked | lost | 503 (landed) | no answer (landed) | refused (landed) | "
+        "reads | stale reads | 500 | 503 | recovery s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["phases"]:
+        recover = "" if r["recover_s"] is None else f"{r['recover_s']:.2f}"
+        lines.append(f"| {FAULT_WORDS.get(r['phase'], r['phase'])} | {r['writes']} | {r['acked']} | "
+                     f"{r['lost']} | {r['unavailable']} ({r['unavailable_landed']}) | "
+                     f"{r['indeterminate']} ({r['indeterminate_landed']}) | "
+                     f"{r['refused']} ({r['refused_landed']}) | {r['reads']} | {r['stale_reads']} | "
+                     f"{r['status_500']} | {r['status_503']} | {recover} |")
+    f = result["final"]
+    lines += [
+        "", f"After healing: {f['acked']} acknowledged tweets, {f['lost']} missing from PostgreSQL, "
+        f"{f['missing_from_search']} missing from a search of one of their tags; search and PostgreSQL "
+        f"disagree on {f['search_differs_from_db']} tags' tweets and {f['total_differs_from_db']} tags' "
+        f"totals. Tracebacks in the service's log (other than asyncpg's while PostgreSQL was down): "
+        f"{s['server_tracebacks']}. Targets: nothing lost, no stale "
+        "read, no 500, 503 (always with Retry-After) only while PostgreSQL is down. "
+        + ("**All met.**" if not result["problems"] else "**Missed:** " + "; ".join(result["problems"])),
+        "", "Statuses per fault are in bench/results/chaos.json (transport errors by name). CI runs "
+        "the same experiment with shorter periods (`make chaos CHAOS_SHORT=1`).", "",
+    ]
+    return lines
 
 
 def soak_section(result: dict[str, Any]) -> list[str]:

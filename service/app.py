@@ -63,8 +63,17 @@ def create_app(settings: Settings) -> App:
             setattr(app.ctx, field.name, getattr(res, field.name))
         app.ctx.request_ids = itertools.count(1)
         app.ctx.request_id_prefix = f"{os.getpid():x}"
+        app.ctx.stopping = False
         if settings.workers > 1 and settings.restart_dead_workers:
             app.add_task(restart_dead_siblings(app), name="restart_dead_siblings")
+
+    @app.before_server_stop
+    async def drain(app: App) -> None:
+        """Before the listening socket closes: keep serving for a moment, but close each
+        connection after its response, so clients move off keep-alive connections while new
+        ones are still accepted; then only connections with a request in flight remain."""
+        app.ctx.stopping = True
+        await asyncio.sleep(settings.shutdown_drain_seconds)
 
     @app.after_server_stop
     async def close_worker_resources(app: App) -> None:
@@ -75,6 +84,11 @@ def create_app(settings: Settings) -> App:
         if incoming is None or not REQUEST_ID.fullmatch(incoming):
             incoming = f"{app.ctx.request_id_prefix}-{next(app.ctx.request_ids)}"
         response.headers["X-Request-ID"] = incoming
+        if app.ctx.stopping:
+            # Shutting down: answer what is in flight, then close, so keep-alive clients stop
+            # sending here; otherwise a busy connection is never idle and is cut off at the
+            # graceful-shutdown deadline, requests and all.
+            request.stream.keep_alive = False  # type: ignore[union-attr]
 
     app.register_middleware(add_request_id, "response")
 

@@ -86,6 +86,8 @@ class Settings:
     # cannot hold connections indefinitely.
     request_timeout: float = 10.0
     keep_alive_timeout: float = 30.0
+    # On SIGTERM: serve this long with keep-alive off before closing the listening socket.
+    shutdown_drain_seconds: float = 0.5
     access_log: bool = False
     use_uvloop: bool = True
     use_orjson: bool = True
@@ -160,6 +162,8 @@ class Settings:
             raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
         if not 0 < self.db_statement_timeout <= self.db_command_timeout:
             raise SettingsError("DB_STATEMENT_TIMEOUT must be above 0 and at most DB_COMMAND_TIMEOUT")
+        if self.shutdown_drain_seconds < 0:
+            raise SettingsError("SHUTDOWN_DRAIN_SECONDS must be at least 0")
         if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
             raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
         if not 0 <= self.hash_niceness <= 19:

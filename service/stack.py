@@ -244,6 +244,22 @@ def pg_stop(settings: Settings) -> None:
         _pg_run([pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], _run_as(), check=False)
 
 
+def pg_pid(settings: Settings) -> int | None:
+    """The postmaster's process id (first line of postmaster.pid), or None when not running."""
+    pidfile = settings.data_dir / "pg" / "data" / "postmaster.pid"
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def redis_pid(settings: Settings) -> int | None:
+    try:
+        return int((settings.data_dir / "redis" / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def destroy(settings: Settings) -> list[str]:
     """Stop the embedded stack and delete everything it created, the cluster kept under /var/tmp
     included. Returns the folders removed."""

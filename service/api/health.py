@@ -1,4 +1,5 @@
-"""Liveness and dependencies: 200 while PostgreSQL answers, 503 when it does not."""
+"""Liveness and dependencies: 200 while PostgreSQL answers, 503 when it does not or while the
+worker is shutting down (so a load balancer stops sending to it during the drain)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ async def health(request: Request) -> HTTPResponse:
         except Exception as exc:
             log.debug("health: redis down: %r", exc)
     status = "ok" if postgres == "up" and redis in ("up", "disabled") else "degraded"
+    if ctx.stopping:
+        status = "stopping"
     body = {"status": status, "postgres": postgres, "redis": redis,
             "cache": "bypass" if ctx.timeline.dirty else "on" if ctx.redis is not None else "off"}
-    return json(request, body, 200 if postgres == "up" else 503)
+    return json(request, body, 200 if postgres == "up" and not ctx.stopping else 503)
 
 
 @bp.head("/ping", name="ping_head")

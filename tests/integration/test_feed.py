@@ -66,10 +66,6 @@ async def search(w: Resources, tag: str) -> tuple[list[str], int, str]:
     return [t["msg"] for t in page["data"]], page["pagination"]["total"], state
 
 
-def redis_pid(settings: Settings) -> int:
-    return int((settings.data_dir / "redis" / "redis.pid").read_text())
-
-
 def test_invalidations_arrive_at_once(settings: Settings, urls: tuple[str, str]) -> None:
     async def scenario() -> float:
         async with workers(settings) as (a, b):
@@ -98,7 +94,8 @@ def test_a_post_during_a_redis_freeze_is_seen_by_the_other_worker(settings: Sett
             await search(b, tag)
             assert (await search(b, tag))[2] == "HIT"
             seen: list[tuple[float, list[str], int, str]] = []
-            pid = redis_pid(settings)
+            pid = stack.redis_pid(settings)
+            assert pid is not None
             os.kill(pid, signal.SIGSTOP)
             try:
                 await a.timeline.post(user, NewTweet(f"two #{tag}", [tag]))  # the 201

@@ -35,12 +35,20 @@ def test_post_shape_and_tags(client: httpx.Client, auth: dict[str, str]) -> None
     ({"msg": ""}, "msg"), ({"msg": "x" * 281}, "msg"), ({}, "msg"), ({"msg": 12}, "msg"),
     ({"msg": "hi", "tags": "python"}, "tags"), ({"msg": "hi", "tags": [1, 2]}, "tags"),
     ({"msg": "hi", "tags": [f"t{i}" for i in range(11)]}, "tags"),
-    ({"msg": "hi #" + "x" * 65}, "tags"), ({"msg": "hi", "tags": ["no spaces"]}, "tags"),
+    ({"msg": "hi", "tags": ["#" + "x" * 65]}, "tags"), ({"msg": "hi", "tags": ["no spaces"]}, "tags"),
 ])
 def test_post_bad_input(client: httpx.Client, auth: dict[str, str], body: dict, field: str) -> None:
     r = client.post("/api/v1/tweet", json=body, headers=auth)
     assert r.status_code == 400
     assert field in r.json()["errors"]
+
+
+def test_text_is_never_refused_for_its_hashtags(client: httpx.Client, auth: dict[str, str]) -> None:
+    long_word = "#" + "x" * 65
+    many = " ".join(f"#h{i}" for i in range(12))
+    r = client.post("/api/v1/tweet", json={"msg": f"hi {long_word} {many}"}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["data"]["tags"] == sorted(f"h{i}" for i in range(10))  # the first 10 that fit
 
 
 @pytest.mark.parametrize("params", [
