@@ -15,6 +15,11 @@ DATA_DIR=.data
 # Leave both empty to use the embedded PostgreSQL and Redis that the project starts itself.
 # e.g. postgresql://user:password@127.0.0.1:5432/simple_twitter
 DATABASE_URL=
+# Migrations need the tables' owner; the service can run as a role that only reads and writes
+# rows (sql/roles/app_grants.sql). Empty: migrations use DATABASE_URL.
+MIGRATE_DATABASE_URL=
+# Apply pending migrations when the service starts (false where a separate step does it).
+MIGRATE_ON_START=true
 # e.g. redis://127.0.0.1:6379/0
 REDIS_URL=
 # Ports of the embedded stack (loopback only, deliberately not the standard ones, and below

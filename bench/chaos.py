@@ -424,7 +424,7 @@ def main() -> int:
     proxy = Proxy(settings.stack_redis_port)
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    service = Service({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
+    service = Service({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
                        "DATABASE_URL": stack.urls(settings)[0]}, logs / "service.log")
     (logs / "service.log").write_text("")
     service.start()

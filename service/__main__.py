@@ -15,7 +15,7 @@ from service.settings import Settings, SettingsError, load_settings
 def migrate(settings: Settings) -> list[str]:
     from service.db.migrate import migrate as run_migrations
 
-    return asyncio.run(run_migrations(stack.urls(settings)[0]))
+    return asyncio.run(run_migrations(settings.migrate_database_url or stack.urls(settings)[0]))
 
 
 def run(settings: Settings) -> None:
@@ -27,7 +27,7 @@ def run(settings: Settings) -> None:
     settings.with_secret()  # create the development secret once, before workers start
     if stack.embedded(settings):
         stack.up(settings)
-    applied = migrate(settings)
+    applied = migrate(settings) if settings.migrate_on_start else []
     if applied:
         print(f"migrations applied: {', '.join(applied)}", flush=True)
     url = f"http://{settings.host}:{settings.port}"

@@ -38,6 +38,10 @@ class Settings:
     restart_dead_workers: bool = True  # a server worker that dies is started again by a sibling
     data_dir: Path = ROOT / ".data"
     database_url: str = ""
+    # Migrations need the tables' owner; the service itself can run as a role that only reads and
+    # writes rows (sql/roles/app_grants.sql). Empty: migrate with DATABASE_URL.
+    migrate_database_url: str = ""
+    migrate_on_start: bool = True  # false where a separate step migrates (compose: the migrate service)
     redis_url: str = ""
     # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
     # take local ports from that range and once made a stack fail to bind (Address in use).
@@ -204,10 +208,11 @@ def _local_secret(data_dir: Path) -> str:
     """A development secret shared by all workers and restarts: created once, atomically."""
     path = data_dir / "token_secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = data_dir / f".token_secret.{os.getpid()}"
-        tmp.write_text(secrets.token_urlsafe(48))
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private from the start
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
         try:
             os.link(tmp, path)  # fails if another process won the race: then use theirs
         except FileExistsError:

@@ -41,8 +41,15 @@ def urls(settings: Settings) -> tuple[str, str]:
     if not database:
         password = pg_password(settings)
         database = f"postgresql://{DB_USER}:{password}@127.0.0.1:{settings.stack_pg_port}/{DB_NAME}"
-    redis_url = settings.redis_url or f"redis://127.0.0.1:{settings.stack_redis_port}/0"
+    redis_url = settings.redis_url or redis_url_at(settings, settings.stack_redis_port)
     return database, redis_url
+
+
+def redis_url_at(settings: Settings, port: int) -> str:
+    """The embedded Redis's URL, with its password, as reached on a port (a test proxy's, say)."""
+    path = settings.data_dir / "redis" / "password"
+    auth = f":{path.read_text().strip()}@" if path.exists() else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
 
 
 def embedded(settings: Settings) -> bool:
@@ -301,15 +308,21 @@ def redis_start(settings: Settings) -> None:
         if (directory / "redis.pid").exists():
             return
         raise StackError(f"port {settings.stack_redis_port} is taken by another server: set STACK_REDIS_PORT")
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "redis.conf"
-    # A pure cache: no snapshots, no AOF, a memory cap, and LRU eviction over all keys.
-    conf.write_text(
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    password_file = directory / "password"
+    if not password_file.exists():
+        _write_private(password_file, secrets.token_urlsafe(24))
+    # A pure cache: no snapshots, no AOF, a memory cap, and LRU eviction over all keys. Loopback
+    # only, and a password all the same (any local user could otherwise read or wipe the cache).
+    _write_private(directory / "redis.conf",
         f"bind 127.0.0.1\nport {settings.stack_redis_port}\nprotected-mode yes\n"
+        f"requirepass {password_file.read_text().strip()}\n"
         f"daemonize yes\npidfile {directory}/redis.pid\nlogfile {directory}/redis.log\n"
         f"dir {directory}\nsave \"\"\nappendonly no\n"
         f"maxmemory {settings.stack_redis_maxmemory}\nmaxmemory-policy allkeys-lru\n"
     )
+    conf = directory / "redis.conf"
     subprocess.run([redis_bin(), str(conf)], check=True, capture_output=True)
     _wait_port(settings.stack_redis_port, "Redis")
 

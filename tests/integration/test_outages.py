@@ -79,7 +79,7 @@ def test_redis_partition_keeps_data_but_cache_is_repaired(urls: tuple[str, str],
     reachable again it still holds the old entry, which must not hide the tweets acknowledged
     while it was away."""
     proxy = Proxy(settings.stack_redis_port)
-    srv = start_server(urls, tmp_path_factory, REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0",
+    srv = start_server(urls, tmp_path_factory, REDIS_URL=stack.redis_url_at(settings, proxy.port),
                        DATABASE_URL=urls[0])
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as client:

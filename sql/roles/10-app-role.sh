@@ -1,0 +1,9 @@
+#!/bin/sh
+# Compose mounts sql/roles at /docker-entrypoint-initdb.d: when the postgres image first
+# initialises its volume it runs the files here in name order, as the owner: this script creates
+# the service's least-privileged login role, then app_grants.sql gives it its rights.
+# Migrations run later, as the owner, and their tables get the same rights by default.
+set -eu
+psql -v ON_ERROR_STOP=1 -v pw="$APP_DB_PASSWORD" --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+CREATE ROLE simple_twitter_app LOGIN PASSWORD :'pw';
+SQL
