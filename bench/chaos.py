@@ -127,13 +127,20 @@ class Service:
         raise RuntimeError("service did not start")
 
     def terminate(self, timeout: float = 30) -> None:
+        """SIGTERM and wait (Sanic drains and stops its workers); then reap whatever is left."""
         assert self.proc is not None
+        children = psutil.Process(self.proc.pid).children(recursive=True)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
 
     def workers(self, pg_port: int) -> list[int]:
         """Server workers: children holding PostgreSQL connections (their pools)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,8 +58,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **TEST_ENV, **env, "PORT": str(self.port)}
         self._log = open(log, "w")
+        # Its own process group, so stop() can reap every process Sanic started (its shared-state
+        # manager outlives a main process that was killed).
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "run"], cwd=ROOT,
-                                     env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+                                     env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -76,6 +80,11 @@ class Server:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
         self._log.close()
 
 
