@@ -106,3 +106,6 @@ SLOWDOWN_HIT_US=0
 SLOWDOWN_MISS_US=0
 SLOWDOWN_BYPASS_US=0
 SLOWDOWN_POST_US=0
+# Fault injection for tests only (always 0 in real use): milliseconds between a post's commit
+# and its cache update, to kill a worker in that window.
+FAULT_POST_CACHE_DELAY_MS=0

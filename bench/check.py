@@ -226,13 +226,13 @@ def main() -> int:
         candidate = git("rev-parse", "HEAD")[:12] + (" with uncommitted changes" if dirty else "")
         log(f"performance check: candidate {candidate} against baseline {baseline[:12]} "
             f"({git('log', '-1', '--format=%s', baseline)})")
+        prepare_stack()  # first: a first start creates the Redis password that the URL carries
         redis_server = stack.urls(bench_settings())[1].rsplit("/", 1)[0]
         sides = [Side("baseline", unpack(baseline), f"{redis_server}/1"),
                  Side("candidate", ROOT, f"{redis_server}/2", dict(item.split("=", 1) for item in args.env))]
         start = random.randrange(BENCH_SPEC.cold_tags)  # each run starts somewhere else
         for side in sides:
             side.cold_cursor = start
-        prepare_stack()
         paths = tuple(p for p in args.paths.split(",") if p)
         verdicts = judge(measure(sides, args.rounds, args.seconds, WARMUP, paths), THRESHOLDS)
     except CheckError as exc:

@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import TypeAlias
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> App:
         app.ctx.request_id_prefix = f"{os.getpid():x}"
         app.ctx.stopping = False
         if settings.workers > 1 and settings.restart_dead_workers:
-            app.add_task(restart_dead_siblings(app), name="restart_dead_siblings")
+            app.add_task(restart_dead_siblings(app, settings.post_deadline_ms / 1000),
+                         name="restart_dead_siblings")
 
     @app.before_server_stop
     async def drain(app: App) -> None:
@@ -99,9 +101,11 @@ def create_app(settings: Settings) -> App:
     return app
 
 
-async def restart_dead_siblings(app: App) -> None:
+async def restart_dead_siblings(app: App, post_deadline: float) -> None:
     """Sanic's manager marks a server worker that died (killed, out of memory) FAILED and carries
-    on with fewer: the first live worker (by name) asks it to start that one again."""
+    on with fewer: the first live worker (by name) asks it to start that one again. The dead one
+    may have committed posts without updating the cache: the restarter repairs as after a Redis
+    outage, invalidating every tag posted to since the longest a post can take before now."""
     me = app.m.name
     while True:
         await asyncio.sleep(1.0)
@@ -112,8 +116,9 @@ async def restart_dead_siblings(app: App) -> None:
         dead = sorted(n for n, w in servers.items() if w.get("state") == "FAILED")
         alive = sorted(n for n, w in servers.items() if w.get("state") in ("ACKED", "STARTED", "JOINED"))
         if dead and alive and alive[0] == me:
+            app.ctx.timeline.mark_dirty(datetime.now(UTC) - timedelta(seconds=post_deadline))
             for name in dead:
-                log.warning("worker %s died: starting it again", name)
+                log.warning("worker %s died: starting it again, repairing the cache", name)
                 app.m.restart(name)
             await asyncio.sleep(5.0)  # let it come up before looking again
 

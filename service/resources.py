@@ -34,7 +34,7 @@ class Resources:
     redis: redis.Redis | None
     local: LocalCache | None
     feed: Feed | None
-    feed_task: asyncio.Task[None] | None
+    tasks: tuple[asyncio.Task[None], ...]  # the invalidation feed
     passwords: Passwords
     tokens: Tokens
     accounts: Accounts
@@ -66,24 +66,26 @@ async def open_resources(settings: Settings) -> Resources:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     stale_after=settings.feed_stale_after, retry_seconds=settings.breaker_reset_seconds,
-                    pending_ms=settings.pending_post_ms, on_lost=lost, on_moved=moved)
+                    on_lost=lost, on_moved=moved)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
         pool, json, cache, Breaker(settings.breaker_failures, settings.breaker_reset_seconds),
         settings.use_singleflight, settings.db_acquire_timeout, local, feed=feed,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
-                          settings.slowdown_bypass_us, settings.slowdown_post_us))
-    feed_task = asyncio.get_running_loop().create_task(feed.run()) if feed is not None else None
-    return Resources(json, pool, client, local, feed, feed_task, passwords, tokens,
+                          settings.slowdown_bypass_us, settings.slowdown_post_us),
+        post_cache_delay=settings.fault_post_cache_delay_ms / 1000)
+    loop = asyncio.get_running_loop()
+    tasks = (loop.create_task(feed.run()),) if feed is not None else ()
+    return Resources(json, pool, client, local, feed, tasks, passwords, tokens,
                      Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
 
 
 async def close_resources(res: Resources) -> None:
     await res.timeline.close()
-    if res.feed_task is not None:
-        res.feed_task.cancel()
-        await asyncio.gather(res.feed_task, return_exceptions=True)
+    for task in res.tasks:
+        task.cancel()
+    await asyncio.gather(*res.tasks, return_exceptions=True)
     if res.redis is not None:
         await res.redis.aclose()
     await res.pool.close()

@@ -104,6 +104,8 @@ class Settings:
     slowdown_miss_us: int = 0
     slowdown_bypass_us: int = 0
     slowdown_post_us: int = 0
+    # Fault injection for tests only: wait this long between a post's commit and its cache update.
+    fault_post_cache_delay_ms: int = 0
 
     @property
     def production(self) -> bool:
@@ -114,9 +116,9 @@ class Settings:
         return self.db_pool_max or max(1, self.db_connection_budget // self.workers)
 
     @property
-    def pending_post_ms(self) -> int:
-        """Longest time from a post's pending mark to its cache update, unless its worker died:
-        waiting for a connection, the statement, and a margin."""
+    def post_deadline_ms(self) -> int:
+        """Longest time a post can take from its start to its cache update: waiting for a
+        connection, the statement, and a margin. Bounds the repair after a worker died."""
         return int((self.db_acquire_timeout + self.db_command_timeout + 2) * 1000)
 
     @property

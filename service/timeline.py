@@ -3,8 +3,8 @@
 Framework-independent (it returns bytes), so a peer web framework can serve it unchanged.
 
 Rules that keep the cache coherent:
-- the cache is updated after the database commit, never inside it; before the commit the post
-  is recorded as pending, so if this worker dies in between, another sweeps its tags;
+- the cache is updated after the database commit, never inside it; if a worker dies in between,
+  the sibling that starts it again repairs as after an outage (service/app.py);
 - a post whose cache update failed (or was skipped because Redis is down), and a lost or quiet
   invalidation feed (service/cache/feed.py), mark this worker dirty: it bypasses the cache and,
   once Redis answers again, invalidates every tag posted to since then (read from PostgreSQL,
@@ -16,9 +16,7 @@ Rules that keep the cache coherent:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,7 +77,8 @@ def iso(ts: datetime) -> str:
 class Timeline:
     def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
                  singleflight: bool, acquire_timeout: float, local: LocalCache | None = None, *,
-                 feed: Feed | None = None, slowdown: Slowdown = Slowdown()) -> None:
+                 feed: Feed | None = None, slowdown: Slowdown = Slowdown(),
+                 post_cache_delay: float = 0.0) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
@@ -92,8 +91,7 @@ class Timeline:
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
         self._feed = feed
         self._slowdown = slowdown
-        self._nonces = itertools.count()
-        self._worker_id = os.urandom(6).hex()  # pending records of instances never collide
+        self._post_cache_delay = post_cache_delay
 
     # -- serialization: one function for the post response and the cache, so bytes match --
 
@@ -119,17 +117,6 @@ class Timeline:
     async def _post(self, user: Identity, new: NewTweet) -> bytes:
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
-        record = ""
-        use_cache = self._cache is not None and bool(new.tags) and self._breaker.allow()
-        if use_cache:
-            assert self._cache is not None
-            record = f"{self._worker_id}.{next(self._nonces)} {' '.join(new.tags)}"
-            try:
-                await self._cache.mark(record)
-            except CACHE_ERRORS as exc:
-                log.warning("pending mark failed before post: %r", exc)
-                self._breaker.failure()
-                use_cache = False
         async with connection(self._pool, self._timeout) as conn:
             try:
                 row = await tweets.post(conn, user.user_id, new.msg, new.tags)
@@ -139,10 +126,11 @@ class Timeline:
                                row["created_at"], new.tags)
         if self._cache is not None and new.tags:
             updated = False
-            if use_cache:
+            if self._post_cache_delay:
+                await asyncio.sleep(self._post_cache_delay)
+            if self._breaker.allow():
                 try:
-                    # Also clears the pending record and tells the other workers.
-                    await self._cache.add(new.tags, row["id"], body, record)
+                    await self._cache.add(new.tags, row["id"], body)  # also tells the other workers
                     self._breaker.success()
                     updated = True
                 except CACHE_ERRORS as exc:

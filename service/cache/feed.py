@@ -13,9 +13,6 @@ In the first two cases the worker is told when it last heard the feed (`on_lost`
 the shared cache and invalidates every tag posted to since then before using it again. In the
 third (`on_moved`) it drops every shared entry first. Either way the pages kept in process are
 cleared when the feed comes back.
-
-Every second the feed also sweeps posts whose worker died between commit and cache update
-(see service/cache/tags.py), so their tags are invalidated within seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ log = logging.getLogger(__name__)
 class Feed:
     def __init__(self, client: redis.Redis, cache: TagCache, local: LocalCache | None, *,
                  ping_interval: float, stale_after: float, retry_seconds: float,
-                 pending_ms: int, on_lost: Callable[[datetime], None],
+                 on_lost: Callable[[datetime], None],
                  on_moved: Callable[[str], None]) -> None:
         self._client = client
         self._cache = cache
@@ -45,7 +42,6 @@ class Feed:
         self._ping = ping_interval
         self._stale_after = stale_after
         self._retry = retry_seconds
-        self._pending_ms = pending_ms
         self._on_lost = on_lost
         self._on_moved = on_moved
         self._heard_at = 0.0  # monotonic
@@ -65,7 +61,6 @@ class Feed:
 
     async def run(self) -> None:
         """For the worker's lifetime: re-subscribes after any failure."""
-        sweeper = asyncio.ensure_future(self._sweep_forever())
         try:
             while True:
                 # Subscribe confirmations are kept: redis-py reconnects a broken pub/sub
@@ -86,7 +81,6 @@ class Feed:
                         pass
         finally:
             self._silence()
-            sweeper.cancel()
 
     async def _listen(self, pubsub: redis.client.PubSub) -> None:
         next_ping = 0.0
@@ -141,14 +135,3 @@ class Feed:
             log.warning("cache invalidation feed %s; caches bypassed until it is back", why)
             self._lost = True
             self._on_lost(self._heard_wall)
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                swept = await self._cache.sweep(self._pending_ms)
-            except Exception as exc:  # the feed notices outages; this can wait a second
-                log.debug("pending sweep skipped: %r", exc)
-                continue
-            if swept:
-                log.warning("invalidated the tags of %d posts whose cache update never came", swept)

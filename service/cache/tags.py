@@ -11,11 +11,6 @@ that raced with a post never stores a list missing that post. A post adds itself
 entry that exists: it never creates a partial entry. Values are JSON bytes, never eval'd or
 unpickled; the hit path returns them as they are.
 
-A post announces itself before its commit: `{prefix}:pending` holds "nonce tag tag ..." scored
-by Redis time, and the after-commit update removes it. A record still there after the longest
-time a post can take belonged to a worker that died (or lost Redis) between its commit and its
-cache update: any worker's sweep then invalidates those tags, so such a tweet reappears in search
-within seconds instead of after the TTL.
 """
 
 from __future__ import annotations
@@ -49,44 +44,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# Before a post's commit. KEYS: pending. ARGV: "nonce tag tag ...". Scored by Redis's clock, so
-# workers on machines whose clocks disagree still agree on a record's age.
-MARK = """
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
-return 1
-"""
-
-# Records older than ARGV[1] ms: invalidate their tags (drop entry, bump version), forget them,
-# announce the tags. KEYS: pending. ARGV: age ms, entry key prefix, version key prefix, channel.
-SWEEP = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
-local tags = {}
-for _, record in ipairs(old) do
-  local first = true
-  for word in string.gmatch(record, '%S+') do
-    if not first then
-      redis.call('DEL', ARGV[2] .. word)
-      redis.call('INCR', ARGV[3] .. word)
-      tags[#tags + 1] = word
-    end
-    first = false
-  end
-  redis.call('ZREM', KEYS[1], record)
-end
-if #tags > 0 then redis.call('PUBLISH', ARGV[4], table.concat(tags, ' ')) end
-return #old
-"""
-
-# After a post, for all its tags in one call. KEYS: pending, entry1, version1, entry2, ...
-# ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, space-separated tags, pending
-# record.
+# After a post, for all its tags in one call. KEYS: entry1, version1, entry2, version2, ...
+# ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, space-separated tags.
 ADD = """
-redis.call('ZREM', KEYS[1], ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-for k = 2, #KEYS, 2 do
+for k = 1, #KEYS, 2 do
   local entry, version = KEYS[k], KEYS[k + 1]
   redis.call('INCR', version)
   redis.call('PEXPIRE', version, ARGV[4])
@@ -125,7 +87,7 @@ class TagCache:
         self._send = Batcher(client).call if pipeline else client.execute_command
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
-        self._sha = {FILL: "", ADD: "", MARK: "", SWEEP: ""}
+        self._sha = {FILL: "", ADD: ""}
 
     async def _load_scripts(self) -> None:
         for source in self._sha:
@@ -149,10 +111,6 @@ class TagCache:
     def channel(self) -> str:
         """Pub/sub channel carrying the tags whose cached pages changed."""
         return f"{self._prefix}:inv"
-
-    @property
-    def pending_key(self) -> str:
-        return f"{self._prefix}:pending"
 
     @property
     def run_key(self) -> str:
@@ -209,24 +167,13 @@ class TagCache:
         (stored,) = await self._run([(FILL, 2, args)])
         return bool(stored)
 
-    async def mark(self, record: str) -> None:
-        """Before a post commits: record "nonce tag ..." as pending (see the module docstring)."""
-        await self._run([(MARK, 1, [self.pending_key, record])])
-
-    async def sweep(self, older_than_ms: int) -> int:
-        """Invalidate the tags of pending records older than that; how many there were."""
-        (count,) = await self._run([(SWEEP, 1, [self.pending_key, older_than_ms, self.entry_key(""),
-                                                self.version_key(""), self.channel])])
-        return int(str(count))
-
-    async def add(self, tags: Sequence[str], tweet_id: int, body: bytes, record: str = "") -> None:
-        """After a post commits: add it to each cached tag, bump every tag's version, clear its
-        pending record and tell the workers (one pub/sub message), all in one script call."""
-        keys: list[Arg] = [self.pending_key]
+    async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
+        """After a post commits: add it to each cached tag, bump every tag's version and tell
+        the workers (one pub/sub message), all in one script call."""
+        keys: list[Arg] = []
         for tag in tags:
             keys += [self.entry_key(tag), self.version_key(tag)]
-        args: list[Arg] = [tweet_id, body, self.size, self._ttl_ms * 2, self.channel, " ".join(tags),
-                           record]
+        args: list[Arg] = [tweet_id, body, self.size, self._ttl_ms * 2, self.channel, " ".join(tags)]
         await self._run([(ADD, len(keys), keys + args)])
 
     async def invalidate(self, tags: Sequence[str]) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -55,16 +54,30 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         return await pool(0)
 
 
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool,
-                     timeout: float) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:  # noqa: ASYNC109
+# Errors after which a connection may be mid-operation: it is closed, never reused.
+BROKEN = (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError, TimeoutError)
+
+
+class PooledConnection:
     """pool.acquire(), except that a connection an error may have left mid-operation is closed
-    instead of going back to the pool, where the next request would inherit its broken state."""
-    conn = await pool.acquire(timeout=timeout)
-    try:
-        yield conn
-    except (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError, TimeoutError):
-        conn.terminate()
-        raise
-    finally:
-        await pool.release(conn)
+    instead of going back to the pool, where the next request would inherit its broken state.
+    A class rather than a generator-based context manager: it is on every request's path."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
+        self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
+        return self._conn
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if kind is not None and issubclass(kind, BROKEN):
+            self._conn.terminate()
+        await self._pool.release(self._conn)
+
+
+connection = PooledConnection

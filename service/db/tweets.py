@@ -82,3 +82,4 @@ async def search_page(conn: Conn, tag: str, limit: int, offset: int,
 
 async def tags_since(conn: Conn, since: datetime) -> list[str]:
     return [r[0] for r in await conn.fetch(TAGS_SINCE, since)]
+

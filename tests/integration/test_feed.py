@@ -21,7 +21,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from service import stack
-from service.cache.tags import TagCache
 from service.codec import ORJSON
 from service.resources import Resources, close_resources, open_resources
 from service.security.tokens import Identity
@@ -75,6 +74,7 @@ def test_invalidations_arrive_at_once(settings: Settings, urls: tuple[str, str])
             assert (await search(b, tag))[2] == "MISS"
             assert (await search(b, tag))[2] == "HIT"  # now kept in b's process
             await a.timeline.post(user, NewTweet(f"two #{tag}", [tag]))
+            assert not a.timeline.dirty  # the post's own cache update worked: no repair needed
             assert b.local is not None
             return await until(lambda: b.local.get((tag, 1, 10, None)) is None, 1.0)
 
@@ -110,42 +110,13 @@ def test_a_post_during_a_redis_freeze_is_seen_by_the_other_worker(settings: Sett
                 await asyncio.sleep(0.01)
             return seen
 
-    seen = asyncio.run(scenario())
+    try:
+        seen = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:  # never leave the test stack's Redis stopped, whatever happened
+        os.kill(stack.redis_pid(settings) or 0, signal.SIGCONT)
     stale = [s for s in seen if s[2] != 2 or not s[1] or not s[1][0].startswith("two")]
     assert not stale, stale[:5]
     assert any(s[3] in ("HIT", "MISS") for s in seen[-20:]), "the cache was not used again after the freeze"
-
-
-def test_a_post_whose_worker_died_before_its_cache_update_reappears(
-        settings: Settings, urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Worker a commits a post and never updates the cache (it hangs here, as if killed). Its
-    pending record is swept, so worker b shows the post within seconds, not after the TTL."""
-    async def hang(*args: object, **kwargs: object) -> None:
-        await asyncio.Event().wait()
-
-    async def scenario() -> float:
-        async with workers(settings, db_acquire_timeout=0.2, db_command_timeout=0.5,
-                           db_statement_timeout=0.5) as (a, b):
-            user = await new_user(a.pool)
-            tag = unique("fd")
-            await a.timeline.post(user, NewTweet(f"one #{tag}", [tag]))
-            await search(b, tag)
-            monkeypatch.setattr(TagCache, "add", hang)
-            dying = asyncio.ensure_future(a.timeline.post(user, NewTweet(f"two #{tag}", [tag])))
-            count = "SELECT count(*) FROM tweets WHERE $1 = ANY(tags)"
-            while await a.pool.fetchval(count, tag) < 2:
-                await asyncio.sleep(0.01)
-            committed = time.monotonic()
-            assert (await search(b, tag))[1] == 1  # stale in Redis: the update never came
-            while (await search(b, tag))[1] != 2:
-                assert time.monotonic() - committed < 10, "the post never reappeared"
-                await asyncio.sleep(0.05)
-            took = time.monotonic() - committed
-            dying.cancel()
-            return took
-
-    took = asyncio.run(scenario())
-    assert took < 0.2 + 0.5 + 2 + 1.5  # the pending age, plus a sweep period and a margin
 
 
 def test_redis_restarted_from_an_old_snapshot_is_not_trusted(settings: Settings,

@@ -3,16 +3,20 @@ on with fewer workers until someone restarts it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import socket
 import time
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 
 from service.settings import Settings
-from tests.conftest import start_server
+from tests.conftest import register_and_login, start_server, unique
 
 
 def serving_workers(root: psutil.Process, redis_port: int) -> set[int]:
@@ -51,3 +55,68 @@ def test_a_killed_worker_is_started_again(settings: Settings, urls: tuple[str, s
             assert httpx.get(srv.url + "/ping", timeout=5).status_code == 200
     finally:
         srv.stop()
+
+
+def worker_serving(root: psutil.Process, server_port: int, client_port: int) -> int:
+    """The worker process holding the server side of the client's connection."""
+    for child in root.children(recursive=True):
+        try:
+            for c in child.net_connections("tcp"):
+                if c.laddr.port == server_port and c.raddr and c.raddr.port == client_port:
+                    return child.pid
+        except psutil.Error:
+            continue
+    raise AssertionError("no worker holds the connection")
+
+
+def test_a_post_whose_worker_died_before_its_cache_update_shows(
+        settings: Settings, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The worker that served a post is killed after the commit, before the cache update (held
+    back 5 s by the fault hook). The tag's page is cached in Redis and in both workers'
+    processes (60 s); the post must show in search within seconds, not after the TTL."""
+    srv = start_server(urls, tmp_path_factory, WORKERS="2", LOCAL_CACHE_TTL="60",
+                       FAULT_POST_CACHE_DELAY_MS="5000")
+    try:
+        root = psutil.Process(srv.proc.pid)
+        wait_for_workers(root, settings.stack_redis_port, 2, 15)
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+        tag = unique("wd")
+        first = httpx.post(srv.url + "/api/v1/tweet", json={"msg": f"one #{tag}"}, headers=auth, timeout=10)
+        assert first.status_code == 201
+        time.sleep(5.5)  # its (held back) cache update is done
+
+        def search() -> dict:
+            r = httpx.get(srv.url + "/api/v1/search-tweets", params={"tag": tag}, headers=auth, timeout=10)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        for _ in range(10):  # new connections: both workers keep the page in process
+            assert search()["pagination"]["total"] == 1
+        body = json.dumps({"msg": f"two #{tag}"}).encode()
+        with socket.create_connection(("127.0.0.1", srv.port)) as raw:
+            raw.sendall(b"POST /api/v1/tweet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + f"Authorization: {auth['Authorization']}\r\n".encode()
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            victim = worker_serving(root, srv.port, raw.getsockname()[1])
+            deadline = time.monotonic() + 5
+            while not asyncio.run(count(urls[0], tag)) == 2:  # committed, cache update pending
+                assert time.monotonic() < deadline, "the post never committed"
+                time.sleep(0.05)
+            os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        while search()["pagination"]["total"] != 2:
+            assert time.monotonic() - killed < 5, "the post stayed invisible after its worker died"
+            time.sleep(0.1)
+        page = search()
+        assert page["data"][0]["msg"].startswith("two") and page["pagination"]["total"] == 2
+    finally:
+        srv.stop()
+
+
+async def count(dsn: str, tag: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag))
+    finally:
+        await conn.close()
