@@ -80,6 +80,7 @@ class Write:
     status: str = ""  # HTTP status, or the transport error's name
     tweet_id: int | None = None
     retry_after: bool = True
+    worker: str = ""  # the X-Request-ID prefix: which worker process answered
 
 
 @dataclass
@@ -91,6 +92,8 @@ class Read:
     total: int = -1
     ids: list[int] = field(default_factory=list)
     retry_after: bool = True
+    cache: str = ""  # X-Cache
+    worker: str = ""
 
 
 @dataclass
@@ -191,6 +194,7 @@ class Experiment:
                     r = await client.post("/api/v1/tweet", headers=auth,
                                           json={"msg": f"{w.marker} chaos", "tags": tags})
                     w.status = str(r.status_code)
+                    w.worker = r.headers.get("x-request-id", "").split("-")[0]
                     if r.status_code == 201:
                         w.outcome, w.tweet_id = "acked", r.json()["data"]["id"]
                     else:
@@ -219,6 +223,8 @@ class Experiment:
                         page = r.json()
                         read.total = page["pagination"]["total"]
                         read.ids = [t["id"] for t in page["data"]]
+                        read.cache = r.headers.get("x-cache", "")
+                        read.worker = r.headers.get("x-request-id", "").split("-")[0]
                     read.retry_after = r.status_code != 503 or "retry-after" in r.headers
                 except httpx.TransportError as exc:
                     read.status = type(exc).__name__
@@ -290,17 +296,21 @@ class Experiment:
                 return i
         return len(self.phases) - 1
 
-    def stale(self, read: Read, acked_by_tag: dict[str, list[Write]]) -> int:
-        """Acknowledged before this read began, yet missing from it (or from its total)."""
+    def missed(self, read: Read, acked_by_tag: dict[str, list[Write]]) -> list[Write]:
+        """Writes acknowledged before this read began, yet missing from it (or from its total)."""
         if read.status != "200":
-            return 0
+            return []
         before = [w for w in acked_by_tag[read.tag] if w.end < read.start]
-        if read.total < len(before):
-            return 1
         floor = min(read.ids) if len(read.ids) == 100 else 0  # a full page: only newer ids must show
         shown = set(read.ids)
-        return int(any(w.tweet_id is not None and w.tweet_id >= floor and w.tweet_id not in shown
-                       for w in before))
+        missing = [w for w in before if w.tweet_id is not None and w.tweet_id >= floor
+                   and w.tweet_id not in shown]
+        if read.total < len(before) and not missing:
+            return before[-1:]
+        return missing
+
+    def stale(self, read: Read, acked_by_tag: dict[str, list[Write]]) -> int:
+        return int(bool(self.missed(read, acked_by_tag)))
 
     async def final_state(self, auth: dict[str, str]) -> dict[str, Any]:
         dsn = stack.urls(self.settings)[0]
@@ -365,6 +375,11 @@ class Experiment:
                 "indeterminate_landed": sum(1 for w in unsure if w.marker in landed),
                 "reads": len(rs),
                 "stale_reads": sum(self.stale(r, acked_by_tag) for r in rs),
+                "stale_by_cache": dict(collections.Counter(r.cache for r in rs if self.stale(r, acked_by_tag))),
+                "stale_examples": [
+                    {"read_s": round(r.start - heal, 3), "cache": r.cache, "reader": r.worker,
+                     "missed": [(round(w.end - heal, 3), w.worker) for w in self.missed(r, acked_by_tag)][:3]}
+                    for r in rs if self.stale(r, acked_by_tag)][:8],
                 "write_statuses": dict(collections.Counter(w.status for w in ws)),
                 "read_statuses": dict(collections.Counter(r.status for r in rs)),
                 "status_500": sum(1 for w in ws if w.status == "500") + sum(1 for r in rs if r.status == "500"),

@@ -15,7 +15,7 @@ import redis.asyncio as redis
 
 from service import stack
 from service.accounts import Accounts
-from service.cache.client import Breaker, create_client
+from service.cache.client import CACHE_ERRORS, Breaker, create_client
 from service.cache.feed import Feed
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
@@ -59,14 +59,19 @@ async def open_resources(settings: Settings) -> Resources:
         if timeline is not None:
             timeline.mark_moved(run)
 
+    def back() -> None:
+        if timeline is not None:
+            timeline.redis_back()
+
     if client is not None:
         cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
                          settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
-                    stale_after=settings.feed_stale_after, retry_seconds=settings.breaker_reset_seconds,
-                    on_lost=lost, on_moved=moved)
+                    # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
+                    stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
+                    on_lost=lost, on_moved=moved, on_back=back)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
@@ -81,12 +86,21 @@ async def open_resources(settings: Settings) -> Resources:
                      Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
 
 
-async def close_resources(res: Resources) -> None:
+async def close_resources(res: Resources, seconds: float = 5.0) -> None:
+    """Close everything, each step bounded: a worker that is stopping must not hang on a
+    connection left in a bad state by an outage."""
     await res.timeline.close()
     for task in res.tasks:
         task.cancel()
-    await asyncio.gather(*res.tasks, return_exceptions=True)
+    if res.tasks:
+        await asyncio.wait(res.tasks, timeout=seconds)
     if res.redis is not None:
-        await res.redis.aclose()
-    await res.pool.close()
+        try:
+            await asyncio.wait_for(res.redis.aclose(), seconds)
+        except (TimeoutError, *CACHE_ERRORS):
+            pass
+    try:
+        await asyncio.wait_for(res.pool.close(), seconds)
+    except TimeoutError:
+        res.pool.terminate()
     res.passwords.close()

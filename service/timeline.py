@@ -128,7 +128,10 @@ class Timeline:
             updated = False
             if self._post_cache_delay:
                 await asyncio.sleep(self._post_cache_delay)
-            if self._breaker.allow():
+            # Skipped only when both the breaker and the feed say Redis is away: a post acknowledged
+            # without its update while other workers already read the cache again would be missing
+            # from their pages until this worker's repair.
+            if self._breaker.allow() or self._feed_trusted():
                 try:
                     await self._cache.add(new.tags, row["id"], body)  # also tells the other workers
                     self._breaker.success()
@@ -250,13 +253,22 @@ class Timeline:
         self._moved_to = run
         self.mark_dirty(EVERYTHING)
 
+    def redis_back(self) -> None:
+        """The feed hears Redis again: trust it for the next call (the breaker would wait)."""
+        self._breaker.success()
+
     async def _repair_loop(self) -> None:
-        """Until it succeeds: invalidate every tag posted to since the outage began."""
+        """Until it succeeds: invalidate every tag posted to since the outage began.
+
+        With a feed, it first waits until the feed has been back for a full stale period: by
+        then every other worker has heard Redis again too and updates the cache on each post, so
+        the tags read from PostgreSQL here include every post acknowledged without its update."""
         assert self._cache is not None
         while self._dirty_since is not None:
             since = self._dirty_since
-            if not self._breaker.allow():
-                await asyncio.sleep(0.2)
+            if not self._breaker.allow() or (self._feed is not None
+                                             and not self._feed.trusted_for(self._feed.stale_after)):
+                await asyncio.sleep(0.05)
                 continue
             moved = self._moved_to
             try:

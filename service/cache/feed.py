@@ -35,18 +35,24 @@ class Feed:
     def __init__(self, client: redis.Redis, cache: TagCache, local: LocalCache | None, *,
                  ping_interval: float, stale_after: float, retry_seconds: float,
                  on_lost: Callable[[datetime], None],
-                 on_moved: Callable[[str], None]) -> None:
+                 on_moved: Callable[[str], None], on_back: Callable[[], None]) -> None:
         self._client = client
         self._cache = cache
         self._local = local
         self._ping = ping_interval
-        self._stale_after = stale_after
+        self.stale_after = stale_after
         self._retry = retry_seconds
         self._on_lost = on_lost
         self._on_moved = on_moved
+        self._on_back = on_back
         self._heard_at = 0.0  # monotonic
         self._heard_wall = datetime.now(UTC)
         self._lost = True  # until the first subscription: nothing to vouch for yet
+        self._back_at = 0.0  # monotonic time the feed was last (re)established
+
+    def trusted_for(self, seconds: float) -> bool:
+        """Trusted, and continuously so for at least that long."""
+        return self.trusted() and time.monotonic() - self._back_at >= seconds
 
     def trusted(self) -> bool:
         """Whether the shared cache may be used now: subscribed, and heard from recently. Checked
@@ -54,8 +60,8 @@ class Feed:
         while this task waits on a slow socket."""
         if self._lost:
             return False
-        if time.monotonic() - self._heard_at > self._stale_after:
-            self._lose(f"quiet for more than {self._stale_after} s")
+        if time.monotonic() - self._heard_at > self.stale_after:
+            self._lose(f"quiet for more than {self.stale_after} s")
             return False
         return True
 
@@ -75,8 +81,8 @@ class Feed:
                     self._lose(f"lost ({exc!r})")
                     await asyncio.sleep(self._retry)
                 finally:
-                    try:
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    try:  # bounded: a broken connection must not hold the worker's shutdown
+                        await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
                     except Exception:  # noqa: S110 (the connection is already broken)
                         pass
         finally:
@@ -115,6 +121,8 @@ class Feed:
         if self._local is not None:
             self._local.clear()
         self._lost = False
+        self._back_at = time.monotonic()
+        self._on_back()
         log.info("cache invalidation feed back")
 
     def _hear(self) -> None:
@@ -122,7 +130,7 @@ class Feed:
         if not self._lost:
             self._heard_wall = datetime.now(UTC)
             if self._local is not None:
-                self._local.live_until = self._heard_at + self._stale_after
+                self._local.live_until = self._heard_at + self.stale_after
 
     def _silence(self) -> None:
         if self._local is not None:
