@@ -274,7 +274,8 @@ def chaos_section(result: dict[str, Any]) -> list[str]:
         f"disagree on {f['search_differs_from_db']} tags' tweets and {f['total_differs_from_db']} tags' "
         f"totals. Tracebacks in the service's log (other than asyncpg's while PostgreSQL was down): "
         f"{s['server_tracebacks']}. Targets: nothing lost, no stale "
-        "read, no 500, 503 (always with Retry-After) only while PostgreSQL is down. "
+        "read, no 500, 503 (always with Retry-After) only while PostgreSQL is down (a request is "
+        "counted in the phase it began in; a 503 there overlapped the next fault's PostgreSQL kill). "
         + ("**All met.**" if not result["problems"] else "**Missed:** " + "; ".join(result["problems"])),
         "", "Statuses per fault are in bench/results/chaos.json (transport errors by name). CI runs "
         "the same experiment with shorter periods (`make chaos CHAOS_SHORT=1`).", "",
