@@ -475,11 +475,23 @@ def main() -> int:
     # asyncpg logs a traceback each time its pool fails to reconnect while PostgreSQL is down; any
     # other traceback is the service's own and counts against the run.
     lines = (logs / "service.log").read_text().splitlines()
-    errors = sum(1 for i, line in enumerate(lines) if "Traceback" in line
-                 and not (i and "Failed to restore the pool connection floor" in lines[i - 1]))
+    tracebacks = [i for i, line in enumerate(lines) if "Traceback" in line
+                  and not (i and "Failed to restore the pool connection floor" in lines[i - 1])]
+
+    def sanic_shutdown_race(i: int) -> bool:
+        """Sanic's runner, stopping a worker, has its loop stopped under its own cleanup (seen
+        about once in ten SIGTERMs after a worker restart): reported, and its effect on clients
+        is already in the table (requests with no answer)."""
+        text = "\n".join(lines[i: i + 25])
+        return "sanic/server/runners.py" in text and "Event loop stopped before Future completed" in text
+    races = sum(1 for i in tracebacks if sanic_shutdown_race(i))
+    tracebacks = [i for i in tracebacks if not sanic_shutdown_race(i)]
+    errors = len(tracebacks)
+    for i in tracebacks[:3]:  # in the output too: CI deletes the log with the checkout
+        log("service traceback:\n" + "\n".join(lines[max(0, i - 2): i + 25]))
     result["settings"] = {"writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
                           "steady_s": steady, "fault_s": fault, "short": args.short,
-                          "server_tracebacks": errors, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                          "server_tracebacks": errors, "sanic_shutdown_races": races, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                           "commit": commit()}
     if errors:
         result["problems"].append(f"the service logged {errors} tracebacks (see {logs / 'service.log'})")
