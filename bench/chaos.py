@@ -36,7 +36,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -46,6 +45,7 @@ import psutil
 from bench.report import CHAOS_TITLE, chaos_section, replace_section
 from service import stack
 from service.db.migrate import migrate
+from service.process import ServiceProcess
 from service.settings import ROOT, Settings
 from tests.proxy import Proxy
 
@@ -104,52 +104,20 @@ class Phase:
     end: float = 0.0
 
 
-class Service:
-    """`python -m service run` with 2 workers pinned to CPU 0; start, SIGTERM, start again."""
+class Service(ServiceProcess):
+    """The service with 2 workers pinned to CPU 0 (service.process); restarted after SIGTERM."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**os.environ, **env}
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{env['PORT']}"
+    def start(self, timeout: float = 60, append_log: bool = True) -> Service:
+        super().start(timeout, append_log)
+        return self
 
-    def start(self) -> None:
-        pin = ["taskset", "-c", "0"] if len(os.sched_getaffinity(0)) > 1 else []
-        with self.log_path.open("a") as out:
-            self.proc = subprocess.Popen([*pin, sys.executable, "-m", "service", "run"], cwd=ROOT,
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("service did not start")
-
-    def terminate(self, timeout: float = 30) -> None:
-        """SIGTERM and wait (Sanic drains and stops its workers); then reap whatever is left."""
-        assert self.proc is not None
-        children = psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for child in children:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
+    def terminate(self) -> None:
+        self.stop(timeout=30)
 
     def workers(self, pg_port: int) -> list[int]:
         """Server workers: children holding PostgreSQL connections (their pools)."""
-        assert self.proc is not None
         pids = []
-        for child in psutil.Process(self.proc.pid).children(recursive=True):
+        for child in psutil.Process(self.pid).children(recursive=True):
             try:
                 if any(c.raddr and c.raddr.port == pg_port for c in child.net_connections("tcp")):
                     pids.append(child.pid)
@@ -453,9 +421,10 @@ def main() -> int:
     proxy = Proxy(settings.stack_redis_port)
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    service = Service({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
-                       "DATABASE_URL": stack.urls(settings)[0]}, logs / "service.log")
     (logs / "service.log").write_text("")
+    service = Service({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
+                       "DATABASE_URL": stack.urls(settings)[0]}, logs / "service.log",
+                      cpus="0" if len(os.sched_getaffinity(0)) > 1 else None)
     service.start()
     experiment = Experiment(settings, service, proxy, steady, fault)
     log(f"chaos: {WRITERS} writers, {READERS} readers, 2 workers; steady {steady:g} s, faults {fault:g} s: "

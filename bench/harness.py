@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import psutil
 
 from service import stack
 from service.db.migrate import migrate
+from service.process import SERVICE_RUN, ServiceError, ServiceProcess
 from service.settings import ROOT, Settings
 
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -76,11 +76,13 @@ def cpus() -> tuple[str, str | None]:
 
 @dataclass
 class Server:
+    """The service (or a peer's command) on the bench stack, pinned to cpus (service.process)."""
+
     env: dict[str, str]
     cpus: str | None = "0"
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "service", "run"])
-    proc: subprocess.Popen[bytes] | None = None
+    command: list[str] = field(default_factory=lambda: list(SERVICE_RUN))
     cwd: Path = ROOT  # the source tree the server runs from (a baseline commit's, for bench.check)
+    _process: ServiceProcess | None = None
 
     @property
     def port(self) -> int:
@@ -94,25 +96,19 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._process.proc if self._process is not None else None
+
     def start(self) -> Server:
-        env = {**os.environ, **BENCH_ENV, **self.env}
-        cmd = (["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []) + self.command
-        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's next log line.
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        log_file.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
-                    time.sleep(0.5)  # let every worker finish starting
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        self._process = ServiceProcess({**BENCH_ENV, **self.env, "PORT": str(self.port)}, self.log_path,
+                                       cwd=self.cwd, cpus=self.cpus, command=self.command)
+        try:
+            self._process.start()
+        except ServiceError as exc:
+            raise RuntimeError(str(exc)) from None
+        time.sleep(0.5)  # let every worker finish starting
+        return self
 
     def processes(self) -> list[psutil.Process]:
         assert self.proc is not None
@@ -120,20 +116,9 @@ class Server:
         return [root, *root.children(recursive=True)]
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        procs = self.processes() if self.proc.poll() is None else []
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        self.proc = None
+        if self._process is not None:
+            self._process.stop(timeout=15)
+            self._process = None
 
     def __enter__(self) -> Server:
         return self.start()

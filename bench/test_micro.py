@@ -24,7 +24,7 @@ from service.db import tweets
 from service.db.pool import create_pool
 from service.security.tokens import Identity
 from service.settings import Settings
-from service.tags import _normalise, tweet_tags
+from service.tagrules import _normalise, tweet_tags
 from service.timeline import Timeline
 from service.validate import NewTweet, search_query_string
 
@@ -84,8 +84,8 @@ def parts(urls: tuple[str, str], loop: asyncio.AbstractEventLoop) -> Iterator[di
         client = aredis.Redis.from_url(urls[1])
         cache = TagCache(client, "micro", 600, 0.0, 1000, True)
         return {"pool": pool, "redis": client, "cache": cache,
-                "hit": Timeline(pool, ORJSON, cache, Breaker(3, 1), True, 2.0),
-                "miss": Timeline(pool, ORJSON, None, Breaker(3, 1), True, 2.0)}
+                "hit": Timeline(pool, ORJSON, cache=cache, breaker=Breaker(3, 1), acquire_timeout=2.0),
+                "miss": Timeline(pool, ORJSON, cache=None, breaker=Breaker(3, 1), acquire_timeout=2.0)}
 
     made = loop.run_until_complete(make())
     yield made

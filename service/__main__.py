@@ -9,6 +9,7 @@ import logging
 import sys
 
 from service import stack
+from service.process import answers
 from service.settings import Settings, SettingsError, load_settings
 
 
@@ -40,65 +41,64 @@ def run(settings: Settings) -> None:
     Sanic.serve(primary=app, app_loader=loader)
 
 
-def _answers(url: str) -> bool:
-    """Does a service answer /ping at url?"""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=1) as r:  # noqa: S310 (our own URL)
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 def start(settings: Settings) -> str:
     """Run the service in the background (for make locust / loadtest); returns its URL."""
-    import subprocess
-    import time
+    from service.process import ServiceError, ServiceProcess
 
     url = f"http://{settings.host}:{settings.port}"
-    if _answers(url):
+    if answers(url):
         return url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(settings.data_dir / "service.log", "ab")  # handed to the child, which keeps it open
-    proc = subprocess.Popen([sys.executable, "-m", "service", "run"], stdout=log, stderr=log,
-                            start_new_session=True)
-    (settings.data_dir / "service.pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if _answers(url):
-            return url
-        if proc.poll() is not None:
-            raise stack.StackError(f"the service exited; see {settings.data_dir / 'service.log'}")
-        time.sleep(0.2)
-    raise stack.StackError(f"the service did not answer on {url}")
+    service = ServiceProcess({"PORT": str(settings.port)}, settings.data_dir / "service.log",
+                             host=settings.host)
+    try:
+        service.start(append_log=True)
+    except ServiceError as exc:
+        raise stack.StackError(str(exc)) from None
+    (settings.data_dir / "service.pid").write_text(str(service.pid))
+    return url
 
 
-def stop(settings: Settings) -> bool:
-    """Stop a service started by `start`; True if one was running."""
+def stop(settings: Settings) -> str:
+    """Stop a service started by `start`: SIGTERM to its process group, SIGKILL if it is still
+    there after 30 s. Says which happened."""
     import os
     import signal
     import time
 
     pidfile = settings.data_dir / "service.pid"
     if not pidfile.exists():
+        return "not running"
+
+    def gone(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
         return False
+
     try:
         pid = int(pidfile.read_text())
         os.killpg(pid, signal.SIGTERM)
-        for _ in range(100):
-            os.killpg(pid, 0)
-            time.sleep(0.1)
-    except (ValueError, ProcessLookupError, PermissionError):
-        pass
-    pidfile.unlink(missing_ok=True)
-    return True
+    except (ValueError, ProcessLookupError):
+        pidfile.unlink(missing_ok=True)
+        return "not running"
+    result = "stopped"
+    if not gone(30):
+        os.killpg(pid, signal.SIGKILL)
+        result = "killed (it did not stop within 30 s of SIGTERM)" if gone(5) else \
+            f"STILL RUNNING: process group {pid} survived SIGKILL"
+    if not result.startswith("STILL"):
+        pidfile.unlink(missing_ok=True)
+    return result
 
 
 def status(settings: Settings) -> dict[str, str]:
     """The background service, the Locust UI and the run stack, as one line of JSON."""
     url = f"http://{settings.host}:{settings.port}"
-    return {"service": f"up on {url}" if _answers(url) else "down",
+    return {"service": f"up on {url}" if answers(url) else "down",
             "locust_ui": "up on http://127.0.0.1:8089" if stack.port_open(8089) else "down",
             **stack.status(settings)}
 
@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "start":
             print(start(settings))
         elif args.command == "stop":
-            print("stopped" if stop(settings) else "not running")
+            result = stop(settings)
+            print(result)
+            if result.startswith("STILL"):
+                return 1
         elif args.command == "status":
             print(json.dumps(status(settings)))
         elif args.command == "reset":

@@ -75,8 +75,10 @@ async def open_resources(settings: Settings) -> Resources:
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        pool, json, cache, Breaker(settings.breaker_failures, settings.breaker_reset_seconds),
-        settings.use_singleflight, settings.db_acquire_timeout, local, feed=feed,
+        pool, json, cache=cache,
+        breaker=Breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+        singleflight=settings.use_singleflight, acquire_timeout=settings.db_acquire_timeout,
+        local=local, feed=feed,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000)

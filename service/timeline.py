@@ -28,7 +28,7 @@ from service.cache.client import CACHE_ERRORS, Breaker
 from service.cache.feed import Feed
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
-from service.cache.tags import Page, TagCache
+from service.cache.tags import Page, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.pool import connection
@@ -75,8 +75,8 @@ def iso(ts: datetime) -> str:
 
 
 class Timeline:
-    def __init__(self, pool: asyncpg.Pool, codec: Codec, cache: TagCache | None, breaker: Breaker,
-                 singleflight: bool, acquire_timeout: float, local: LocalCache | None = None, *,
+    def __init__(self, pool: asyncpg.Pool, codec: Codec, *, cache: TagCache | None, breaker: Breaker,
+                 singleflight: bool = True, acquire_timeout: float, local: LocalCache | None = None,
                  feed: Feed | None = None, slowdown: Slowdown = Slowdown(),
                  post_cache_delay: float = 0.0) -> None:
         self._pool = pool
@@ -216,8 +216,8 @@ class Timeline:
         if before_id is not None:
             tweets_ = [t for t in tweets_ if t[0] < before_id]
         items = [body for _, body in tweets_[offset: offset + count]]
-        everything = len(filled.tweets) >= filled.total
-        return Page(items, filled.total, len(items) == count or everything)
+        return Page(items, filled.total,
+                    window_answers(len(items), count, len(filled.tweets), filled.total, offset, before_id))
 
     def _feed_trusted(self) -> bool:
         return self._feed is None or self._feed.trusted()

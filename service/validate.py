@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from service import tags as tagrules
+from service import tagrules
 from service.errors import BadRequest
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +13,7 @@ import pytest
 
 from service import stack
 from service.db.migrate import migrate
+from service.process import ServiceProcess
 from service.settings import ROOT, Settings
 
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -52,40 +48,13 @@ def urls(settings: Settings) -> tuple[str, str]:
     return stack.urls(settings)
 
 
-class Server:
+class Server(ServiceProcess):
+    """The service on a free port with the test stack's settings, started at once."""
+
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, **TEST_ENV, **env, "PORT": str(self.port)}
-        self._log = open(log, "w")
-        # Its own process group, so stop() can reap every process Sanic started (its shared-state
-        # manager outlives a main process that was killed).
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "run"], cwd=ROOT,
-                                     env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/ping", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group is left
-        except ProcessLookupError:
-            pass
-        self._log.close()
+        super().__init__({**TEST_ENV, **env, "PORT": str(self.port)}, log)
+        self.start()
 
 
 def start_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, **env: str) -> Server:

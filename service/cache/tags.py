@@ -63,6 +63,16 @@ return 1
 """
 
 
+def window_answers(found: int, count: int, cached: int, total: int, offset: int,
+                   before_id: int | None) -> bool:
+    """Whether a page read from a tag's cached window (the newest `cached` of `total` tweets) is
+    the true page: it is full, or the window holds every tweet, or (by offset) the page reaches
+    the last tweet. Otherwise tweets beyond the window may belong on it: ask PostgreSQL."""
+    if found == count or cached >= total:
+        return True
+    return before_id is None and offset + found >= total
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """Tweets (JSON bytes, newest first) and the tag's total; complete=False means the cached
@@ -146,13 +156,7 @@ class TagCache:
             return None
         total = -int(float(score)) - 1
         items = [m for m in members if m != TOTAL]
-        cached_all = card - 1 >= total
-        # Complete when the page is full, or nothing beyond the cached window could belong on it.
-        if before_id is None:
-            complete = len(items) == count or cached_all or offset + len(items) >= total
-        else:
-            complete = len(items) == count or cached_all
-        return Page(items, total, complete)
+        return Page(items, total, window_answers(len(items), count, card - 1, total, offset, before_id))
 
     async def version(self, tag: str) -> bytes:
         value = await self._send("GET", self.version_key(tag))

@@ -92,7 +92,17 @@ def test_two_workers_agree_after_post(urls: tuple[str, str], tmp_path_factory) -
                 assert s.status_code == 200
                 assert s.json()["data"][0]["id"] == new_id
                 assert s.json()["pagination"]["total"] == round_ + 1
-        pids = {httpx.get(f"{srv.url}/ping").headers["x-request-id"].split("-")[0] for _ in range(40)}
+        async def concurrent_pings() -> set[str]:
+            # Connections open at the same time: one busy worker cannot accept them all (one at a
+            # time, the kernel may hand every new connection to the same idle worker).
+            limits = httpx.Limits(max_keepalive_connections=0, max_connections=40)
+            async with httpx.AsyncClient(limits=limits, timeout=10) as c:
+                rs = await asyncio.gather(*(c.get(f"{srv.url}/ping") for _ in range(40)))
+            return {r.headers["x-request-id"].split("-")[0] for r in rs}
+
+        pids: set[str] = set()
+        for _ in range(5):
+            pids |= asyncio.run(concurrent_pings())
         assert len(pids) == 2, "requests did not reach both workers"
     finally:
         srv.stop()

@@ -29,7 +29,7 @@ def test_run_says_where_the_service_and_swagger_are(urls: tuple[str, str],
                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
     srv = start_server(urls, tmp_path_factory)
     try:
-        banner = Path(srv._log.name).read_text()
+        banner = srv.log_path.read_text()
         assert f"{srv.url} (1 worker): Swagger UI {srv.url}/swagger" in banner, banner[:500]
     finally:
         srv.stop()

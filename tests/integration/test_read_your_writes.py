@@ -34,7 +34,8 @@ async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tu
         cache = TagCache(client, "st", 600, 0.0, 1000, True)
         local = LocalCache(60.0, 1 << 20)
         local.active = True  # as while the invalidation feed is live
-        timeline = Timeline(pool, ORJSON, cache, Breaker(3, 1.0), True, 2.0, local)
+        timeline = Timeline(pool, ORJSON, cache=cache, breaker=Breaker(3, 1.0), acquire_timeout=2.0,
+                            local=local)
         tag = unique("ryw")
         await timeline.post(user, NewTweet(f"first #{tag}", [tag]))
 

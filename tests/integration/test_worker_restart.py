@@ -45,7 +45,7 @@ def test_a_killed_worker_is_started_again(settings: Settings, urls: tuple[str, s
                                           tmp_path_factory: pytest.TempPathFactory) -> None:
     srv = start_server(urls, tmp_path_factory, WORKERS="2")
     try:
-        root = psutil.Process(srv.proc.pid)
+        root = psutil.Process(srv.pid)
         before = wait_for_workers(root, settings.stack_redis_port, 2, 15)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
@@ -77,7 +77,7 @@ def test_a_post_whose_worker_died_before_its_cache_update_shows(
     srv = start_server(urls, tmp_path_factory, WORKERS="2", LOCAL_CACHE_TTL="60",
                        FAULT_POST_CACHE_DELAY_MS="5000")
     try:
-        root = psutil.Process(srv.proc.pid)
+        root = psutil.Process(srv.pid)
         wait_for_workers(root, settings.stack_redis_port, 2, 15)
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)

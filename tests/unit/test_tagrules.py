@@ -1,6 +1,6 @@
 import pytest
 
-from service.tags import MAX_TAGS_PER_TWEET, TagError, hashtags, normalise, tweet_tags
+from service.tagrules import MAX_TAGS_PER_TWEET, TagError, hashtags, normalise, tweet_tags
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -42,7 +42,7 @@ def test_hashtags_fill_the_room_in_order_and_bad_ones_stay_text() -> None:
 
 
 def test_long_raw_input_is_refused_before_the_memo() -> None:
-    from service import tags as tagrules
+    from service import tagrules
 
     before = tagrules._normalise.cache_info().currsize
     with pytest.raises(tagrules.TagError):
