@@ -20,7 +20,7 @@ from sanic.response import BaseHTTPResponse
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
-from service.db.pool import UNAVAILABLE
+from service.db.pool import unavailable
 from service.errors import (
     DATABASE_DOWN,
     INVALID_TOKEN,
@@ -131,7 +131,7 @@ def create_app_from_env() -> App:
 def error_response(app: App, exc: BaseException) -> HTTPResponse:
     """Every error in one envelope: {"message", "code", "errors"?}. No stack traces leave."""
     headers: dict[str, str] = {}
-    if isinstance(exc, UNAVAILABLE) and not isinstance(exc, SanicException):
+    if unavailable(exc) and not isinstance(exc, SanicException):
         exc = ServiceUnavailable(message=DATABASE_DOWN)
     if isinstance(exc, AppError):
         status, body = exc.status, exc.body()

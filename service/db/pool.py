@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from types import TracebackType
 
 import asyncpg
@@ -12,11 +13,15 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Raised while PostgreSQL is down, restarting or refusing connections: answered with 503.
+# Raised while PostgreSQL is down, restarting, refusing connections or too slow: answered 503.
+# Only connection loss and the server's own refusals: a bare OSError or asyncpg InterfaceError
+# can be a programming error (a wrong argument count, a connection used twice at once), which
+# must be a logged 500, not a silent 503.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,  # includes ConnectionDoesNotExistError
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    socket.gaierror,  # the database host name does not resolve
+    TimeoutError,  # connect, acquire or command timeout
+    asyncpg.exceptions.ConnectionDoesNotExistError,  # closed in the middle of an operation
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
@@ -25,6 +30,15 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     # in progress", MagicStack/asyncpg#784 and #1069): the connection is broken, not the request.
     asyncpg.exceptions.InternalClientError,
 )
+# asyncpg says "connection is closed" and "pool is closing" with a bare InterfaceError.
+LOST_CONNECTION = ("connection is closed", "connection was closed", "pool is closing", "pool is closed")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Does this error mean PostgreSQL cannot be reached (503) rather than a bug (500)?"""
+    if isinstance(exc, UNAVAILABLE):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and any(m in str(exc) for m in LOST_CONNECTION)
 
 
 async def _keep_session(conn: object) -> None:

@@ -1,0 +1,33 @@
+"""Which errors are "PostgreSQL unavailable" (503 + Retry-After) and which are bugs (500, logged)."""
+
+import socket
+
+import asyncpg
+import pytest
+
+from service.db.pool import unavailable
+
+
+@pytest.mark.parametrize("exc", [
+    ConnectionRefusedError(111, "Connection refused"), ConnectionResetError(), BrokenPipeError(),
+    socket.gaierror(-2, "Name or service not known"), TimeoutError(),
+    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.InterfaceError("cannot perform operation: connection is closed"),
+    asyncpg.InterfaceError("pool is closing"),
+    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+    asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+    asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+])
+def test_connection_loss_is_unavailable(exc: BaseException) -> None:
+    assert unavailable(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    asyncpg.InterfaceError("the server expects 2 arguments for this query, 1 was passed"),
+    OSError(24, "Too many open files"), FileNotFoundError(), PermissionError(),
+    asyncpg.UndefinedColumnError("column \"x\" does not exist"), ValueError(), KeyError("x"),
+])
+def test_bugs_are_not_unavailable(exc: BaseException) -> None:
+    assert not unavailable(exc)
