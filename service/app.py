@@ -20,22 +20,13 @@ from sanic.response import BaseHTTPResponse
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
-from service.db.pool import unavailable
-from service.errors import (
-    DATABASE_DOWN,
-    INVALID_TOKEN,
-    USER_GONE,
-    AppError,
-    ServiceUnavailable,
-    Unauthorized,
-)
+from service.errors import INTERNAL_ERROR, error_parts
 from service.resources import close_resources, open_resources
 from service.settings import Settings, load_settings
 
 App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-BEARER = 'Bearer realm="simple-twitter"'
 
 
 def create_app(settings: Settings) -> App:
@@ -131,22 +122,16 @@ def create_app_from_env() -> App:
 def error_response(app: App, exc: BaseException) -> HTTPResponse:
     """Every error in one envelope: {"message", "code", "errors"?}. No stack traces leave."""
     headers: dict[str, str] = {}
-    if unavailable(exc) and not isinstance(exc, SanicException):
-        exc = ServiceUnavailable(message=DATABASE_DOWN)
-    if isinstance(exc, AppError):
-        status, body = exc.status, exc.body()
-        if isinstance(exc, ServiceUnavailable):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, Unauthorized):  # RFC 6750: say which scheme, and why a token failed
-            invalid = exc.message in (INVALID_TOKEN, USER_GONE)
-            headers["WWW-Authenticate"] = BEARER + (', error="invalid_token"' if invalid else "")
+    parts = None if isinstance(exc, SanicException) else error_parts(exc)
+    if parts is not None:
+        status, body, headers = parts
     elif isinstance(exc, SanicException):
         status = exc.status_code
         body = {"message": _sanic_message(exc), "code": _code(status)}
         headers.update(getattr(exc, "headers", None) or {})
     else:
         log.exception("unhandled error", exc_info=exc)
-        status, body = 500, {"message": "Internal server error", "code": "internalError"}
+        status, body = 500, INTERNAL_ERROR
     return raw(app.ctx.codec.dumps(body), status, headers)
 
 

@@ -1,11 +1,14 @@
 """Domain errors and the one JSON envelope they are rendered in.
 
-Handlers raise these; service.app maps them (and Sanic's own errors) to responses in one place.
+Handlers raise these; error_parts() maps them, and a dependency that is away, to status, body
+and headers without any web framework, so the Sanic app and the peer stack answer alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from service.db.pool import unavailable
 
 
 class AppError(Exception):
@@ -44,18 +47,6 @@ class NotFound(AppError):
     message = "Not found"
 
 
-class MethodNotAllowed(AppError):
-    status = 405
-    code = "methodNotAllowed"
-    message = "Method not allowed"
-
-
-class PayloadTooLarge(AppError):
-    status = 413
-    code = "payloadTooLarge"
-    message = "Request body too large"
-
-
 class InvalidInput(AppError):
     status = 422
     code = "invalidInput"
@@ -77,3 +68,24 @@ INVALID_TOKEN = "Invalid or expired token"  # noqa: S105
 USER_GONE = "User no longer exists"
 DATABASE_DOWN = "Database unavailable, retry shortly"
 HASHING_BUSY = "Too many logins and registrations at once, retry shortly"
+
+BEARER = 'Bearer realm="simple-twitter"'
+
+
+def error_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """(status, body, headers) for a domain error or an unreachable database; None for anything
+    else (a framework's own error, or a bug: the caller answers 500 and logs it)."""
+    if not isinstance(exc, AppError):
+        if not unavailable(exc):
+            return None
+        exc = ServiceUnavailable(message=DATABASE_DOWN)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):  # RFC 6750: say which scheme, and why a token failed
+        invalid = exc.message in (INVALID_TOKEN, USER_GONE)
+        headers["WWW-Authenticate"] = BEARER + (', error="invalid_token"' if invalid else "")
+    return exc.status, exc.body(), headers
+
+
+INTERNAL_ERROR: dict[str, Any] = {"message": "Internal server error", "code": "internalError"}

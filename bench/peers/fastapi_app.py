@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from service import validate
-from service.errors import AppError
+from service.errors import INTERNAL_ERROR, error_parts
 from service.resources import close_resources, open_resources
 from service.settings import load_settings
 
@@ -35,9 +35,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
 
 
-@app.exception_handler(AppError)
-async def app_error(request: Request, exc: AppError) -> Response:
-    return Response(state["codec"].dumps(exc.body()), status_code=exc.status, media_type=JSON)  # type: ignore[attr-defined]
+@app.exception_handler(Exception)
+async def error(request: Request, exc: Exception) -> Response:
+    """The service's own mapping (service.errors.error_parts), so both stacks answer alike."""
+    status, body, headers = error_parts(exc) or (500, INTERNAL_ERROR, {})
+    return Response(state["codec"].dumps(body), status_code=status, headers=headers, media_type=JSON)  # type: ignore[attr-defined]
 
 
 @app.get("/ping")
