@@ -4,10 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
-# The stacks each command uses: run (.data), test (.data/test), bench (.data/bench).
-TEST_STACK  := DATA_DIR=.data/test STACK_PG_PORT=25442 STACK_REDIS_PORT=26389
-BENCH_STACK := DATA_DIR=.data/bench STACK_PG_PORT=25452 STACK_REDIS_PORT=26399
-CHAOS_STACK := DATA_DIR=.data/chaos STACK_PG_PORT=25462 STACK_REDIS_PORT=26409
+# The stacks each command uses: run (.data), test, bench and chaos (.data/<name>; their ports are
+# in service/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
 	bench-check bench-baseline bench-detect soak fuzz chaos
@@ -96,19 +94,14 @@ loadtest: install  ## headless Locust run with gates; CSV, HTML and JSON reports
 		--processes $(PROCESSES) --max-fail-ratio $(MAX_FAIL_RATIO) --max-p95-ms $(MAX_P95_MS) \
 		$(if $(filter 1,$(NO_SEED)),--no-seed,)
 
-status: install  ## what is running: the service, the Locust UI and the run, test and bench stacks
+status: install  ## what is running: the service, the Locust UI and the run, test, bench and chaos stacks
 	@$(PY) -m service status
-	@echo "test stack:  $$($(TEST_STACK) $(PY) -m service stack status)"
-	@echo "bench stack: $$($(BENCH_STACK) $(PY) -m service stack status)"
-	@echo "chaos stack: $$($(CHAOS_STACK) $(PY) -m service stack status)"
+	@$(PY) -m service stack status --name all | grep -v '"stack": "run"'
 
-stop: install  ## stop the background service, the Locust UI and the run, test and bench stacks
+stop: install  ## stop the background service, the Locust UI and the run, test, bench and chaos stacks
 	$(PY) -m loadtests.run --stop
 	$(PY) -m service stop
-	$(PY) -m service stack down
-	$(TEST_STACK) $(PY) -m service stack down
-	$(BENCH_STACK) $(PY) -m service stack down
-	$(CHAOS_STACK) $(PY) -m service stack down
+	$(PY) -m service stack down --name all
 
 reset: install  ## delete the run stack's data (users, tweets, cache) and start empty: asks first
 	@$(PY) -m service reset $(if $(filter 1,$(YES)),--yes,)
@@ -116,8 +109,5 @@ reset: install  ## delete the run stack's data (users, tweets, cache) and start 
 clean: install  ## stop everything and delete all the stacks created (.data and their /var/tmp clusters)
 	-$(PY) -m loadtests.run --stop
 	-$(PY) -m service stop
-	$(PY) -m service stack destroy
-	$(TEST_STACK) $(PY) -m service stack destroy
-	$(BENCH_STACK) $(PY) -m service stack destroy
-	$(CHAOS_STACK) $(PY) -m service stack destroy
+	$(PY) -m service stack destroy --name all
 	rm -rf .data

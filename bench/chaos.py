@@ -52,9 +52,7 @@ from tests.proxy import Proxy
 OUT = ROOT / "bench" / "results"
 CHAOS_ENV = {
     "ENV": "development",
-    "DATA_DIR": str(ROOT / ".data" / "chaos"),
-    "STACK_PG_PORT": "25462",
-    "STACK_REDIS_PORT": "26409",
+    **stack.named_env("chaos"),
     "DATABASE_URL": "",
     "REDIS_URL": "",
     "HOST": "127.0.0.1",

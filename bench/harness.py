@@ -23,9 +23,7 @@ from service.settings import ROOT, Settings
 WRK_DIR = ROOT / "bench" / "wrk"
 BENCH_ENV = {
     "ENV": "development",
-    "DATA_DIR": str(ROOT / ".data" / "bench"),
-    "STACK_PG_PORT": "25452",
-    "STACK_REDIS_PORT": "26399",
+    **stack.named_env("bench"),
     "DATABASE_URL": "",
     "REDIS_URL": "",
     "HOST": "127.0.0.1",

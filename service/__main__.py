@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 
 from service import stack
 from service.process import answers
@@ -124,6 +126,16 @@ def reset(settings: Settings, yes: bool) -> int:
     return 0
 
 
+def stack_action(settings: Settings, action: str) -> dict[str, object]:
+    if action == "up":
+        stack.up(settings)
+    elif action == "down":
+        stack.down(settings)
+    elif action == "destroy":
+        return {"removed": stack.destroy(settings)}
+    return dict(stack.status(settings))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
     stack_cmd.add_argument("action", choices=["up", "down", "status", "destroy"],
                            help="destroy: stop it and delete all it created (make clean)")
+    stack_cmd.add_argument("--name", default="run", choices=["run", *stack.NAMED_STACKS, "all"],
+                           help="which stack (default: the run stack of the settings; all: every one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -162,16 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             if stack.embedded(settings):
                 stack.up(settings)
             print(json.dumps({"applied": migrate(settings)}))
-        elif args.action == "up":
-            stack.up(settings)
-            print(json.dumps(stack.status(settings)))
-        elif args.action == "destroy":
-            print(json.dumps({"removed": stack.destroy(settings)}))
-        elif args.action == "down":
-            stack.down(settings)
-            print(json.dumps(stack.status(settings)))
         else:
-            print(json.dumps(stack.status(settings)))
+            names = ["run", *stack.NAMED_STACKS] if args.name == "all" else [args.name]
+            for name in names:
+                chosen = settings if name == "run" else dataclasses.replace(
+                    settings, data_dir=Path(stack.named_env(name)["DATA_DIR"]),
+                    stack_pg_port=stack.NAMED_STACKS[name][0], stack_redis_port=stack.NAMED_STACKS[name][1])
+                print(json.dumps({"stack": name, **stack_action(chosen, args.action)}))
     except stack.StackError as exc:
         print(f"stack error: {exc}", file=sys.stderr)
         return 1

@@ -23,10 +23,20 @@ import subprocess
 import time
 from pathlib import Path
 
-from service.settings import Settings
+from service.settings import ROOT, Settings
 
 DB_NAME = "simple_twitter"
 DB_USER = "simple_twitter"
+
+# The project's other embedded stacks, each under .data/<name> on its own ports, so tests,
+# benchmarks and the chaos run never touch the dev data (the "run" stack: .data, 25432/26379).
+NAMED_STACKS = {"test": (25442, 26389), "bench": (25452, 26399), "chaos": (25462, 26409)}
+
+
+def named_env(name: str) -> dict[str, str]:
+    """The settings that select a named stack (DATA_DIR and its ports)."""
+    pg, redis = NAMED_STACKS[name]
+    return {"DATA_DIR": str(ROOT / ".data" / name), "STACK_PG_PORT": str(pg), "STACK_REDIS_PORT": str(redis)}
 
 
 class StackError(RuntimeError):

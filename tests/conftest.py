@@ -14,14 +14,12 @@ import pytest
 from service import stack
 from service.db.migrate import migrate
 from service.process import ServiceProcess
-from service.settings import ROOT, Settings
+from service.settings import Settings
 
 TEST_SECRET = "test-secret-" + "x" * 40
 TEST_ENV = {
     "ENV": "test",
-    "DATA_DIR": str(ROOT / ".data" / "test"),
-    "STACK_PG_PORT": "25442",
-    "STACK_REDIS_PORT": "26389",
+    **stack.named_env("test"),
     "DATABASE_URL": "",
     "REDIS_URL": "",
     "TOKEN_SECRET": TEST_SECRET,
