@@ -70,6 +70,12 @@ def _burn(microseconds: int) -> None:
         pass
 
 
+def success(data: bytes, extra: bytes = b"") -> bytes:
+    """The success envelope around already-serialized data: {"data": ..., "code": "success"...}.
+    The one place it is written (post, search, and the peer stack)."""
+    return b'{"data":' + data + b',"code":"success"' + extra + b"}"
+
+
 def iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -105,7 +111,7 @@ class Timeline:
         """The search response around already-serialized tweets (a list, or pre-joined)."""
         joined = items if isinstance(items, bytes) else b",".join(items)
         pagination = self._codec.dumps({"total": total, "page": q.page, "page_size": q.page_size})
-        return b'{"data":[' + joined + b'],"code":"success","pagination":' + pagination + b"}"
+        return success(b"[" + joined + b"]", b',"pagination":' + pagination)
 
     # -- post --
 

@@ -17,6 +17,7 @@ from service import validate
 from service.errors import INTERNAL_ERROR, error_parts
 from service.resources import close_resources, open_resources
 from service.settings import load_settings
+from service.timeline import success
 
 JSON = "application/json"
 state: dict[str, object] = {}
@@ -60,4 +61,4 @@ async def post(request: Request) -> Response:
     user = state["tokens"].identify(request.headers.get("authorization"))  # type: ignore[attr-defined]
     new = validate.new_tweet(validate.json_object(await request.body(), state["codec"].loads))  # type: ignore[attr-defined]
     tweet = await state["timeline"].post(user, new)  # type: ignore[attr-defined]
-    return Response(b'{"data":' + tweet + b',"code":"success"}', status_code=201, media_type=JSON)
+    return Response(success(tweet), status_code=201, media_type=JSON)

@@ -7,6 +7,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from service import validate
 from service.api.auth import identify
 from service.api.respond import raw
+from service.timeline import success
 
 bp = Blueprint("tweets", url_prefix="/api/v1")
 
@@ -16,7 +17,7 @@ async def post_tweet(request: Request) -> HTTPResponse:
     user = identify(request)
     new = validate.new_tweet(validate.json_object(request.body, request.app.ctx.codec.loads))
     tweet = await request.app.ctx.timeline.post(user, new)
-    return raw(b'{"data":' + tweet + b',"code":"success"}', 201)
+    return raw(success(tweet), 201)
 
 
 @bp.get("/search-tweets")

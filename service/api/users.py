@@ -6,7 +6,8 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from service import validate
 from service.api.auth import identify
-from service.api.respond import json
+from service.api.respond import json, raw
+from service.timeline import success
 
 bp = Blueprint("users", url_prefix="/api/v1")
 
@@ -15,7 +16,7 @@ bp = Blueprint("users", url_prefix="/api/v1")
 async def register(request: Request) -> HTTPResponse:
     new = validate.registration(validate.json_object(request.body, request.app.ctx.codec.loads))
     user = await request.app.ctx.accounts.register(new)
-    return json(request, {"data": user, "code": "success"}, 201)
+    return raw(success(request.app.ctx.codec.dumps(user)), 201)
 
 
 @bp.post("/login")
