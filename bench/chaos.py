@@ -36,12 +36,13 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import psutil
 
+from bench.harness import BENCH_ENV, children_connected_to
 from bench.report import CHAOS_TITLE, chaos_section, replace_section
 from service import stack
 from service.db.migrate import migrate
@@ -50,15 +51,8 @@ from service.settings import ROOT, Settings
 from tests.proxy import Proxy
 
 OUT = ROOT / "bench" / "results"
-CHAOS_ENV = {
-    "ENV": "development",
-    **stack.named_env("chaos"),
-    "DATABASE_URL": "",
-    "REDIS_URL": "",
-    "HOST": "127.0.0.1",
-    "PORT": "2096",
-    "ACCESS_LOG": "false",
-}
+# The bench run's settings on a stack of its own (its faults must not touch the bench data).
+CHAOS_ENV = {**BENCH_ENV, **stack.named_env("chaos"), "PORT": "2096"}
 FAULTS = ["redis-kill", "redis-freeze", "redis-cut", "pg-kill", "worker-kill", "sigterm"]
 WRITERS, READERS, TAGS = 4, 4, 4
 
@@ -102,30 +96,8 @@ class Phase:
     end: float = 0.0
 
 
-class Service(ServiceProcess):
-    """The service with 2 workers pinned to CPU 0 (service.process); restarted after SIGTERM."""
-
-    def start(self, timeout: float = 60, append_log: bool = True) -> Service:
-        super().start(timeout, append_log)
-        return self
-
-    def terminate(self) -> None:
-        self.stop(timeout=30)
-
-    def workers(self, pg_port: int) -> list[int]:
-        """Server workers: children holding PostgreSQL connections (their pools)."""
-        pids = []
-        for child in psutil.Process(self.pid).children(recursive=True):
-            try:
-                if any(c.raddr and c.raddr.port == pg_port for c in child.net_connections("tcp")):
-                    pids.append(child.pid)
-            except psutil.Error:
-                continue
-        return pids
-
-
 class Experiment:
-    def __init__(self, settings: Settings, service: Service, proxy: Proxy, steady: float, fault: float) -> None:
+    def __init__(self, settings: Settings, service: ServiceProcess, proxy: Proxy, steady: float, fault: float) -> None:
         self.settings = settings
         self.service = service
         self.proxy = proxy
@@ -227,11 +199,11 @@ class Experiment:
                         raise
                     await asyncio.sleep(0.5)
         elif name == "worker-kill":
-            os.kill(min(self.service.workers(s.stack_pg_port)), signal.SIGKILL)
+            os.kill(min(children_connected_to(self.service.pid, s.stack_pg_port)), signal.SIGKILL)
             await asyncio.sleep(self.fault)
         elif name == "sigterm":
-            await asyncio.to_thread(self.service.terminate)
-            await asyncio.to_thread(self.service.start)
+            await asyncio.to_thread(self.service.stop)
+            await asyncio.to_thread(self.service.start, append_log=True)
 
     async def schedule(self, faults: list[str]) -> None:
         self.phases.append(Phase("steady", time.monotonic()))
@@ -385,6 +357,33 @@ class Experiment:
         return {"phases": rows, "final": final_check, "problems": problems}
 
 
+def tracebacks(path: Path) -> list[str]:
+    """Each traceback in a log, from "Traceback" to its exception line. Two workers write to
+    the log at once, so a block is recognised by what it holds, not by the line before it."""
+    lines = path.read_text(errors="replace").splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            j = i + 1
+            while j < len(lines) and lines[j].startswith(" "):
+                j += 1
+            blocks.append("\n".join(lines[i: j + 1]))
+    return blocks
+
+
+def traceback_kind(block: str) -> str:
+    """asyncpg: its pool logging a failed reconnect while PostgreSQL is down (noise). shutdown: a
+    worker stopped by Sanic while it was still starting (KeyboardInterrupt) or with its loop
+    stopped under Sanic's own cleanup; reported, not counted (any request cut off shows as no
+    answer in the table). service: anything else, which fails the run."""
+    if "_maintain_min_size" in block:
+        return "asyncpg"
+    if block.endswith("KeyboardInterrupt") or ("sanic/server/runners.py" in block
+                                               and "Event loop stopped before Future completed" in block):
+        return "shutdown"
+    return "service"
+
+
 def commit() -> str:
     """HEAD, marked when the service or harness code differs from it (a run of uncommitted code)."""
     def git(*args: str) -> str:
@@ -420,10 +419,10 @@ def main() -> int:
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "service.log").write_text("")
-    service = Service({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
+    service = ServiceProcess({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
                        "DATABASE_URL": stack.urls(settings)[0]}, logs / "service.log",
                       cpus="0" if len(os.sched_getaffinity(0)) > 1 else None)
-    service.start()
+    service.start(append_log=True)
     experiment = Experiment(settings, service, proxy, steady, fault)
     log(f"chaos: {WRITERS} writers, {READERS} readers, 2 workers; steady {steady:g} s, faults {fault:g} s: "
         + ", ".join(faults))
@@ -436,26 +435,14 @@ def main() -> int:
             return await experiment.final_state(auth)
         result = experiment.report(asyncio.run(final()))
     finally:
-        service.terminate()
+        service.stop()
         proxy.close()
         stack.up(settings)  # leave the stack whole (a fault may have been mid-way)
-    # asyncpg logs a traceback each time its pool fails to reconnect while PostgreSQL is down; any
-    # other traceback is the service's own and counts against the run.
-    lines = (logs / "service.log").read_text().splitlines()
-    tracebacks = [i for i, line in enumerate(lines) if "Traceback" in line
-                  and not (i and "Failed to restore the pool connection floor" in lines[i - 1])]
-
-    def sanic_shutdown_race(i: int) -> bool:
-        """Sanic's runner, stopping a worker, has its loop stopped under its own cleanup (seen
-        about once in ten SIGTERMs after a worker restart): reported, and its effect on clients
-        is already in the table (requests with no answer)."""
-        text = "\n".join(lines[i: i + 25])
-        return "sanic/server/runners.py" in text and "Event loop stopped before Future completed" in text
-    races = sum(1 for i in tracebacks if sanic_shutdown_race(i))
-    tracebacks = [i for i in tracebacks if not sanic_shutdown_race(i)]
-    errors = len(tracebacks)
-    for i in tracebacks[:3]:  # in the output too: CI deletes the log with the checkout
-        log("service traceback:\n" + "\n".join(lines[max(0, i - 2): i + 25]))
+    blocks = tracebacks(logs / "service.log")
+    service_blocks = [block for block in blocks if traceback_kind(block) == "service"]
+    errors, races = len(service_blocks), sum(1 for block in blocks if traceback_kind(block) == "shutdown")
+    for block in service_blocks[:3]:  # in the output too: CI deletes the log with the checkout
+        log("service traceback:\n" + block)
     result["settings"] = {"writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
                           "steady_s": steady, "fault_s": fault, "short": args.short,
                           "server_tracebacks": errors, "sanic_shutdown_races": races, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

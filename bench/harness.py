@@ -125,6 +125,19 @@ class Server:
         self.stop()
 
 
+def children_connected_to(pid: int, port: int) -> set[int]:
+    """Processes under pid holding a TCP connection to port: the server workers, told from
+    Sanic's helper processes by their pools (PostgreSQL) or invalidation feeds (Redis)."""
+    pids = set()
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if any(c.raddr and c.raddr.port == port for c in child.net_connections("tcp")):
+                pids.add(child.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
 def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:

@@ -273,9 +273,9 @@ def chaos_section(result: dict[str, Any]) -> list[str]:
         f"{f['missing_from_search']} missing from a search of one of their tags; search and PostgreSQL "
         f"disagree on {f['search_differs_from_db']} tags' tweets and {f['total_differs_from_db']} tags' "
         f"totals. Tracebacks in the service's log (other than asyncpg's while PostgreSQL was down): "
-        f"{s['server_tracebacks']} (and {s.get('sanic_shutdown_races', 0)} of Sanic's own at shutdown: "
-        "its runner's loop stopped under its cleanup, a known race of the framework, not counted "
-        "against the run; any request it cut shows as no answer above). Targets: nothing lost, no stale "
+        f"{s['server_tracebacks']} (and {s.get('sanic_shutdown_races', 0)} from Sanic stopping a worker: "
+        "one still starting, or its loop stopped under Sanic's own cleanup; not counted against "
+        "the run, and any request it cut shows as no answer above). Targets: nothing lost, no stale "
         "read, no 500, 503 (always with Retry-After) only while PostgreSQL is down (a request is "
         "counted in the phase it began in; a 503 there overlapped the next fault's PostgreSQL kill). "
         + ("**All met.**" if not result["problems"] else "**Missed:** " + "; ".join(result["problems"])),

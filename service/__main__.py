@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
-from pathlib import Path
 
 from service import stack
 from service.process import answers
@@ -179,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             names = ["run", *stack.NAMED_STACKS] if args.name == "all" else [args.name]
             for name in names:
-                chosen = settings if name == "run" else dataclasses.replace(
-                    settings, data_dir=Path(stack.named_env(name)["DATA_DIR"]),
-                    stack_pg_port=stack.NAMED_STACKS[name][0], stack_redis_port=stack.NAMED_STACKS[name][1])
+                chosen = settings if name == "run" else stack.named(settings, name)
                 print(json.dumps({"stack": name, **stack_action(chosen, args.action)}))
     except stack.StackError as exc:
         print(f"stack error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ PostgreSQL refuses to run as root, so as root its cluster is owned by the `postg
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import os
@@ -37,6 +38,13 @@ def named_env(name: str) -> dict[str, str]:
     """The settings that select a named stack (DATA_DIR and its ports)."""
     pg, redis = NAMED_STACKS[name]
     return {"DATA_DIR": str(ROOT / ".data" / name), "STACK_PG_PORT": str(pg), "STACK_REDIS_PORT": str(redis)}
+
+
+def named(settings: Settings, name: str) -> Settings:
+    """settings aimed at a named stack instead of the run stack."""
+    pg, redis = NAMED_STACKS[name]
+    return dataclasses.replace(settings, data_dir=ROOT / ".data" / name, stack_pg_port=pg,
+                               stack_redis_port=redis)
 
 
 class StackError(RuntimeError):

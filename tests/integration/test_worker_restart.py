@@ -15,30 +15,20 @@ import httpx
 import psutil
 import pytest
 
+from bench.harness import children_connected_to
 from service.settings import Settings
 from tests.conftest import register_and_login, start_server, unique
 
 
-def serving_workers(root: psutil.Process, redis_port: int) -> set[int]:
-    """Children holding a connection to Redis: every server worker keeps its invalidation feed."""
-    pids = set()
-    for child in root.children(recursive=True):
-        try:
-            if any(c.raddr and c.raddr.port == redis_port for c in child.net_connections("tcp")):
-                pids.add(child.pid)
-        except psutil.Error:
-            continue
-    return pids
-
-
 def wait_for_workers(root: psutil.Process, port: int, n: int, seconds: float) -> set[int]:
+    """Wait until n server workers hold a Redis connection (each keeps its invalidation feed)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        pids = serving_workers(root, port)
+        pids = children_connected_to(root.pid, port)
         if len(pids) == n:
             return pids
         time.sleep(0.2)
-    raise AssertionError(f"expected {n} serving workers, have {serving_workers(root, port)}")
+    raise AssertionError(f"expected {n} serving workers, have {children_connected_to(root.pid, port)}")
 
 
 def test_a_killed_worker_is_started_again(settings: Settings, urls: tuple[str, str],
