@@ -18,6 +18,7 @@ from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
 from bench.conftest import OPS
 from service.cache.client import Breaker
+from service.cache.guard import Guard
 from service.cache.tags import TagCache
 from service.codec import ORJSON
 from service.db import tweets
@@ -84,8 +85,8 @@ def parts(urls: tuple[str, str], loop: asyncio.AbstractEventLoop) -> Iterator[di
         client = aredis.Redis.from_url(urls[1])
         cache = TagCache(client, "micro", 600, 0.0, 1000, True)
         return {"pool": pool, "redis": client, "cache": cache,
-                "hit": Timeline(pool, ORJSON, cache=cache, breaker=Breaker(3, 1), acquire_timeout=2.0),
-                "miss": Timeline(pool, ORJSON, cache=None, breaker=Breaker(3, 1), acquire_timeout=2.0)}
+                "hit": Timeline(pool, ORJSON, cache=cache, guard=Guard(Breaker(3, 1)), acquire_timeout=2.0),
+                "miss": Timeline(pool, ORJSON, cache=None, guard=Guard(Breaker(3, 1)), acquire_timeout=2.0)}
 
     made = loop.run_until_complete(make())
     yield made

@@ -20,21 +20,25 @@ def migrate(settings: Settings) -> list[str]:
 
 
 def run(settings: Settings) -> None:
+    """The composition root: the stack up, migrations applied, settings resolved once and handed
+    to every worker (and to any worker restarted later)."""
+    from functools import partial
+
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from service.app import create_app_from_env
+    from service.app import create_app
 
-    settings.with_secret()  # create the development secret once, before workers start
     if stack.embedded(settings):
         stack.up(settings)
+    settings = stack.resolve(settings)
     applied = migrate(settings) if settings.migrate_on_start else []
     if applied:
         print(f"migrations applied: {', '.join(applied)}", flush=True)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Simple Twitter on {url} ({settings.workers} worker{'s' if settings.workers > 1 else ''}): "
           f"Swagger UI {url}/swagger, OpenAPI {url}/openapi.json; Ctrl-C stops it", flush=True)
-    loader = AppLoader(factory=create_app_from_env)
+    loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 access_log=settings.access_log, motd=False, backlog=1024)

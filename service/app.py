@@ -22,7 +22,7 @@ from service.api.respond import raw
 from service.codec import codec
 from service.errors import INTERNAL_ERROR, error_parts
 from service.resources import close_resources, open_resources
-from service.settings import Settings, load_settings
+from service.settings import Settings
 
 App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def create_app(settings: Settings) -> App:
-    settings = settings.with_secret()
-    json = codec(settings.use_orjson)
-    app = Sanic("simple_twitter", dumps=json.dumps, loads=json.loads)
+    """The app for resolved settings (service.stack.resolve: URLs and secret filled in)."""
+    settings.require_resolved()
+    chosen = codec(settings.use_orjson)
+    app = Sanic("simple_twitter", dumps=chosen.dumps, loads=chosen.loads)
     app.config.update(
         REQUEST_MAX_SIZE=settings.request_max_size,
         ACCESS_LOG=settings.access_log,
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> App:
         KEEP_ALIVE_TIMEOUT=settings.keep_alive_timeout,
     )
     app.ctx.settings = settings
-    app.ctx.codec = json
+    app.ctx.codec = chosen
     for bp in (users.bp, tweets.bp, health.bp, docs.bp):
         app.blueprint(bp)
 
@@ -112,11 +113,6 @@ async def restart_dead_siblings(app: App, post_deadline: float) -> None:
                 log.warning("worker %s died: starting it again, repairing the cache", name)
                 app.m.restart(name)
             await asyncio.sleep(5.0)  # let it come up before looking again
-
-
-def create_app_from_env() -> App:
-    """Factory for Sanic's worker processes: each worker builds its app from the environment."""
-    return create_app(load_settings())
 
 
 def error_response(app: App, exc: BaseException) -> HTTPResponse:

@@ -13,10 +13,10 @@ from datetime import datetime
 import asyncpg
 import redis.asyncio as redis
 
-from service import stack
 from service.accounts import Accounts
 from service.cache.client import CACHE_ERRORS, Breaker, create_client
 from service.cache.feed import Feed
+from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
 from service.codec import Codec, codec
@@ -43,10 +43,10 @@ class Resources:
 
 async def open_resources(settings: Settings) -> Resources:
     """Everything one worker serves with; call inside the worker's event loop."""
-    database_url, redis_url = stack.urls(settings)
-    json = codec(settings.use_orjson)
-    pool = await create_pool(settings, database_url)
-    client = create_client(settings, redis_url) if settings.cache_enabled else None
+    settings.require_resolved()
+    chosen = codec(settings.use_orjson)
+    pool = await create_pool(settings, settings.database_url)
+    client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = None
     # The feed calls back into the timeline, which is made after it.
     timeline: Timeline | None = None
@@ -59,10 +59,8 @@ async def open_resources(settings: Settings) -> Resources:
         if timeline is not None:
             timeline.mark_moved(run)
 
-    def back() -> None:
-        if timeline is not None:
-            timeline.redis_back()
-
+    # The feed hearing Redis again closes the breaker at once (it would wait out its reset).
+    breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
     if client is not None:
         cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
                          settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
@@ -71,20 +69,20 @@ async def open_resources(settings: Settings) -> Resources:
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
-                    on_lost=lost, on_moved=moved, on_back=back)
+                    on_lost=lost, on_moved=moved, on_back=breaker.success)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        pool, json, cache=cache,
-        breaker=Breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+        pool, chosen, cache=cache,
+        guard=Guard(breaker, feed),
         singleflight=settings.use_singleflight, acquire_timeout=settings.db_acquire_timeout,
-        local=local, feed=feed,
+        local=local,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000)
     loop = asyncio.get_running_loop()
     tasks = (loop.create_task(feed.run()),) if feed is not None else ()
-    return Resources(json, pool, client, local, feed, tasks, passwords, tokens,
+    return Resources(chosen, pool, client, local, feed, tasks, passwords, tokens,
                      Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
 
 

@@ -146,6 +146,14 @@ class Settings:
             return self
         return dataclasses.replace(self, token_secret=_local_secret(self.data_dir))
 
+    def require_resolved(self) -> None:
+        """The application takes its URLs and secret as given; filling them in is the starter's job."""
+        missing = [name.upper() for name in ("database_url", "redis_url", "token_secret")
+                   if not getattr(self, name) and (name != "redis_url" or self.cache_enabled)]
+        if missing:
+            raise SettingsError(f"{', '.join(missing)} not set: resolve the settings first "
+                                "(service.stack.resolve fills in the embedded stack's)")
+
     def _check(self) -> None:
         if self.env not in ("development", "production", "test"):
             raise SettingsError("ENV must be development, production or test")

@@ -63,6 +63,14 @@ def urls(settings: Settings) -> tuple[str, str]:
     return database, redis_url
 
 
+def resolve(settings: Settings) -> Settings:
+    """The settings the service runs with: DATABASE_URL, REDIS_URL and the token secret filled in
+    (the configured ones, or the embedded stack's). Resolved once by whoever starts the service;
+    the application itself uses settings.database_url and settings.redis_url as they are."""
+    database, redis_url = urls(settings)
+    return dataclasses.replace(settings.with_secret(), database_url=database, redis_url=redis_url)
+
+
 def redis_url_at(settings: Settings, port: int) -> str:
     """The embedded Redis's URL, with its password, as reached on a port (a test proxy's, say)."""
     path = settings.data_dir / "redis" / "password"

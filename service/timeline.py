@@ -24,8 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from service.cache.client import CACHE_ERRORS, Breaker
-from service.cache.feed import Feed
+from service.cache.guard import CacheDown, Guard
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
 from service.cache.tags import Page, TagCache, window_answers
@@ -81,21 +80,19 @@ def iso(ts: datetime) -> str:
 
 
 class Timeline:
-    def __init__(self, pool: asyncpg.Pool, codec: Codec, *, cache: TagCache | None, breaker: Breaker,
+    def __init__(self, pool: asyncpg.Pool, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, acquire_timeout: float, local: LocalCache | None = None,
-                 feed: Feed | None = None, slowdown: Slowdown = Slowdown(),
-                 post_cache_delay: float = 0.0) -> None:
+                 slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
         self._local = local
-        self._breaker = breaker
+        self._guard = guard
         self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
         self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
-        self._feed = feed
         self._slowdown = slowdown
         self._post_cache_delay = post_cache_delay
 
@@ -134,17 +131,12 @@ class Timeline:
             updated = False
             if self._post_cache_delay:
                 await asyncio.sleep(self._post_cache_delay)
-            # Skipped only when both the breaker and the feed say Redis is away: a post acknowledged
-            # without its update while other workers already read the cache again would be missing
-            # from their pages until this worker's repair.
-            if self._breaker.allow() or self._feed_trusted():
+            if self._guard.updatable():
                 try:
-                    await self._cache.add(new.tags, row["id"], body)  # also tells the other workers
-                    self._breaker.success()
+                    await self._guard(self._cache.add(new.tags, row["id"], body))  # tells the other workers
                     updated = True
-                except CACHE_ERRORS as exc:
-                    log.warning("cache update failed after post %s: %r", row["id"], exc)
-                    self._breaker.failure()
+                except CacheDown as exc:
+                    log.warning("cache update failed after post %s: %s", row["id"], exc)
             if self._local is not None:
                 for tag in new.tags:
                     self._local.invalidate(tag)
@@ -180,10 +172,8 @@ class Timeline:
         assert self._cache is not None
         offset = (q.page - 1) * q.page_size
         try:
-            page = await self._cache.read(q.tag, offset, q.page_size, q.before_id)
-            self._breaker.success()
-        except CACHE_ERRORS:
-            self._breaker.failure()
+            page = await self._guard(self._cache.read(q.tag, offset, q.page_size, q.before_id))
+        except CacheDown:
             return await self._search_db(q), BYPASS
         if page is not None:
             if page.complete:
@@ -203,18 +193,17 @@ class Timeline:
             _burn(self._slowdown.miss_us)
         version: bytes | None
         try:
-            version = await self._cache.version(tag)
-        except CACHE_ERRORS:
-            self._breaker.failure()
+            version = await self._guard(self._cache.version(tag))
+        except CacheDown:
             version = None
         async with connection(self._pool, self._timeout) as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
         stored = False
-        if version is not None and self._dirty_since is None and self._feed_trusted():
+        if version is not None and self._dirty_since is None and self._guard.feed_trusted():
             try:
-                stored = await self._cache.fill(tag, version, total, rows)
-            except CACHE_ERRORS:
-                self._breaker.failure()
+                stored = await self._guard(self._cache.fill(tag, version, total, rows))
+            except CacheDown:
+                pass
         return Filled(total, rows, stored)
 
     def _slice(self, filled: Filled, offset: int, count: int, before_id: int | None) -> Page:
@@ -225,11 +214,8 @@ class Timeline:
         return Page(items, filled.total,
                     window_answers(len(items), count, len(filled.tweets), filled.total, offset, before_id))
 
-    def _feed_trusted(self) -> bool:
-        return self._feed is None or self._feed.trusted()
-
     def _cache_usable(self) -> bool:
-        return self._dirty_since is None and self._feed_trusted() and self._breaker.allow()
+        return self._dirty_since is None and self._guard.readable()
 
     async def _search_db(self, q: SearchQuery) -> bytes:
         async with connection(self._pool, self._timeout) as conn:
@@ -259,21 +245,15 @@ class Timeline:
         self._moved_to = run
         self.mark_dirty(EVERYTHING)
 
-    def redis_back(self) -> None:
-        """The feed hears Redis again: trust it for the next call (the breaker would wait)."""
-        self._breaker.success()
-
     async def _repair_loop(self) -> None:
         """Until it succeeds: invalidate every tag posted to since the outage began.
 
-        With a feed, it first waits until the feed has been back for a full stale period: by
-        then every other worker has heard Redis again too and updates the cache on each post, so
-        the tags read from PostgreSQL here include every post acknowledged without its update."""
+        It first waits until Redis has settled (Guard.settled), so the tags read from PostgreSQL
+        here include every post acknowledged without its update."""
         assert self._cache is not None
         while self._dirty_since is not None:
             since = self._dirty_since
-            if not self._breaker.allow() or (self._feed is not None
-                                             and not self._feed.trusted_for(self._feed.stale_after)):
+            if not self._guard.settled():
                 await asyncio.sleep(0.05)
                 continue
             moved = self._moved_to
@@ -289,14 +269,12 @@ class Timeline:
                 continue
             try:
                 for start in range(0, len(tags), 500):
-                    await self._cache.invalidate(tags[start: start + 500])
+                    await self._guard(self._cache.invalidate(tags[start: start + 500]))
                 if moved is not None:
-                    await self._cache.record_run(moved)
-            except CACHE_ERRORS:
-                self._breaker.failure()
+                    await self._guard(self._cache.record_run(moved))
+            except CacheDown:
                 await asyncio.sleep(0.2)
                 continue
-            self._breaker.success()
             if self._dirty_since == since:  # no newer failure while we worked
                 self._dirty_since = None
                 if self._moved_to == moved:

@@ -46,6 +46,12 @@ def urls(settings: Settings) -> tuple[str, str]:
     return stack.urls(settings)
 
 
+@pytest.fixture(scope="session")
+def resolved(settings: Settings, urls: tuple[str, str]) -> Settings:
+    """The test stack's settings as a started service has them (URLs filled in)."""
+    return stack.resolve(settings)
+
+
 class Server(ServiceProcess):
     """The service on a free port with the test stack's settings, started at once."""
 

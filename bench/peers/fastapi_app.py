@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from service import validate
+from service import stack, validate
 from service.errors import INTERNAL_ERROR, error_parts
 from service.resources import close_resources, open_resources
 from service.settings import load_settings
@@ -25,7 +25,7 @@ state: dict[str, object] = {}
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    res = await open_resources(load_settings().with_secret())
+    res = await open_resources(stack.resolve(load_settings()))
     state["codec"], state["tokens"], state["timeline"] = res.codec, res.tokens, res.timeline
     try:
         yield

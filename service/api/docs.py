@@ -8,7 +8,7 @@ import swagger_ui_bundle
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import html
 
-from service.api.respond import json
+from service.api.respond import reply
 
 bp = Blueprint("docs")
 bp.static("/swagger/static", swagger_ui_bundle.swagger_ui_path, name="swagger_static")
@@ -173,7 +173,7 @@ OPENAPI: dict[str, Any] = {
 
 @bp.get("/openapi.json")
 async def openapi(request: Request) -> HTTPResponse:
-    return json(request, OPENAPI)
+    return reply(request, OPENAPI)
 
 
 @bp.get("/swagger")

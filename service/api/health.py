@@ -8,7 +8,7 @@ import logging
 
 from sanic import Blueprint, HTTPResponse, Request
 
-from service.api.respond import json
+from service.api.respond import reply
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health")
@@ -41,11 +41,11 @@ async def health(request: Request) -> HTTPResponse:
         status = "stopping"
     body = {"status": status, "postgres": postgres, "redis": redis,
             "cache": "bypass" if ctx.timeline.dirty else "on" if ctx.redis is not None else "off"}
-    return json(request, body, 200 if postgres == "up" and not ctx.stopping else 503)
+    return reply(request, body, 200 if postgres == "up" and not ctx.stopping else 503)
 
 
 @bp.head("/ping", name="ping_head")
 @bp.get("/ping")
 async def ping(request: Request) -> HTTPResponse:
     """A constant small body: the floor that other endpoints are measured against."""
-    return json(request, {"pong": True})
+    return reply(request, {"pong": True})

@@ -13,5 +13,5 @@ def raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -
     return HTTPResponse(body, status=status, headers=headers, content_type=JSON)
 
 
-def json(request: Request, value: Any, status: int = 200) -> HTTPResponse:
+def reply(request: Request, value: Any, status: int = 200) -> HTTPResponse:
     return raw(request.app.ctx.codec.dumps(value), status)

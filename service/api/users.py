@@ -6,7 +6,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from service import validate
 from service.api.auth import identify
-from service.api.respond import json, raw
+from service.api.respond import raw, reply
 from service.timeline import success
 
 bp = Blueprint("users", url_prefix="/api/v1")
@@ -24,16 +24,16 @@ async def login(request: Request) -> HTTPResponse:
     username, password = validate.credentials(
         validate.json_object(request.body, request.app.ctx.codec.loads))
     token = await request.app.ctx.accounts.login(username, password)
-    return json(request, {"access_token": token, "token_type": "bearer"})
+    return reply(request, {"access_token": token, "token_type": "bearer"})
 
 
 @bp.get("/me")
 async def me(request: Request) -> HTTPResponse:
     user = await request.app.ctx.accounts.me(identify(request).user_id)
-    return json(request, {"me": user})
+    return reply(request, {"me": user})
 
 
 @bp.get("/verify")
 async def verify(request: Request) -> HTTPResponse:
     identify(request)
-    return json(request, {"valid": True})
+    return reply(request, {"valid": True})

@@ -40,7 +40,8 @@ async def until(check: Callable[[], Any], seconds: float = 10.0) -> float:
 
 @asynccontextmanager
 async def workers(settings: Settings, n: int = 2, **changes: Any) -> AsyncIterator[list[Resources]]:
-    s = dataclasses.replace(settings, cache_prefix=unique("f"), local_cache_ttl=60.0, **changes)
+    s = dataclasses.replace(stack.resolve(settings), cache_prefix=unique("f"), local_cache_ttl=60.0,
+                            **changes)
     opened = [await open_resources(s) for _ in range(n)]
     try:
         for w in opened:

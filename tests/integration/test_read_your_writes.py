@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.cache.client import Breaker
+from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
 from service.codec import ORJSON
@@ -34,7 +35,7 @@ async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tu
         cache = TagCache(client, "st", 600, 0.0, 1000, True)
         local = LocalCache(60.0, 1 << 20)
         local.active = True  # as while the invalidation feed is live
-        timeline = Timeline(pool, ORJSON, cache=cache, breaker=Breaker(3, 1.0), acquire_timeout=2.0,
+        timeline = Timeline(pool, ORJSON, cache=cache, guard=Guard(Breaker(3, 1.0)), acquire_timeout=2.0,
                             local=local)
         tag = unique("ryw")
         await timeline.post(user, NewTweet(f"first #{tag}", [tag]))

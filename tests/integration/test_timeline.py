@@ -24,11 +24,10 @@ async def user(pool) -> Identity:  # type: ignore[no-untyped-def]
     return Identity(user_id, name, time.time() + 600)
 
 
-def test_a_post_whose_client_hangs_up_still_updates_the_cache(settings: Settings,
-                                                               urls: tuple[str, str]) -> None:
+def test_a_post_whose_client_hangs_up_still_updates_the_cache(resolved: Settings) -> None:
     """The cache update runs after the commit even when the request is cancelled meanwhile."""
     async def scenario() -> tuple[int, int]:
-        s = dataclasses.replace(settings, cache_prefix=unique("tl"), fault_post_cache_delay_ms=300)
+        s = dataclasses.replace(resolved, cache_prefix=unique("tl"), fault_post_cache_delay_ms=300)
         w = await open_resources(s)
         try:
             u = await user(w.pool)
@@ -50,11 +49,11 @@ def test_a_post_whose_client_hangs_up_still_updates_the_cache(settings: Settings
     assert after == before + 1  # the cancelled post's tweet is in the cached entry
 
 
-def test_repair_invalidates_every_tag_posted_to_since(settings: Settings, urls: tuple[str, str]) -> None:
+def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> None:
     """mark_dirty(since): the cache is bypassed until the tags posted to since then have been
     invalidated; then it is used again, and the entries hold the database's truth."""
     async def scenario() -> tuple[str, str, bool, int]:
-        s = dataclasses.replace(settings, cache_prefix=unique("tl"))
+        s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
         w = await open_resources(s)
         try:
             assert w.feed is not None and w.redis is not None
