@@ -1,9 +1,10 @@
 """The Sanic application in this process, against the real test PostgreSQL and Redis: handlers,
-envelopes and the error mapping with no server process in between (413 and the deadlines belong to the HTTP server: test_http.py). Driven through Sanic's ASGI
-interface: the lifespan protocol runs the app's start and stop listeners once per test, so the
-worker's background tasks (the invalidation feed and its heartbeat) run as in a served worker.
-(sanic-testing's clients start and stop the app around every request, or pause its event loop
-between requests: either way a worker's feed never counts as live, and every search bypasses.)"""
+envelopes and the error mapping with no server process in between (413 and the deadlines belong
+to the HTTP server: test_http.py). Driven through Sanic's ASGI interface: the lifespan protocol
+runs the app's start and stop listeners once per test, so the worker's background tasks (the
+invalidation feed and its heartbeat) run as in a served worker. (sanic-testing's clients start
+and stop the app around every request, or pause its event loop between requests: either way a
+worker's feed never counts as live, and every search bypasses.)"""
 
 from __future__ import annotations
 
