@@ -52,11 +52,13 @@ BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --
 
 bench: install  ## every load run, microbenchmarks, RESULTS.md and plots (about 13 minutes)
 	$(PY) -m bench.load
+	$(PY) -m bench.profile
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.report
 
 bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-quick.md
 	$(PY) -m bench.load --quick
+	$(PY) -m bench.profile --quick
 	BENCH_QUICK=1 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro-quick.json
 	$(PY) -m bench.report --quick
 

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -42,6 +41,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import facts
 from bench.harness import BENCH_ENV, children_connected_to
 from bench.report import CHAOS_TITLE, chaos_section, replace_section
 from service import stack
@@ -322,7 +322,7 @@ class Experiment:
                 "read_statuses": dict(collections.Counter(r.status for r in rs)),
                 "status_500": sum(1 for w in ws if w.status == "500") + sum(1 for r in rs if r.status == "500"),
                 "status_503": sum(1 for w in ws if w.status == "503") + sum(1 for r in rs if r.status == "503"),
-                "missing_retry_after": sum(1 for x in [*ws, *rs] if not x.retry_after),
+                "missing_retry_after": sum(1 for w in ws if not w.retry_after) + sum(1 for r in rs if not r.retry_after),
                 "recover_s": round(max(min(ok_w, default=float("nan")), min(ok_r, default=float("nan"))), 2)
                 if phase.healed else None,
             })
@@ -339,12 +339,13 @@ class Experiment:
         # back (pooled connections are replaced on first use). Judged by each request's own span,
         # so one that began just before the kill is not blamed on the phase before.
         down = [(ph.start, ph.healed + 1.0) for ph in self.phases if ph.name == "pg-kill"]
+        spans: list[Write | Read] = [*self.writes, *self.reads]
         unexpected_503 = collections.Counter(
-            self.phases[self.phase_of(x.start)].name for x in [*self.writes, *self.reads]
+            self.phases[self.phase_of(x.start)].name for x in spans
             if x.status == "503" and not any(a <= x.end and x.start <= b for a, b in down))
         problems = []
-        for phase, n in unexpected_503.items():
-            problems.append(f"{phase}: {n} answers 503 while PostgreSQL was up")
+        for name, n in unexpected_503.items():
+            problems.append(f"{name}: {n} answers 503 while PostgreSQL was up")
         for row in rows:
             if row["lost"] or row["stale_reads"] or row["status_500"] or row["missing_retry_after"] \
                     or row["refused_landed"]:
@@ -382,14 +383,6 @@ def traceback_kind(block: str) -> str:
                                                and "Event loop stopped before Future completed" in block):
         return "shutdown"
     return "service"
-
-
-def commit() -> str:
-    """HEAD, marked when the service or harness code differs from it (a run of uncommitted code)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True).stdout.strip()
-    dirty = git("status", "--porcelain", "--", "service", "bench", "sql")
-    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
 
 
 def settings_for_chaos() -> Settings:
@@ -446,7 +439,7 @@ def main() -> int:
     result["settings"] = {"writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
                           "steady_s": steady, "fault_s": fault, "short": args.short,
                           "server_tracebacks": errors, "sanic_shutdown_races": races, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                          "commit": commit()}
+                          "commit": facts.commit()}
     if errors:
         result["problems"].append(f"the service logged {errors} tracebacks (see {logs / 'service.log'})")
     name = "chaos-short.json" if args.short else "chaos.json"

@@ -138,6 +138,19 @@ def children_connected_to(pid: int, port: int) -> set[int]:
     return pids
 
 
+def stack_processes(which: str) -> list[psutil.Process]:
+    """The bench stack's PostgreSQL (the postmaster and its backends) or Redis processes."""
+    settings = bench_settings()
+    pid = stack.pg_pid(settings) if which == "postgres" else stack.redis_pid(settings)
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:
@@ -198,6 +211,10 @@ SCRIPTS = {
     "hit": ("get.lua", {"PATHS": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10"}),
     # The hot tag's first page on a server with CACHE_ENABLED=false: PostgreSQL alone.
     "bypass": ("get.lua", {"PATHS": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10"}),
+    # Beyond the cached window, a different page each time: PostgreSQL answers (deep.lua; bench.load
+    # sets BEFORE for keyset pages).
+    "deep_offset": ("deep.lua", {"MODE": "offset", "TAG": HOT_TAG}),
+    "deep_keyset": ("deep.lua", {"MODE": "keyset", "TAG": HOT_TAG}),
     # A different cold tag on every request (a real cache miss; cold.lua's START and COUNT).
     "cold": ("cold.lua", {}),
     "post": ("post.lua", {}),
@@ -212,11 +229,13 @@ def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: st
     cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
         ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(WRK_DIR / script), server.url]
-    procs = server.processes()
-    cpu_before, started = cpu_seconds(procs), time.perf_counter()
+    procs, pg, rd = server.processes(), stack_processes("postgres"), stack_processes("redis")
+    cpu_before, pg_before, rd_before = cpu_seconds(procs), cpu_seconds(pg), cpu_seconds(rd)
+    started = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(procs) - cpu_before
+    pg_cpu, rd_cpu = cpu_seconds(stack_processes("postgres")) - pg_before, cpu_seconds(rd) - rd_before
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     data: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
@@ -227,6 +246,11 @@ def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: st
         "p50_ms": data["p50_us"] / 1000, "p90_ms": data["p90_us"] / 1000,
         "p99_ms": data["p99_us"] / 1000, "p999_ms": data["p999_us"] / 1000,
         "server_cpu_pct": 100 * cpu / elapsed, "tool": "wrk", "connections": connections,
+        # CPU time per request of each part, in microseconds: with two cores, 2 s / their sum
+        # bounds the throughput whatever the code does.
+        "cpu_us_per_request": {"server": 1e6 * cpu / max(1, data["requests"]),
+                               "postgres": 1e6 * pg_cpu / max(1, data["requests"]),
+                               "redis": 1e6 * rd_cpu / max(1, data["requests"])},
     }
 
 

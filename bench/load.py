@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -18,9 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import ceiling
+from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
     Server,
+    bench_settings,
     cpus,
     flush_cache,
     log,
@@ -31,6 +33,7 @@ from bench.harness import (
     wrk,
 )
 from bench.seed import BENCH_SPEC
+from service import stack
 from service.settings import ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -51,7 +54,11 @@ ABLATIONS: dict[str, dict[str, str]] = {
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
 NOT_ON_PATH = {("hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
-               ("in-process cache off", "bypass"), ("in-process cache off", "post")}
+               ("in-process cache off", "bypass"), ("in-process cache off", "post"),
+               ("in-process cache off", "miss")}
+# The paths that ask PostgreSQL on every request, each against its statements' ceiling.
+DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")
+CONNECTIONS = 64  # wrk's connections, and the ceiling client's
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Plan:
     rounds: int
     ablation_rounds: int
     full: bool
+    deep_before_id: int = 0  # keyset deep pages start this deep in the hot tag (bench.ceiling)
 
 
 def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> dict[str, dict[str, Any]]:
@@ -89,6 +97,8 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         if endpoint == "login":  # within the hashing admission bound (HASH_THREADS + HASH_QUEUE):
             # more concurrent logins are shed with 503 at once, which would count as throughput
             return wrk(server, endpoint, seconds, bearer, load_cpu, connections=LOGIN_CONNECTIONS)
+        if endpoint == "deep_keyset":
+            return wrk(server, endpoint, seconds, bearer, load_cpu, script_env={"BEFORE": str(plan.deep_before_id)})
         if endpoint != "miss":
             return wrk(server, endpoint, seconds, bearer, load_cpu)
         flush_cache()  # every request a tag not yet cached: the full fill path
@@ -108,10 +118,12 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
     for endpoint, runs in samples.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
         med["errors"] = sum(r["errors"] for r in runs)
+        med["cpu_us_per_request"] = {part: statistics.median(r["cpu_us_per_request"][part] for r in runs)
+                                     for part in runs[0]["cpu_us_per_request"]}
         out[endpoint] = {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"],
                          "server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
                          "settings": env, "seconds": plan.seconds, "rounds": rounds}
-        log(f"  {config.label:<34} {endpoint:<6} {out[endpoint]['rps']:>8.0f} req/s  "
+        log(f"  {config.label:<34} {endpoint:<11} {out[endpoint]['rps']:>8.0f} req/s  "
             f"p99 {out[endpoint]['p99_ms']:.1f} ms  errors {out[endpoint]['errors']}")
     return out
 
@@ -225,36 +237,17 @@ async def _visibility(port: int, bearer: str, samples: int) -> list[float]:
     return delays
 
 
-def postgres_ceiling(seconds: float) -> dict[str, float]:
-    """PostgreSQL alone running the service's own statements (pgbench, 32 clients, prepared)."""
-    from bench.harness import bench_settings
-    from service import stack
-    from service.db import tweets
-
-    settings = bench_settings()
-    # pgbench reads ":name" as a variable, which SEARCH_PAGE's time format contains: its prepared
-    # mode refuses that, the simple protocol passes it through (and re-plans every call).
-    statements = {
-        "post (tweets.POST, prepared)": tweets.POST.replace("$3", "'{topic1,topic7}'")
-        .replace("$2", "'pgbench tweet #topic1'").replace("$1", "1"),
-        "search page (tweets.SEARCH_PAGE for topic1, simple protocol)": tweets.SEARCH_PAGE.replace("$4", str(tweets.NO_LIMIT))
-        .replace("$3", "0").replace("$2", "10").replace("$1", "'topic1'"),
-    }
+def postgres_ceiling(dsn: str, seconds: float) -> dict[str, Any]:
+    """PostgreSQL alone on each database-bound path's statements (bench/ceiling.py), pinned like wrk."""
     _, load_cpu = cpus()
-    env = {**os.environ, "PGPASSWORD": stack.pg_password(settings)}
-    out = {}
-    for name, sql in statements.items():
-        script = RESULTS / "pgbench.sql"
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(" ".join(sql.split()) + ";\n")
-        cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
-            stack.pg_bin("pgbench"), "-n", "-M", "prepared" if "prepared" in name else "simple", "-c", "32", "-j", "1", "-T", str(int(seconds)),
-            "-h", "127.0.0.1", "-p", str(settings.stack_pg_port), "-U", stack.DB_USER, "-f", str(script),
-            stack.DB_NAME]
-        text = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-        script.unlink()
-        out[name] = float(next(x for x in text.splitlines() if x.startswith("tps = ")).split()[2])
-        log(f"  pgbench {name}: {out[name]:,.0f} tps")
+    cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
+        sys.executable, "-m", "bench.ceiling", "--dsn", dsn, "--paths", ",".join(DATABASE_PATHS),
+        "--seconds", str(seconds), "--connections", str(CONNECTIONS)]
+    out: dict[str, Any] = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                                                    check=True).stdout)
+    for path, r in out.items():
+        log(f"  ceiling {path:<12} {r['rps']:>8.0f} statements/s  p99 {r['p99_ms']:.1f} ms  "
+            f"client CPU {r['client_cpu_pct']:.0f}%")
     return out
 
 
@@ -263,16 +256,22 @@ def run(quick: bool) -> dict[str, Any]:
                 ablation_rounds=1 if quick else 2, full=not quick)
     started = time.time()
     log("preparing the bench stack (seeded once, reset every run)")
-    prepare_stack()
-    results: dict[str, Any] = {"plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
+    dsn = prepare_stack()
+    plan.deep_before_id = asyncio.run(ceiling.deep_before_id(dsn))
+    server_cpu, load_cpu = cpus()
+    results: dict[str, Any] = {"facts": facts(dsn, stack.urls(bench_settings())[1], server_cpu=server_cpu, load_cpu=load_cpu,
+                                              connections=CONNECTIONS, seed=BENCH_SPEC.__dict__),
+                               "plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
                                "peer": {}, "constant_rate": {}, "visibility": None}
     base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
     log("endpoints, 1 worker")
-    results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login"], plan, plan.rounds)
+    results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login", "deep_offset",
+                                                           "deep_keyset"], plan, plan.rounds)
     results["endpoints"]["cache off"] = measure(cold, ["floor", "bypass"], plan, plan.rounds)
     log("peer stack: FastAPI + uvicorn over the same data and cache code")
-    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "miss", "post"], plan,
-                                         plan.rounds)
+    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "miss", "post",
+                                                                        "deep_offset", "deep_keyset"],
+                                         plan, plan.rounds)
     results["peer"]["cache off"] = measure(Config("fastapi cache off", {"CACHE_ENABLED": "false"}, peer=True),
                                            ["floor", "bypass"], plan, plan.rounds)
     if plan.full:
@@ -285,7 +284,7 @@ def run(quick: bool) -> dict[str, Any]:
                                             ["bypass"], plan, plan.ablation_rounds).items()}}
         log("ablation: each tuning switched off in turn")
         for label, env in ABLATIONS.items():
-            hot = [e for e in ("floor", "hit", "post") if (label, e) not in NOT_ON_PATH]
+            hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
             row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
             if (label, "bypass") not in NOT_ON_PATH:
                 row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
@@ -305,8 +304,8 @@ def run(quick: bool) -> dict[str, Any]:
         results["constant_rate"][endpoint] = constant_rate(config, endpoint, peak / 2, 3 if quick else 6)
     log("cross-worker visibility of a new tweet under load")
     results["visibility"] = visibility(30 if quick else 100)
-    log("PostgreSQL alone on the service's statements (pgbench)")
-    results["postgres_ceiling"] = postgres_ceiling(3 if quick else 5)
+    log("PostgreSQL alone on each database-bound path's statements (bench/ceiling.py)")
+    results["postgres_ceiling"] = postgres_ceiling(dsn, 3 if quick else 5)
     results["elapsed_s"] = time.time() - started
     return results
 

@@ -15,6 +15,7 @@ import bisect
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +41,7 @@ class SeedSpec:
 BENCH_SPEC = SeedSpec(cold_tags=50_000)
 
 
-def zipf_sampler(n: int, s: float, rng: random.Random) -> callable:  # type: ignore[valid-type]
+def zipf_sampler(n: int, s: float, rng: random.Random) -> Callable[[], int]:
     weights = [1 / (k ** s) for k in range(1, n + 1)]
     cdf = list(itertools.accumulate(weights))
     total = cdf[-1]
@@ -155,7 +156,9 @@ async def reset(dsn: str) -> None:
             INSERT INTO seed_mark SELECT 'seed', max(t.id), (SELECT max(id) FROM users) FROM tweets t
                 ON CONFLICT DO NOTHING;
         """)
-        max_tweet, max_user = await conn.fetchrow("SELECT max_tweet, max_user FROM seed_mark")
+        mark = await conn.fetchrow("SELECT max_tweet, max_user FROM seed_mark")
+        assert mark is not None
+        max_tweet, max_user = mark
         added = await conn.fetchval("SELECT count(*) FROM tweets WHERE id > $1", max_tweet)
         if added:
             async with conn.transaction():

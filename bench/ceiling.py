@@ -1,0 +1,128 @@
+"""PostgreSQL's own ceiling for each database-bound path, measured in the same run as the service.
+
+For each path, the statements the service runs for it, through the service's own functions
+(service.db.tweets) on asyncpg with prepared statements as the service uses them, from as many
+concurrent connections as the load generator opens, with no HTTP, no Redis and no framework.
+Run pinned to the load generator's CPU, like wrk. service / ceiling then says how close the
+service comes to what the database can do on this machine; the client's own CPU is reported, so
+a ceiling that is the client's limit rather than PostgreSQL's shows itself.
+
+    python -m bench.ceiling --dsn DSN --paths bypass,miss,post --seconds 4 --connections 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from bench.harness import HOT_TAG
+from bench.seed import BENCH_SPEC
+from service.db import Conn, tweets
+
+DEEP_OFFSET = 4900  # where keyset deep pages start: far beyond the cached window of 1,000
+Statement = Callable[[Conn, int], Awaitable[object]]
+
+
+def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: int) -> dict[str, Statement]:
+    """Per path, what one request of that path asks of PostgreSQL (i: the request's number)."""
+    topics = random.Random(7)
+
+    def topic() -> str:  # the spread bench/wrk/post.lua posts with
+        return f"topic{int(2.718281828459045 ** (topics.random() * 6.907755278982137))}"
+
+    return {
+        # the hot tag's first page, cache off
+        "bypass": lambda c, i: tweets.search_page(c, HOT_TAG, 10, 0, None),
+        # a cold tag's fill: its newest cache_size tweets and its total
+        "miss": lambda c, i: tweets.search(c, f"cold{i % cold_tags + 1}", cache_size, 0, None),
+        "post": lambda c, i: tweets.post(c, user_id, f"ceiling post {i} #{topic()}",
+                                         sorted({topic(), topic()} if i % 2 else {topic()})),
+        # the pages bench/wrk/deep.lua asks for: beyond the cached window, a different one each time
+        "deep_offset": lambda c, i: tweets.search_page(c, HOT_TAG, 50 + i % 51,
+                                                       (20 + i // 51 % 80) * (50 + i % 51), None),
+        "deep_keyset": lambda c, i: tweets.search_page(c, HOT_TAG, 100, 0, deep_before_id - i % 100000),
+    }
+
+
+async def measure(dsn: str, statement: Statement, seconds: float, connections: int,
+                  warmup: float = 1.0) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections)
+    counter = itertools.count()
+    latencies: list[float] = []
+    recording = False
+
+    async def worker(deadline: float) -> None:
+        async with pool.acquire() as conn:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await statement(conn, next(counter))
+                if recording:
+                    latencies.append(time.perf_counter() - started)
+
+    try:
+        await asyncio.gather(*(worker(time.perf_counter() + warmup) for _ in range(connections)))
+        recording = True
+        cpu_before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds) for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await pool.close()
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))]
+
+    return {"rps": len(latencies) / elapsed, "requests": len(latencies), "p50_ms": pct(50),
+            "p99_ms": pct(99), "client_cpu_pct": 100 * cpu / elapsed, "connections": connections,
+            "seconds": seconds, "tool": "bench/ceiling.py (asyncpg, prepared, the service's db functions)"}
+
+
+async def deep_before_id(dsn: str) -> int:
+    """The hot tag's tweet id DEEP_OFFSET from its newest."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await conn.fetchval("SELECT tweet_id FROM tweet_tags WHERE tag = $1 "
+                                    "ORDER BY tweet_id DESC OFFSET $2 LIMIT 1", HOT_TAG, DEEP_OFFSET)
+    finally:
+        await conn.close()
+    return int(found or tweets.NO_LIMIT)
+
+
+async def run(dsn: str, paths: list[str], seconds: float, connections: int, cache_size: int,
+              cold_tags: int) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        user_id = await conn.fetchval("SELECT min(id) FROM users")
+    finally:
+        await conn.close()
+    chosen = statements(cache_size, cold_tags, await deep_before_id(dsn), user_id)
+    return {path: await measure(dsn, chosen[path], seconds, connections) for path in paths}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--paths", default="bypass,miss,post,deep_offset,deep_keyset")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--cache-size", type=int, default=1000)
+    parser.add_argument("--cold-tags", type=int, default=BENCH_SPEC.cold_tags)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.dsn, args.paths.split(","), args.seconds, args.connections,
+                              args.cache_size, args.cold_tags))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
