@@ -47,6 +47,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     "hiredis off (pure-Python parser)": {"USE_HIREDIS": "false"},
     "pipelining off": {"USE_PIPELINE": "false"},
+    "version read in its own round trip": {"CACHE_READ_VERSION": "false"},
     "in-process cache off": {"LOCAL_CACHE_TTL": "0"},
     "token cache off": {"TOKEN_CACHE_SIZE": "0"},
     "access log on": {"ACCESS_LOG": "true"},
@@ -55,7 +56,8 @@ ABLATIONS: dict[str, dict[str, str]] = {
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
 NOT_ON_PATH = {("hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
                ("in-process cache off", "bypass"), ("in-process cache off", "post"),
-               ("in-process cache off", "miss")}
+               ("in-process cache off", "miss"), ("version read in its own round trip", "bypass"),
+               ("version read in its own round trip", "post")}
 # The paths that ask PostgreSQL on every request, each against its statements' ceiling.
 DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")
 CONNECTIONS = 64  # wrk's connections, and the ceiling client's

@@ -63,7 +63,8 @@ async def open_resources(settings: Settings) -> Resources:
     breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
     if client is not None:
         cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
-                         settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline)
+                         settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline,
+                         settings.cache_read_version)
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
@@ -89,11 +90,11 @@ async def open_resources(settings: Settings) -> Resources:
 async def close_resources(res: Resources, seconds: float = 5.0) -> None:
     """Close everything, each step bounded: a worker that is stopping must not hang on a
     connection left in a bad state by an outage."""
-    await res.timeline.close()
-    for task in res.tasks:
+    for task in res.tasks:  # the feed first: losing it would start a repair
         task.cancel()
     if res.tasks:
         await asyncio.wait(res.tasks, timeout=seconds)
+    await res.timeline.close()
     if res.redis is not None:
         try:
             await asyncio.wait_for(res.redis.aclose(), seconds)

@@ -92,6 +92,7 @@ class Timeline:
         self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
+        self._closed = False  # closing: no repair starts (it would outlive the pool)
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
         self._slowdown = slowdown
         self._post_cache_delay = post_cache_delay
@@ -175,27 +176,30 @@ class Timeline:
             page = await self._guard(self._cache.read(q.tag, offset, q.page_size, q.before_id))
         except CacheDown:
             return await self._search_db(q), BYPASS
-        if page is not None:
+        if isinstance(page, Page):
             if page.complete:
                 if self._slowdown.hit_us:
                     _burn(self._slowdown.hit_us)
                 return self.page_json(page.items, page.total, q), HIT
             return await self._search_db(q), MISS  # deeper than the cached window
-        filled = await self._fills.do(q.tag, lambda: self._fill(q.tag))
+        version = page.version
+        filled = await self._fills.do(q.tag, lambda: self._fill(q.tag, version))
         page = self._slice(filled, offset, q.page_size, q.before_id)
         if page.complete and filled.current:
             return self.page_json(page.items, page.total, q), MISS
         return await self._search_db(q), MISS  # deeper than the window, or a fill that raced a post
 
-    async def _fill(self, tag: str) -> Filled:
+    async def _fill(self, tag: str, version: bytes | None) -> Filled:
+        """The tag's newest tweets from PostgreSQL, stored in the cache if no post to the tag came
+        after `version` was read (read here when the miss did not bring it)."""
         assert self._cache is not None
         if self._slowdown.miss_us:
             _burn(self._slowdown.miss_us)
-        version: bytes | None
-        try:
-            version = await self._guard(self._cache.version(tag))
-        except CacheDown:
-            version = None
+        if version is None:
+            try:
+                version = await self._guard(self._cache.version(tag))
+            except CacheDown:
+                version = None
         async with connection(self._pool, self._timeout) as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
         stored = False
@@ -236,7 +240,7 @@ class Timeline:
         since = since - timedelta(seconds=2) if since > EVERYTHING + timedelta(seconds=2) else EVERYTHING
         if self._dirty_since is None or since < self._dirty_since:
             self._dirty_since = since
-        if self._repair is None or self._repair.done():
+        if not self._closed and (self._repair is None or self._repair.done()):
             self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
 
     def mark_moved(self, run: str) -> None:
@@ -282,5 +286,7 @@ class Timeline:
                 log.info("cache repaired after outage: %d tags invalidated", len(tags))
 
     async def close(self) -> None:
+        self._closed = True
         if self._repair is not None:
             self._repair.cancel()
+            await asyncio.wait([self._repair])

@@ -83,15 +83,26 @@ class Page:
     complete: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """No entry for the tag; its version as read in the same round trip (None: not read), for the
+    fill that follows."""
+
+    version: bytes | None
+
+
 class TagCache:
     def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int, jitter: float,
-                 size: int, pipeline: bool) -> None:
+                 size: int, pipeline: bool, read_version: bool = True) -> None:
         self._r = client
         self._prefix = prefix
         self._ttl_ms = ttl_seconds * 1000
         self._jitter = jitter
         self.size = size
         self._pipeline = pipeline
+        # Read the tag's version with every page: a miss then needs no round trip of its own for
+        # it before the fill (one GET more in each pipelined read).
+        self._read_version = read_version and pipeline
         # Pipelining: commands of concurrent requests share round trips (see batch.py).
         # Switched off, every command is its own round trip.
         self._send = Batcher(client).call if pipeline else client.execute_command
@@ -137,30 +148,34 @@ class TagCache:
         # Jitter spreads expiries so entries filled together do not all miss together.
         return int(self._ttl_ms * (1 + random.uniform(-self._jitter, self._jitter)))
 
-    async def read(self, tag: str, offset: int, count: int, before_id: int | None) -> Page | None:
-        """One round trip (pipelined): the page's members and the total. None on a miss."""
+    async def read(self, tag: str, offset: int, count: int, before_id: int | None) -> Page | Miss:
+        """One round trip (pipelined): the page's members and the total; on a miss, the version."""
         key = self.entry_key(tag)
         first: tuple[Arg, ...]
         if before_id is None:
             first = ("ZREVRANGE", key, offset, offset + count - 1)
         else:
             first = ("ZREVRANGEBYSCORE", key, f"({before_id}", 1, "LIMIT", offset, count)
+        version: bytes | None = None
         if self._pipeline:  # queued in the same tick: one round trip
-            members, score, card = await asyncio.gather(
-                self._send(*first), self._send("ZSCORE", key, TOTAL), self._send("ZCARD", key))
+            calls = [self._send(*first), self._send("ZSCORE", key, TOTAL), self._send("ZCARD", key)]
+            if self._read_version:
+                calls.append(self._send("GET", self.version_key(tag)))
+            members, score, card, *rest = await asyncio.gather(*calls)
+            if rest:
+                version = _bytes(rest[0])
         else:
             members = await self._send(*first)
             score = await self._send("ZSCORE", key, TOTAL)
             card = await self._send("ZCARD", key)
         if score is None:
-            return None
+            return Miss(version)
         total = -int(float(score)) - 1
         items = [m for m in members if m != TOTAL]
         return Page(items, total, window_answers(len(items), count, card - 1, total, offset, before_id))
 
     async def version(self, tag: str) -> bytes:
-        value = await self._send("GET", self.version_key(tag))
-        return value.encode() if isinstance(value, str) else value or b""
+        return _bytes(await self._send("GET", self.version_key(tag)))
 
     async def fill(self, tag: str, version: bytes, total: int,
                    tweets: Sequence[tuple[int, bytes]]) -> bool:
@@ -203,3 +218,10 @@ class TagCache:
 
     async def record_run(self, run: str) -> None:
         await self._r.set(self.run_key, run)
+
+
+def _bytes(value: object) -> bytes:
+    """A version as Redis returned it (absent: the empty version)."""
+    if isinstance(value, str):
+        return value.encode()
+    return value if isinstance(value, bytes) else b""

@@ -7,7 +7,7 @@ import httpx
 import redis as sync_redis
 import redis.asyncio as aredis
 
-from service.cache.tags import TagCache
+from service.cache.tags import Miss, TagCache
 from tests.conftest import Server, register_and_login, start_server, unique
 
 
@@ -36,6 +36,29 @@ def test_fill_discarded_when_a_post_raced_it(urls: tuple[str, str]) -> None:
         return stale, fresh
 
     assert run(scenario()) == (False, True)
+
+
+def test_a_miss_brings_the_version_a_racing_post_then_invalidates(urls: tuple[str, str]) -> None:
+    """The version read with the page (CACHE_READ_VERSION) guards the fill as a separate read does."""
+    async def scenario() -> tuple[object, object, bool, bool, object]:
+        client, c = cache(urls[1])
+        tag = unique("rv")
+        first = await c.read(tag, 0, 10, None)   # a miss: the version comes with it
+        await c.add([tag], 10, body(10))         # a post commits while the fill queries PostgreSQL
+        second = await c.read(tag, 0, 10, None)
+        assert isinstance(first, Miss) and isinstance(second, Miss)
+        stale = await c.fill(tag, first.version or b"", 1, [(9, body(9))])
+        fresh = await c.fill(tag, second.version or b"", 2, [(10, body(10)), (9, body(9))])
+        other, separate = cache(urls[1], pipeline=False)
+        unread = await separate.read(unique("rv"), 0, 10, None)
+        await client.aclose()
+        await other.aclose()
+        return first.version, second.version, stale, fresh, unread
+
+    first, second, stale, fresh, unread = run(scenario())
+    assert first == b"" and second == b"1"
+    assert (stale, fresh) == (False, True)
+    assert unread == Miss(None)  # unpipelined reads leave the version to the fill
 
 
 def test_add_is_idempotent_bounded_and_counts(urls: tuple[str, str]) -> None:

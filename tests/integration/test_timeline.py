@@ -80,3 +80,17 @@ def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> Non
     during, after, was_stale, total = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert was_stale  # the hidden write was invisible through the cache before the repair
     assert during == "BYPASS" and after in ("MISS", "HIT") and total == 2
+
+
+def test_no_repair_outlives_a_closed_timeline(resolved: Settings) -> None:
+    """A feed loss reported while a worker closes must not start a repair against the closed pool
+    (seen once retrying forever: 'cache repair postponed: pool is closed')."""
+    async def scenario() -> list[str]:
+        w = await open_resources(dataclasses.replace(resolved, cache_prefix=unique("tl")))
+        await close_resources(w)
+        w.timeline.mark_dirty(datetime.now(UTC))  # as the feed's on_lost during shutdown
+        await asyncio.sleep(0.2)
+        return [t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done()]  # type: ignore[union-attr]
+
+    running = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert not [name for name in running if name.endswith("_repair_loop")], running
