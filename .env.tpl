@@ -102,6 +102,8 @@ USE_PIPELINE=true
 USE_SINGLEFLIGHT=true
 # Read a tag's version in the same Redis round trip as its page: a miss needs no extra round trip.
 CACHE_READ_VERSION=true
+# Read each tweet's JSON as stored when it was written; false builds it per row per read.
+STORED_TWEET_JSON=true
 # Deliberate busy work per request on one path (microseconds), only to prove that the CI
 # performance check catches a slower path (make bench-detect). Leave at 0.
 SLOWDOWN_HIT_US=0

@@ -32,7 +32,8 @@ DEEP_OFFSET = 4900  # where keyset deep pages start: far beyond the cached windo
 Statement = Callable[[Conn, int], Awaitable[object]]
 
 
-def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: int) -> dict[str, Statement]:
+def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: int,
+               username: str) -> dict[str, Statement]:
     """Per path, what one request of that path asks of PostgreSQL (i: the request's number)."""
     topics = random.Random(7)
 
@@ -44,7 +45,7 @@ def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: in
         "bypass": lambda c, i: tweets.search_page(c, HOT_TAG, 10, 0, None),
         # a cold tag's fill: its newest cache_size tweets and its total
         "miss": lambda c, i: tweets.search(c, f"cold{i % cold_tags + 1}", cache_size, 0, None),
-        "post": lambda c, i: tweets.post(c, user_id, f"ceiling post {i} #{topic()}",
+        "post": lambda c, i: tweets.post(c, user_id, username, f"ceiling post {i} #{topic()}",
                                          sorted({topic(), topic()} if i % 2 else {topic()})),
         # the pages bench/wrk/deep.lua asks for: beyond the cached window, a different one each time
         "deep_offset": lambda c, i: tweets.search_page(c, HOT_TAG, 50 + i % 51,
@@ -103,10 +104,12 @@ async def run(dsn: str, paths: list[str], seconds: float, connections: int, cach
               cold_tags: int) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
-        user_id = await conn.fetchval("SELECT min(id) FROM users")
+        user = await conn.fetchrow("SELECT id, username FROM users ORDER BY id LIMIT 1")
+        assert user is not None, "the bench database has no users: seed it first"
+        user_id, username = user
     finally:
         await conn.close()
-    chosen = statements(cache_size, cold_tags, await deep_before_id(dsn), user_id)
+    chosen = statements(cache_size, cold_tags, await deep_before_id(dsn), user_id, username)
     return {path: await measure(dsn, chosen[path], seconds, connections) for path in paths}
 
 

@@ -48,6 +48,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "hiredis off (pure-Python parser)": {"USE_HIREDIS": "false"},
     "pipelining off": {"USE_PIPELINE": "false"},
     "version read in its own round trip": {"CACHE_READ_VERSION": "false"},
+    "tweet JSON built per read (not stored)": {"STORED_TWEET_JSON": "false"},
     "in-process cache off": {"LOCAL_CACHE_TTL": "0"},
     "token cache off": {"TOKEN_CACHE_SIZE": "0"},
     "access log on": {"ACCESS_LOG": "true"},
@@ -57,7 +58,8 @@ ABLATIONS: dict[str, dict[str, str]] = {
 NOT_ON_PATH = {("hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
                ("in-process cache off", "bypass"), ("in-process cache off", "post"),
                ("in-process cache off", "miss"), ("version read in its own round trip", "bypass"),
-               ("version read in its own round trip", "post")}
+               ("version read in its own round trip", "post"),
+               ("tweet JSON built per read (not stored)", "hit"), ("tweet JSON built per read (not stored)", "post")}
 # The paths that ask PostgreSQL on every request, each against its statements' ceiling.
 DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")
 CONNECTIONS = 64  # wrk's connections, and the ceiling client's

@@ -103,8 +103,20 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
                 for k in range(spec.cold_tweets_per_tag):
                     rows.append((user_ids[rng.randrange(spec.users)], f"cold tweet {k} about #cold{c}",
                                  [f"cold{c}"], start + step * rng.randrange(spec.tweets)))
-            await conn.copy_records_to_table("tweets", records=rows,
-                                             columns=["user_id", "msg", "tags", "created_at"])
+            # Copied into a staging table, then written as the post statement writes a tweet: ids
+            # in row order, each tweet's JSON built by tweet_json() (sql/006) and stored with it.
+            await conn.execute("CREATE TEMP TABLE seed_rows (k int, user_id bigint, msg text, tags text[], "
+                               "created_at timestamptz) ON COMMIT DROP")
+            await conn.copy_records_to_table("seed_rows", records=[(k, *row) for k, row in enumerate(rows)],
+                                             columns=["k", "user_id", "msg", "tags", "created_at"])
+            await conn.execute("""
+                INSERT INTO tweets (id, user_id, msg, tags, created_at, body) OVERRIDING SYSTEM VALUE
+                    SELECT n.id, n.user_id, n.msg, n.tags, n.created_at,
+                           tweet_json(n.id, n.msg, n.user_id, u.username, n.created_at, n.tags)
+                    FROM (SELECT nextval('tweets_id_seq') AS id, r.* FROM seed_rows r ORDER BY r.k) n
+                    JOIN users u ON u.id = n.user_id;
+                DROP TABLE seed_rows;
+            """)
             await conn.execute("""
                 INSERT INTO tweet_tags (tag, tweet_id)
                     SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n ON CONFLICT DO NOTHING;

@@ -80,7 +80,7 @@ async def open_resources(settings: Settings) -> Resources:
         local=local,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
-        post_cache_delay=settings.fault_post_cache_delay_ms / 1000)
+        post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json)
     loop = asyncio.get_running_loop()
     tasks = (loop.create_task(feed.run()),) if feed is not None else ()
     return Resources(chosen, pool, client, local, feed, tasks, passwords, tokens,

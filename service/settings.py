@@ -100,6 +100,8 @@ class Settings:
     use_singleflight: bool = True
     # Read a tag's version in the same round trip as its page, so a miss goes straight to the fill.
     cache_read_version: bool = True
+    # Read each tweet's JSON as stored when it was written (sql/006); off: build it per read.
+    stored_tweet_json: bool = True
     # Deliberate extra CPU work per request on one path, in microseconds: only for proving that
     # the CI performance check catches a slower path (bench/detect.py). Always 0 in real use.
     slowdown_hit_us: int = 0

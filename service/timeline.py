@@ -75,14 +75,11 @@ def success(data: bytes, extra: bytes = b"") -> bytes:
     return b'{"data":' + data + b',"code":"success"' + extra + b"}"
 
 
-def iso(ts: datetime) -> str:
-    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 class Timeline:
     def __init__(self, pool: asyncpg.Pool, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, acquire_timeout: float, local: LocalCache | None = None,
-                 slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0) -> None:
+                 slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
+                 stored_json: bool = True) -> None:
         self._pool = pool
         self._codec = codec
         self._cache = cache
@@ -96,14 +93,9 @@ class Timeline:
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
         self._slowdown = slowdown
         self._post_cache_delay = post_cache_delay
+        self._stored_json = stored_json
 
-    # -- serialization: one function for the post response and the cache, so bytes match --
-
-    def tweet_json(self, tweet_id: int, msg: str, user_id: int, username: str,
-                   created_at: datetime, tags: Sequence[str]) -> bytes:
-        return self._codec.dumps({"id": tweet_id, "msg": msg, "user_id": user_id,
-                                  "username": username, "created_at": iso(created_at),
-                                  "tags": list(tags)})
+    # -- serialization: a tweet's JSON comes from PostgreSQL (sql/006 tweet_json), as stored --
 
     def page_json(self, items: Sequence[bytes] | bytes, total: int, q: SearchQuery) -> bytes:
         """The search response around already-serialized tweets (a list, or pre-joined)."""
@@ -123,11 +115,10 @@ class Timeline:
             _burn(self._slowdown.post_us)
         async with connection(self._pool, self._timeout) as conn:
             try:
-                row = await tweets.post(conn, user.user_id, new.msg, new.tags)
+                row = await tweets.post(conn, user.user_id, user.username, new.msg, new.tags)
             except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
                 raise Unauthorized(message=USER_GONE) from None
-        body = self.tweet_json(row["id"], new.msg, user.user_id, user.username,
-                               row["created_at"], new.tags)
+        body: bytes = row["body"].encode()
         if self._cache is not None and new.tags:
             updated = False
             if self._post_cache_delay:
@@ -201,7 +192,7 @@ class Timeline:
             except CacheDown:
                 version = None
         async with connection(self._pool, self._timeout) as conn:
-            total, rows = await tweets.search(conn, tag, self._cache.size, 0, None)
+            total, rows = await tweets.search(conn, tag, self._cache.size, 0, None, self._stored_json)
         stored = False
         if version is not None and self._dirty_since is None and self._guard.feed_trusted():
             try:
@@ -223,8 +214,8 @@ class Timeline:
 
     async def _search_db(self, q: SearchQuery) -> bytes:
         async with connection(self._pool, self._timeout) as conn:
-            total, items = await tweets.search_page(conn, q.tag, q.page_size,
-                                                    (q.page - 1) * q.page_size, q.before_id)
+            total, items = await tweets.search_page(conn, q.tag, q.page_size, (q.page - 1) * q.page_size,
+                                                    q.before_id, self._stored_json)
         return self.page_json(items, total, q)
 
     # -- repair after a Redis outage --

@@ -3,6 +3,7 @@ import asyncio
 import asyncpg
 
 from service.db.migrate import migrate, migration_files
+from tests.conftest import unique
 
 
 def test_migrations_idempotent_and_safe_concurrently(urls: tuple[str, str]) -> None:
@@ -44,3 +45,32 @@ def test_schema_guards(urls: tuple[str, str]) -> None:
     assert out[-2:] == ["unique", "unique"]
     plan = "\n".join(out[:-2])
     assert "Index" in plan and "Sort" not in plan, plan  # newest-first straight from the index
+
+
+def test_a_tweet_written_without_its_json_gets_it(urls: tuple[str, str]) -> None:
+    """A writer that does not supply a tweet's JSON (an older service mid-deploy, psql) gets the
+    same bytes the post statement stores (sql/006: the trigger and tweet_json)."""
+    async def scenario() -> tuple[str, str]:
+        conn = await asyncpg.connect(urls[0])
+        try:
+            async with conn.transaction():
+                user_id = await conn.fetchval("INSERT INTO users (username, full_name, password_hash) "
+                                              "VALUES ($1, 'Old Writer', 'x') RETURNING id", unique("old_"))
+                row = await conn.fetchrow("INSERT INTO tweets (user_id, msg, tags) VALUES ($1, $2, $3) "
+                                          "RETURNING id, body", user_id, 'é "q" #x', ["x"])
+                assert row is not None
+                built = await conn.fetchval(
+                    "SELECT tweet_json(t.id, t.msg, t.user_id, u.username, t.created_at, t.tags) "
+                    "FROM tweets t JOIN users u ON u.id = t.user_id WHERE t.id = $1", row["id"])
+                raise Rollback((row["body"], built))
+        except Rollback as done:
+            return done.args[0]  # type: ignore[no-any-return]
+        finally:
+            await conn.close()
+
+    stored, built = asyncio.run(scenario())
+    assert stored == built and '"msg":"é \\"q\\" #x"' in stored
+
+
+class Rollback(Exception):
+    """Leaves the test's rows out of the shared test database."""

@@ -66,7 +66,7 @@ def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> Non
             await w.timeline.search(q)
             # A tweet written behind the cache's back (as by a worker that died before its update).
             async with w.pool.acquire() as conn:
-                await tweets.post(conn, u.user_id, f"two #{tag}", [tag])
+                await tweets.post(conn, u.user_id, u.username, f"two #{tag}", [tag])
             stale = ORJSON.loads((await w.timeline.search(q))[0])["pagination"]["total"]
             w.timeline.mark_dirty(datetime.now(UTC) - timedelta(seconds=5))
             _, during = await w.timeline.search(q)

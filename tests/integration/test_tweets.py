@@ -1,4 +1,5 @@
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -159,9 +160,22 @@ def bypass_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactor
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def unstored_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Cache off, each tweet's JSON built per read instead of read as stored (the ablation)."""
+    from tests.conftest import start_server
+
+    srv = start_server(urls, tmp_path_factory, CACHE_ENABLED="false", STORED_TWEET_JSON="false")
+    yield srv
+    srv.stop()
+
+
 def test_tweet_bytes_identical_from_post_fill_cache_and_database(
-        client: httpx.Client, auth: dict[str, str], urls: tuple[str, str], bypass_server) -> None:  # type: ignore[no-untyped-def]
-    """The JSON of a tweet is built by Python (post) and by SQL (fill, bypass): same bytes."""
+        client: httpx.Client, auth: dict[str, str], urls: tuple[str, str], bypass_server,  # type: ignore[no-untyped-def]
+        unstored_server) -> None:
+    """A tweet's JSON is built once by PostgreSQL when written (sql/006) and stored: the post's
+    response, the fill, the cached member, a hit, a bypass and a read that builds it again from the
+    columns (STORED_TWEET_JSON=false) are the same bytes, and each field says what was posted."""
     tag = unique("bytes")
     msg = f'q"uote \\ back\tslash\nline \x01\x1f\x7f é 日本 🎉 \u2028 </script> #{tag}'
     r = client.post("/api/v1/tweet", json={"msg": msg, "tags": ["Zeta", "alpha"]}, headers=auth)
@@ -178,3 +192,12 @@ def test_tweet_bytes_identical_from_post_fill_cache_and_database(
     assert hit.headers["X-Cache"] == "HIT" and hit.content == fill.content
     bypass = httpx.get(f"{bypass_server.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth)
     assert bypass.headers["X-Cache"] == "BYPASS" and bypass.content == fill.content
+    rebuilt = httpx.get(f"{unstored_server.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    assert rebuilt.headers["X-Cache"] == "BYPASS" and rebuilt.content == fill.content
+    me = client.get("/api/v1/me", headers=auth).json()["me"]
+    fields = httpx.Response(200, content=tweet).json()
+    assert list(fields) == ["id", "msg", "user_id", "username", "created_at", "tags"]
+    assert (fields["msg"], fields["user_id"], fields["username"], fields["tags"]) == (
+        msg, me["user_id"], me["username"], sorted(["zeta", "alpha", tag]))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", fields["created_at"])
+    assert isinstance(fields["id"], int) and fields["id"] > 0
