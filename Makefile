@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in service/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect soak fuzz chaos
+	bench-check bench-baseline bench-detect bench-scale soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -65,6 +65,9 @@ bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-q
 SOAK_MINUTES ?= 10
 soak: install  ## a long Mixed run on 2 workers sampling memory, fds and pools; plot and RESULTS.md section
 	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
+
+bench-scale: install  ## every path at 0.2M, 2M, 4M and 20M tweets, as far as 25 minutes go; RESULTS.md section
+	$(PY) -m bench.scale
 
 bench-check: install  ## this tree against the baseline commit, side by side in one run (about 2 minutes)
 	$(PY) -m bench.check --output bench/results/check-last.json

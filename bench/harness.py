@@ -10,7 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
@@ -19,6 +19,9 @@ from service import stack
 from service.db.migrate import migrate
 from service.process import SERVICE_RUN, ServiceError, ServiceProcess
 from service.settings import ROOT, Settings
+
+if TYPE_CHECKING:
+    from bench.seed import SeedSpec
 
 WRK_DIR = ROOT / "bench" / "wrk"
 BENCH_ENV = {
@@ -41,15 +44,16 @@ def bench_settings() -> Settings:
     return Settings.from_env(BENCH_ENV)
 
 
-def prepare_stack(quick: bool = False) -> str:
-    """Start the bench stack, migrate, seed once (deterministic), undo earlier bench posts."""
+def prepare_stack(spec: SeedSpec | None = None) -> str:
+    """Start the bench stack, migrate, seed once (deterministic; BENCH_SPEC unless another spec is
+    given, as by make bench-scale), undo earlier bench posts."""
     from bench.seed import BENCH_SPEC, reset, seed
 
     settings = bench_settings()
     stack.up(settings)
     dsn = stack.urls(settings)[0]
     asyncio.run(migrate(dsn))
-    if asyncio.run(seed(dsn, BENCH_SPEC, replace=True)):
+    if asyncio.run(seed(dsn, spec or BENCH_SPEC, replace=True)):
         log("seeded the bench database")
     asyncio.run(reset(dsn))
     flush_cache()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import ceiling
+from bench import ceiling, peers
 from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
@@ -37,9 +37,6 @@ from service import stack
 from service.settings import ROOT
 
 RESULTS = ROOT / "bench" / "results"
-PEER_CMD = [sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024"]
-
 LOGIN_CONNECTIONS = 16
 # Each tuning and the setting that switches it off.
 ABLATIONS: dict[str, dict[str, str]] = {
@@ -70,7 +67,7 @@ class Config:
     label: str
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
-    peer: bool = False
+    peer: str | None = None  # one of bench.peers.PEERS, instead of the service
 
 
 @dataclass
@@ -91,8 +88,8 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
     command = None
     if config.peer:
-        env["PORT"] = "2091"
-        command = [*PEER_CMD, "--port", "2091", "--workers", str(config.workers)]
+        command, extra = peers.command(config.peer, bench_settings(), config.workers)
+        env.update(extra)
     server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
     samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
     cold = {"cursor": 0}
@@ -126,7 +123,8 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
                                      for part in runs[0]["cpu_us_per_request"]}
         out[endpoint] = {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"],
                          "server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
-                         "settings": env, "seconds": plan.seconds, "rounds": rounds}
+                         "settings": {k: v for k, v in env.items() if k not in peers.SECRETS},
+                         "seconds": plan.seconds, "rounds": rounds}
         log(f"  {config.label:<34} {endpoint:<11} {out[endpoint]['rps']:>8.0f} req/s  "
             f"p99 {out[endpoint]['p99_ms']:.1f} ms  errors {out[endpoint]['errors']}")
     return out
@@ -272,12 +270,13 @@ def run(quick: bool) -> dict[str, Any]:
     results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login", "deep_offset",
                                                            "deep_keyset"], plan, plan.rounds)
     results["endpoints"]["cache off"] = measure(cold, ["floor", "bypass"], plan, plan.rounds)
-    log("peer stack: FastAPI + uvicorn over the same data and cache code")
-    results["peer"]["default"] = measure(Config("fastapi", peer=True), ["floor", "hit", "miss", "post",
-                                                                        "deep_offset", "deep_keyset"],
-                                         plan, plan.rounds)
-    results["peer"]["cache off"] = measure(Config("fastapi cache off", {"CACHE_ENABLED": "false"}, peer=True),
-                                           ["floor", "bypass"], plan, plan.rounds)
+    for peer in peers.PEERS:
+        log(f"peer stack {peer}: over the same data, settings and cache design")
+        results["peer"][peer] = {
+            "default": measure(Config(peer, peer=peer), ["floor", "hit", "miss", "post", "deep_offset",
+                                                         "deep_keyset"], plan, plan.rounds),
+            "cache off": measure(Config(f"{peer} cache off", {"CACHE_ENABLED": "false"}, peer=peer),
+                                 ["floor", "bypass"], plan, plan.rounds)}
     if plan.full:
         log("worker counts")
         for workers in (1, 2):

@@ -15,7 +15,7 @@ import bisect
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -94,20 +94,26 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
             user_ids = [ids[n] for n in names]
             start = datetime.now(UTC) - timedelta(days=30)
             step = timedelta(days=30) / spec.tweets
-            rows = []
-            for i in range(spec.tweets):
-                tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
-                msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
-                rows.append((user_ids[rng.randrange(spec.users)], msg, tags, start + step * i))
-            for c in range(1, spec.cold_tags + 1):
-                for k in range(spec.cold_tweets_per_tag):
-                    rows.append((user_ids[rng.randrange(spec.users)], f"cold tweet {k} about #cold{c}",
-                                 [f"cold{c}"], start + step * rng.randrange(spec.tweets)))
+            Row = tuple[int, int, str, list[str], datetime]
+
+            def rows() -> Iterator[Row]:  # generated as copied: millions of rows never sit in memory
+                k = 0
+                for i in range(spec.tweets):
+                    tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
+                    msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
+                    yield k, user_ids[rng.randrange(spec.users)], msg, tags, start + step * i
+                    k += 1
+                for c in range(1, spec.cold_tags + 1):
+                    for j in range(spec.cold_tweets_per_tag):
+                        yield (k, user_ids[rng.randrange(spec.users)], f"cold tweet {j} about #cold{c}",
+                               [f"cold{c}"], start + step * rng.randrange(spec.tweets))
+                        k += 1
+
             # Copied into a staging table, then written as the post statement writes a tweet: ids
             # in row order, each tweet's JSON built by tweet_json() (sql/006) and stored with it.
             await conn.execute("CREATE TEMP TABLE seed_rows (k int, user_id bigint, msg text, tags text[], "
                                "created_at timestamptz) ON COMMIT DROP")
-            await conn.copy_records_to_table("seed_rows", records=[(k, *row) for k, row in enumerate(rows)],
+            await conn.copy_records_to_table("seed_rows", records=rows(),
                                              columns=["k", "user_id", "msg", "tags", "created_at"])
             await conn.execute("""
                 INSERT INTO tweets (id, user_id, msg, tags, created_at, body) OVERRIDING SYSTEM VALUE
@@ -127,7 +133,8 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
             await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", _spec_json(spec))
         await conn.execute("ANALYZE")
         if not quiet:
-            print(f"seeded {spec.users} users, {len(rows)} tweets in {time.perf_counter() - started:.1f}s",
+            count = spec.tweets + spec.cold_tags * spec.cold_tweets_per_tag
+            print(f"seeded {spec.users} users, {count} tweets in {time.perf_counter() - started:.1f}s",
                   flush=True)
         return True
     finally:
