@@ -99,6 +99,8 @@ USE_UVLOOP=true
 USE_ORJSON=true
 USE_HIREDIS=true
 USE_PIPELINE=true
+# Cache commands on the request path through the lean pipelined client instead of redis-py.
+USE_WIRE_CLIENT=true
 USE_SINGLEFLIGHT=true
 # Read a tag's version in the same Redis round trip as its page: a miss needs no extra round trip.
 CACHE_READ_VERSION=true

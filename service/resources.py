@@ -19,6 +19,7 @@ from service.cache.feed import Feed
 from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
+from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.pool import create_pool
 from service.security.passwords import Passwords
@@ -32,6 +33,7 @@ class Resources:
     codec: Codec
     pool: asyncpg.Pool
     redis: redis.Redis | None
+    wire: WireClient | None  # the cache's request-path commands (USE_WIRE_CLIENT)
     local: LocalCache | None
     feed: Feed | None
     tasks: tuple[asyncio.Task[None], ...]  # the invalidation feed
@@ -47,7 +49,7 @@ async def open_resources(settings: Settings) -> Resources:
     chosen = codec(settings.use_orjson)
     pool = await create_pool(settings, settings.database_url)
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
-    cache = local = feed = None
+    cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.
     timeline: Timeline | None = None
 
@@ -62,9 +64,12 @@ async def open_resources(settings: Settings) -> Resources:
     # The feed hearing Redis again closes the breaker at once (it would wait out its reset).
     breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
     if client is not None:
+        if settings.use_wire_client:
+            wire = WireClient(settings.redis_url, settings.redis_socket_timeout,
+                              settings.redis_connect_timeout, settings.use_pipeline)
         cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
                          settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline,
-                         settings.cache_read_version)
+                         settings.cache_read_version, wire)
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
@@ -83,7 +88,7 @@ async def open_resources(settings: Settings) -> Resources:
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json)
     loop = asyncio.get_running_loop()
     tasks = (loop.create_task(feed.run()),) if feed is not None else ()
-    return Resources(chosen, pool, client, local, feed, tasks, passwords, tokens,
+    return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
 
 
@@ -95,6 +100,8 @@ async def close_resources(res: Resources, seconds: float = 5.0) -> None:
     if res.tasks:
         await asyncio.wait(res.tasks, timeout=seconds)
     await res.timeline.close()
+    if res.wire is not None:
+        await res.wire.aclose()
     if res.redis is not None:
         try:
             await asyncio.wait_for(res.redis.aclose(), seconds)

@@ -97,6 +97,9 @@ class Settings:
     use_orjson: bool = True
     use_hiredis: bool = True
     use_pipeline: bool = True
+    # The cache's request-path commands through the lean pipelined client (service/cache/wire.py)
+    # instead of redis-py (which keeps pub/sub, SCAN and administration either way).
+    use_wire_client: bool = True
     use_singleflight: bool = True
     # Read a tag's version in the same round trip as its page, so a miss goes straight to the fill.
     cache_read_version: bool = True

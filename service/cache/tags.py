@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
 from service.cache.batch import Batcher
+from service.cache.wire import WireClient
 
 TOTAL = b"#n"
 Arg = bytes | str | int | float
@@ -93,7 +95,8 @@ class Miss:
 
 class TagCache:
     def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int, jitter: float,
-                 size: int, pipeline: bool, read_version: bool = True) -> None:
+                 size: int, pipeline: bool, read_version: bool = True,
+                 wire: WireClient | None = None) -> None:
         self._r = client
         self._prefix = prefix
         self._ttl_ms = ttl_seconds * 1000
@@ -103,9 +106,14 @@ class TagCache:
         # Read the tag's version with every page: a miss then needs no round trip of its own for
         # it before the fill (one GET more in each pipelined read).
         self._read_version = read_version and pipeline
-        # Pipelining: commands of concurrent requests share round trips (see batch.py).
-        # Switched off, every command is its own round trip.
-        self._send = Batcher(client).call if pipeline else client.execute_command
+        # The lean client (wire.py) when given, else redis-py. Pipelining: commands of concurrent
+        # requests share round trips (wire.py itself, or batch.py over redis-py); switched off,
+        # every command is its own round trip.
+        self._send: Callable[..., Awaitable[Any]]
+        if wire is not None:
+            self._send = wire.call
+        else:
+            self._send = Batcher(client).call if pipeline else client.execute_command
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
         self._sha = {FILL: "", ADD: ""}

@@ -1,0 +1,118 @@
+"""The lean Redis client (service/cache/wire.py) against the real test Redis: replies matched to
+callers under pipelining, errors that leave the stream usable, timeouts and lost connections that
+fail what is in flight and recover on the next command."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service import stack
+from service.cache.wire import WireClient
+from service.settings import Settings
+from tests.conftest import unique
+from tests.proxy import Proxy
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_concurrent_commands_get_their_own_replies(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple[list[object], list[object]]:
+        wire = WireClient(urls[1], timeout=1.0, connect_timeout=1.0)
+        key = unique("w")
+        try:
+            writes = await asyncio.gather(*(wire.call("SET", f"{key}:{i}", f"v{i}é") for i in range(200)))
+            reads = await asyncio.gather(*(wire.call("GET", f"{key}:{i}") for i in range(200)))
+            reads += [await wire.call("GET", f"{key}:missing"), await wire.call("INCR", f"{key}:n")]
+            return writes, reads
+        finally:
+            await wire.aclose()
+
+    writes, reads = run(scenario())
+    assert writes == [b"OK"] * 200
+    assert reads == [f"v{i}é".encode() for i in range(200)] + [None, 1]
+
+
+def test_error_replies_are_raised_and_the_stream_stays_usable(urls: tuple[str, str]) -> None:
+    async def scenario() -> list[object]:
+        wire = WireClient(urls[1], timeout=1.0, connect_timeout=1.0)
+        key = unique("w")
+        try:
+            results = await asyncio.gather(
+                wire.call("SET", key, "text"), wire.call("INCR", key), wire.call("EVALSHA", "0" * 40, 0),
+                wire.call("GET", key), return_exceptions=True)
+            return [*results, await wire.call("GET", key)]
+        finally:
+            await wire.aclose()
+
+    ok, not_a_number, no_script, value, later = run(scenario())
+    assert ok == b"OK" and value == b"text" and later == b"text"
+    assert isinstance(not_a_number, ResponseError) and not isinstance(not_a_number, NoScriptError)
+    assert isinstance(no_script, NoScriptError)  # TagCache reloads its scripts on this
+
+
+def test_a_silent_redis_times_out_and_the_client_recovers(settings: Settings, urls: tuple[str, str]) -> None:
+    proxy = Proxy(settings.stack_redis_port)
+
+    async def scenario() -> tuple[float, object, object]:
+        wire = WireClient(stack.redis_url_at(settings, proxy.port), timeout=0.3, connect_timeout=1.0)
+        try:
+            assert await wire.call("PING") == b"PONG"
+            proxy.blackhole = True
+            started = time.monotonic()
+            stuck = await asyncio.gather(wire.call("PING"), wire.call("PING"), return_exceptions=True)
+            waited = time.monotonic() - started
+            proxy.blackhole = False
+            return waited, stuck, await wire.call("PING")  # a new connection
+        finally:
+            await wire.aclose()
+
+    try:
+        waited, stuck, after = run(scenario())
+    finally:
+        proxy.close()
+    assert all(isinstance(e, RedisTimeoutError) for e in stuck)  # type: ignore[attr-defined]
+    assert 0.25 <= waited < 1.0
+    assert after == b"PONG"
+
+
+def test_a_lost_connection_fails_what_is_in_flight_then_reconnects(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple[object, object]:
+        wire = WireClient(urls[1], timeout=5.0, connect_timeout=1.0)
+        other = aredis.Redis.from_url(urls[1])
+        try:
+            me = await wire.call("CLIENT", "ID")
+            in_flight = asyncio.ensure_future(wire.call("BLPOP", unique("never"), 3))
+            await asyncio.sleep(0.1)
+            await other.execute_command("CLIENT", "KILL", "ID", me)  # as a Redis restart or a network reset
+            lost = (await asyncio.gather(in_flight, return_exceptions=True))[0]
+            return lost, await wire.call("PING")
+        finally:
+            await wire.aclose()
+            await other.aclose()
+
+    lost, after = run(scenario())
+    assert isinstance(lost, RedisConnectionError)
+    assert after == b"PONG"
+
+
+@pytest.mark.parametrize("url_password", ["wrong-password"])
+def test_a_wrong_password_is_an_error_not_a_hang(settings: Settings, urls: tuple[str, str],
+                                                 url_password: str) -> None:
+    async def scenario() -> object:
+        wire = WireClient(f"redis://:{url_password}@127.0.0.1:{settings.stack_redis_port}/0",
+                          timeout=1.0, connect_timeout=1.0)
+        try:
+            return (await asyncio.gather(wire.call("PING"), return_exceptions=True))[0]
+        finally:
+            await wire.aclose()
+
+    assert isinstance(run(scenario()), ResponseError)
