@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import ceiling, peers
+from bench import ceiling, http1, peers
 from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
@@ -142,13 +142,8 @@ def constant_rate(config: Config, endpoint: str, rps: float, seconds: float) -> 
         bearer = token(server.url)
         wrk(server, endpoint, 2, bearer, load_cpu)
         cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
-            sys.executable, "-c",
-            "import sys, json; from bench import rate; r = rate.measure('127.0.0.1', int(sys.argv[1]), "
-            "sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])); "
-            "print(json.dumps({'target': r.target_rps, 'achieved': r.achieved_rps, 'errors': r.errors, "
-            "'p50': r.percentile(50), 'p90': r.percentile(90), 'p99': r.percentile(99), "
-            "'p999': r.percentile(99.9)}))",
-            str(server.port), path, bearer, str(rps), str(seconds)]
+            sys.executable, "-m", "bench.rate", "--port", str(server.port), "--path", path, "--token", bearer,
+            "--rate", str(rps), "--seconds", str(seconds)]
         data = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     result = {"target_rps": data["target"], "achieved_rps": data["achieved"], "errors": data["errors"],
               "p50_ms": data["p50"] / 1000, "p90_ms": data["p90"] / 1000, "p99_ms": data["p99"] / 1000,
@@ -193,49 +188,23 @@ def visibility(samples: int) -> dict[str, Any]:
     return result
 
 
-class _RawClient:
-    """One keep-alive HTTP/1.1 connection with a single write per request (no Nagle stalls)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bearer: str) -> None:
-        self.reader, self.writer, self.bearer = reader, writer, bearer
-
-    @classmethod
-    async def open(cls, port: int, bearer: str) -> _RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, bearer)
-
-    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.bearer}\r\n"
-        if body:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        head += "\r\n"
-        self.writer.write(head.encode() + body)
-        headers = (await self.reader.readuntil(b"\r\n\r\n")).lower()
-        at = headers.index(b"content-length:") + 15
-        length = int(headers[at: headers.index(b"\r\n", at)])
-        return dict(json.loads(await self.reader.readexactly(length)))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 async def _visibility(port: int, bearer: str, samples: int) -> list[float]:
     tag = f"vis{int(time.time())}"
     search = f"/api/v1/search-tweets?tag={tag}&page_size=1"
-    poster = await _RawClient.open(port, bearer)
-    pollers = [await _RawClient.open(port, bearer) for _ in range(8)]
-    await poster.request("POST", "/api/v1/tweet", json.dumps({"msg": f"#{tag} warm"}).encode())
+    poster = await http1.Client.open(port, bearer)
+    pollers = [await http1.Client.open(port, bearer) for _ in range(8)]
+    await poster.call("POST", "/api/v1/tweet", json.dumps({"msg": f"#{tag} warm"}).encode())
     for p in pollers:
-        await p.request("GET", search)
+        await p.call("GET", search)
 
-    async def until_seen(client: _RawClient, tweet_id: int, since: float) -> float:
-        while (await client.request("GET", search))["data"][0]["id"] != tweet_id:
+    async def until_seen(client: http1.Client, tweet_id: int, since: float) -> float:
+        while (await client.call("GET", search))["data"][0]["id"] != tweet_id:
             pass
         return time.perf_counter() - since
 
     delays = []
     for i in range(samples):
-        r = await poster.request("POST", "/api/v1/tweet", json.dumps({"msg": f"#{tag} {i}"}).encode())
+        r = await poster.call("POST", "/api/v1/tweet", json.dumps({"msg": f"#{tag} {i}"}).encode())
         posted_at, new_id = time.perf_counter(), r["data"]["id"]
         delays.append(max(await asyncio.gather(*(until_seen(p, new_id, posted_at) for p in pollers))))
     for c in (poster, *pollers):
@@ -248,12 +217,12 @@ def postgres_ceiling(dsn: str, seconds: float) -> dict[str, Any]:
     _, load_cpu = cpus()
     cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
         sys.executable, "-m", "bench.ceiling", "--dsn", dsn, "--paths", ",".join(DATABASE_PATHS),
-        "--seconds", str(seconds), "--connections", str(CONNECTIONS)]
+        "--seconds", str(seconds), "--connections", f"8,{CONNECTIONS}"]
     out: dict[str, Any] = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                                                     check=True).stdout)
     for path, r in out.items():
-        log(f"  ceiling {path:<12} {r['rps']:>8.0f} statements/s  p99 {r['p99_ms']:.1f} ms  "
-            f"client CPU {r['client_cpu_pct']:.0f}%")
+        log(f"  ceiling {path:<12} {r['rps']:>8.0f} statements/s at {r['connections']} connections "
+            f"({r['by_connections']})  p99 {r['p99_ms']:.1f} ms  client CPU {r['client_cpu_pct']:.0f}%")
     return out
 
 

@@ -7,10 +7,14 @@ charged for the requests it delayed. Responses are parsed just enough (Content-L
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from bench import http1
 
 
 @dataclass
@@ -45,23 +49,9 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].lower()
-            at = head.find(b"content-length:")
-            length = 0
-            if at >= 0:
-                eol = head.find(b"\r\n", at)
-                length = int(head[at + 15: eol if eol >= 0 else len(head)])
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            ok = head[9:10] == b"2"
-            self.buf = self.buf[total:]
-            due = self.pending.popleft()
-            self.on_response(self, due, ok)
+        while (parsed := http1.split_response(self.buf)) is not None:
+            status, _, self.buf = parsed
+            self.on_response(self, self.pending.popleft(), 200 <= status < 300)
 
 
 async def run(host: str, port: int, request: bytes, rate: float, duration: float,
@@ -124,10 +114,28 @@ async def run(host: str, port: int, request: bytes, rate: float, duration: float
     return RateResult(rate, completed / elapsed, sent, completed, errors, latencies)
 
 
-def measure(url_host: str, port: int, path: str, token: str, rate: float, duration: float,
+def measure(host: str, port: int, path: str, token: str, rate: float, duration: float,
             connections: int = 64) -> RateResult:
     import uvloop
 
-    request = (f"GET {path} HTTP/1.1\r\nHost: {url_host}:{port}\r\n"
-               f"Authorization: Bearer {token}\r\n\r\n").encode()
-    return uvloop.run(run(url_host, port, request, rate, duration, connections))
+    return uvloop.run(run(host, port, http1.request("GET", path, token, host=f"{host}:{port}"), rate, duration,
+                          connections))
+
+
+def main() -> None:
+    """Run pinned by the harness (taskset) as its own process; prints the result as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    args = parser.parse_args()
+    r = measure("127.0.0.1", args.port, args.path, args.token, args.rate, args.seconds)
+    print(json.dumps({"target": r.target_rps, "achieved": r.achieved_rps, "errors": r.errors,
+                      "p50": r.percentile(50), "p90": r.percentile(90), "p99": r.percentile(99),
+                      "p999": r.percentile(99.9)}))
+
+
+if __name__ == "__main__":
+    main()
