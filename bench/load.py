@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import ceiling, http1, peers
+from bench import ceiling, http1
 from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
@@ -32,6 +32,7 @@ from bench.harness import (
     write_json,
     wrk,
 )
+from bench.peers import commands as peers
 from bench.seed import BENCH_SPEC
 from service import stack
 from service.settings import ROOT

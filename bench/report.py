@@ -490,8 +490,11 @@ def main() -> None:
             "this service's own timeline code, so only the web framework differs "
             "(bench/peers/fastapi_app.py). node: Fastify with pg and ioredis (auto-pipelining), the same "
             "SQL statements and Redis scripts, the same sorted-set entries, version check, single-flight "
-            "fills and 1 s in-process pages dropped by the same invalidation channel; it leaves out the "
-            "outage handling (bench/peers/node/server.js). Ratios ours / peer are in the table above."]
+            "fills and 1 s in-process pages dropped by the same invalidation channel (bench/peers/node/"
+            "server.js). gevent: a WSGI app on gevent's server (TCP_NODELAY) with psycopg 3 and redis-py "
+            "(hiredis, a blocking pool), the same design, SQL and scripts (bench/peers/gevent_app.py). "
+            "The peers leave out the outage handling (breaker, feed heartbeat, repair). Ratios ours / "
+            "peer are in the table above."]
     for name, runs in peers.items():
         out += ["", f"{name}:", "", table(ENDPOINT_HEAD, endpoint_rows(runs["default"], runs["default"]["floor"]["rps"])),
                 "", table(ENDPOINT_HEAD, endpoint_rows(runs["cache off"], runs["cache off"]["floor"]["rps"]))]

@@ -1,0 +1,72 @@
+"""The peer stacks the benchmarks compare the service with, each serving the same routes over the
+same PostgreSQL, Redis, data and settings: how to start each one.
+
+- fastapi: FastAPI on uvicorn (uvloop + httptools) running the service's own timeline code;
+- node: Fastify, pg and ioredis (bench/peers/node/server.js) with the same cache design, the
+  service's SQL and Redis scripts handed over in a spec file written here;
+- gevent: a WSGI app on gevent's server with psycopg 3 and redis-py (bench/peers/gevent_app.py),
+  the same cache design, SQL and scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from service import stack
+from service.cache.tags import ADD, FILL
+from service.db import tweets
+from service.settings import ROOT, Settings
+
+PEERS = ("fastapi", "node", "gevent")
+SECRETS = frozenset({"DATABASE_URL", "REDIS_URL", "TOKEN_SECRET"})  # handed to a peer, never recorded
+PORT = 2091
+NODE_DIR = ROOT / "bench" / "peers" / "node"
+
+
+def ensure_node() -> str:
+    """node on PATH and the peer's packages installed (npm ci, from the committed lock file)."""
+    node = shutil.which("node")
+    if not node or not shutil.which("npm"):
+        raise RuntimeError("the Node.js peer needs node and npm (Debian: apt-get install nodejs npm)")
+    if not (NODE_DIR / "node_modules").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
+    return node
+
+
+def node_spec(settings: Settings) -> Path:
+    """The statements, scripts and settings the Node.js peer serves with: the service's own."""
+    path = settings.data_dir / "node-peer.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "post": tweets.POST, "search_rows": tweets.SEARCH_ROWS[True], "search_page": tweets.SEARCH_PAGE[True],
+        "fill_script": FILL, "add_script": ADD, "cache_prefix": settings.cache_prefix,
+        "cache_size": settings.cache_tag_size, "cache_ttl_ms": settings.cache_ttl_seconds * 1000,
+        "local_cache_ttl": settings.local_cache_ttl, "pool_max": settings.pool_max}))
+    return path
+
+
+def command(peer: str, settings: Settings, workers: int) -> tuple[list[str], dict[str, str]]:
+    """(the command, extra environment) that serves the peer on PORT."""
+    if peer == "fastapi":
+        return ([sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop", "--http",
+                 "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024", "--port",
+                 str(PORT), "--workers", str(workers)], {"PORT": str(PORT)})
+    if peer == "node":
+        if workers != 1:
+            raise ValueError("the Node.js peer runs one process")
+        resolved = stack.resolve(settings)
+        return ([ensure_node(), str(NODE_DIR / "server.js")],
+                {"PORT": str(PORT), "PEER_SPEC": str(node_spec(resolved)), "DATABASE_URL": resolved.database_url,
+                 "REDIS_URL": resolved.redis_url, "TOKEN_SECRET": resolved.token_secret})
+    if peer == "gevent":
+        if workers != 1:
+            raise ValueError("the gevent peer runs one process")
+        resolved = stack.resolve(settings)
+        return ([sys.executable, "-m", "bench.peers.gevent_app"],
+                {"PORT": str(PORT), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
+                 "TOKEN_SECRET": resolved.token_secret})
+    raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
