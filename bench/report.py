@@ -336,6 +336,17 @@ def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
     return out
 
 
+def binding(r: dict[str, Any]) -> str:
+    """What bounds a path's throughput, from its measured CPU: the server's one core when it is
+    nearly full, else the two cores everything shares (server, PostgreSQL, Redis, wrk)."""
+    part = r["cpu_us_per_request"]
+    if r["server_cpu_pct"] >= 90:
+        return f"the server's core: {r['server_cpu_pct']:.0f}% busy at {part['server']:,.0f} µs a request"
+    whole = sum(part.values())
+    return (f"both cores: server {part['server']:,.0f} + PostgreSQL {part['postgres']:,.0f} + Redis "
+            f"{part['redis']:,.0f} µs a request (+ wrk), at most {2e6 / whole:,.0f} req/s")
+
+
 def replace_section(text: str, title: str, section: str) -> str:
     """text with the section headed by title (up to the next '## ' heading) replaced, or appended."""
     start = text.find(title + "\n")
@@ -446,10 +457,10 @@ def main() -> None:
             "the Redis round trips), all on the same two cores as PostgreSQL; the ceiling client's own CPU "
             "is listed so a ceiling limited by its client shows itself.", "",
             table(["path", "service req/s", "ceiling statements/s (connections)", "service / ceiling",
-                   "service p99 ms", "ceiling p99 ms", "ceiling client CPU"],
+                   "service p99 ms", "ceiling p99 ms", "ceiling client CPU", "what bounds the service"],
                   [[path, f0(service[path]["rps"]), f"{f0(ceiling[path]['rps'])} ({ceiling[path]['connections']})",
                     f"{service[path]['rps'] / ceiling[path]['rps']:.0%}", f2(service[path]["p99_ms"]),
-                    f2(ceiling[path]["p99_ms"]), f0(ceiling[path]["client_cpu_pct"]) + "%"]
+                    f2(ceiling[path]["p99_ms"]), f0(ceiling[path]["client_cpu_pct"]) + "%", binding(service[path])]
                    for path in service])]
     cpu_rows = []
     for label, runs in (("cache on", default), ("cache off", cold)):
