@@ -323,6 +323,11 @@ def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
                      for t in ("tweets", "tweet_tags", "tags")],
                    f"{r['redis_bytes']['hot tag entry'] / 1024:,.0f}", f0(r["redis_bytes"]["cold tag entry (mean)"])]
                   for r in runs])]
+    out += ["", "CPU per request by size (µs: server / PostgreSQL), which part grows with the data:", "",
+            table(["tweets", *paths],
+                  [[f0(r["tweets"]), *[f"{f0(r['paths'][p]['cpu_us_per_request']['server'])} / "
+                                       f"{f0(r['paths'][p]['cpu_us_per_request']['postgres'])}" for p in paths]]
+                   for r in runs])]
     if len(runs) > 1:
         rows = []
         for path, allowed in SCALE_FLAT.items():
@@ -506,6 +511,23 @@ def main() -> None:
             "(hiredis, a blocking pool), the same design, SQL and scripts (bench/peers/gevent_app.py). "
             "The peers leave out the outage handling (breaker, feed heartbeat, repair). Ratios ours / "
             "peer are in the table above."]
+    paths = ("floor", "hit", "miss", "bypass", "post", "deep_offset", "deep_keyset")
+
+    def server_us(runs: dict[str, Any], path: str) -> float:
+        r = runs["cache off" if path == "bypass" else "default"].get(path)
+        return float(r["cpu_us_per_request"]["server"]) if r and "cpu_us_per_request" in r else float("nan")
+
+    ours = {"default": default, "cache off": cold}
+    out += ["", "What explains the differences: the server's own CPU per request on each path (µs; the "
+            "same PostgreSQL and Redis work is behind every stack). The floor column is the HTTP stack "
+            "alone, a constant response from the same process: "
+            + "; ".join(f"{name} {server_us(runs, 'floor'):,.0f} µs" for name, runs in peers.items())
+            + f" against ours {server_us(ours, 'floor'):,.0f} µs. A path's difference beyond the floor's "
+            "is what the rest of each stack adds or saves there: its database and Redis drivers, its "
+            "event loop and its application code (the profiles above show where ours goes).", "",
+            table(["path", "ours µs", *[f"{name} µs" for name in peers]],
+                  [[path, f0(server_us(ours, path)), *[f0(server_us(runs, path)) for runs in peers.values()]]
+                   for path in paths])]
     for name, runs in peers.items():
         out += ["", f"{name}:", "", table(ENDPOINT_HEAD, endpoint_rows(runs["default"], runs["default"]["floor"]["rps"])),
                 "", table(ENDPOINT_HEAD, endpoint_rows(runs["cache off"], runs["cache off"]["floor"]["rps"]))]
