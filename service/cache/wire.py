@@ -102,8 +102,17 @@ class WireClient:
     def _flush(self) -> None:
         self._flush_scheduled = False
         data, self._outgoing = b"".join(self._outgoing), []
-        if data and self._transport is not None:
+        if not data or self._transport is None:
+            return
+        # The peer may have closed the connection before connection_lost reached us (a Redis
+        # restart, a cut): writing then raises instead of failing the callers, so fail them here.
+        if self._transport.is_closing():
+            self._fail(RedisConnectionError("connection to Redis closed"))
+            return
+        try:
             self._transport.write(data)  # type: ignore[attr-defined]
+        except (RuntimeError, OSError) as exc:
+            self._fail(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
 
     def _check_deadline(self) -> None:
         """While commands are in flight: fail them all once the oldest has waited `timeout`."""

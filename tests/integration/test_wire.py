@@ -5,6 +5,7 @@ fail what is in flight and recover on the next command."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -116,3 +117,44 @@ def test_a_wrong_password_is_an_error_not_a_hang(settings: Settings, urls: tuple
             await wire.aclose()
 
     assert isinstance(run(scenario()), ResponseError)
+
+
+def test_a_connection_closed_under_a_queued_write_fails_its_callers_at_once(
+        urls: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Redis killed: uvloop may close its handle before our connection_lost runs, and a write
+    queued for the end of the tick then raises in the loop's callback (the chaos run found
+    'unable to perform operation on <TCPTransport closed=True>'). The callers must fail at once,
+    not wait for the timeout, and the loop must log no traceback. The closed handle is stood in
+    for by a transport whose write raises as uvloop's does."""
+
+    class ClosedHandle:
+        def __init__(self, real: asyncio.BaseTransport) -> None:
+            self.real = real
+
+        def is_closing(self) -> bool:
+            return False  # uvloop had not marked it closing either
+
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        def abort(self) -> None:
+            self.real.abort()  # type: ignore[attr-defined]
+
+    async def scenario() -> tuple[object, float, object]:
+        wire = WireClient(urls[1], timeout=2.0, connect_timeout=1.0)
+        try:
+            assert await wire.call("PING") == b"PONG"
+            assert wire._transport is not None
+            wire._transport = ClosedHandle(wire._transport)  # type: ignore[assignment]
+            started = time.monotonic()
+            failed = (await asyncio.gather(wire.call("PING"), return_exceptions=True))[0]
+            waited = time.monotonic() - started
+            return failed, waited, await wire.call("PING")  # and a new connection after
+        finally:
+            await wire.aclose()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        failed, waited, after = run(scenario())
+    assert isinstance(failed, RedisConnectionError) and waited < 0.5
+    assert after == b"PONG"
+    assert not [r for r in caplog.records if "Exception in callback" in r.getMessage()]
