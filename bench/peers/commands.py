@@ -55,18 +55,14 @@ def command(peer: str, settings: Settings, workers: int) -> tuple[list[str], dic
         return ([sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop", "--http",
                  "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024", "--port",
                  str(PORT), "--workers", str(workers)], {"PORT": str(PORT)})
+    if peer not in ("node", "gevent"):
+        raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
+    if workers != 1:
+        raise ValueError(f"the {peer} peer runs one process")
+    # Not the service: it cannot resolve the embedded stack itself, so it is handed the URLs.
+    resolved = stack.resolve(settings)
+    env = {"PORT": str(PORT), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
+           "TOKEN_SECRET": resolved.token_secret}
     if peer == "node":
-        if workers != 1:
-            raise ValueError("the Node.js peer runs one process")
-        resolved = stack.resolve(settings)
-        return ([ensure_node(), str(NODE_DIR / "server.js")],
-                {"PORT": str(PORT), "PEER_SPEC": str(node_spec(resolved)), "DATABASE_URL": resolved.database_url,
-                 "REDIS_URL": resolved.redis_url, "TOKEN_SECRET": resolved.token_secret})
-    if peer == "gevent":
-        if workers != 1:
-            raise ValueError("the gevent peer runs one process")
-        resolved = stack.resolve(settings)
-        return ([sys.executable, "-m", "bench.peers.gevent_app"],
-                {"PORT": str(PORT), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
-                 "TOKEN_SECRET": resolved.token_secret})
-    raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
+        return [ensure_node(), str(NODE_DIR / "server.js")], {**env, "PEER_SPEC": str(node_spec(resolved))}
+    return [sys.executable, "-m", "bench.peers.gevent_app"], env
