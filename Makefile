@@ -50,7 +50,7 @@ chaos: install  ## faults injected under load with every write and read accounte
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
 
-bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, RESULTS.md and plots (about 20 minutes)
+bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, RESULTS.md and plots (about 25 minutes)
 	$(PY) -m bench.load
 	$(PY) -m bench.profile
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import random
 import resource
 import time
@@ -39,7 +40,7 @@ def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: in
     topics = random.Random(7)
 
     def topic() -> str:  # the spread bench/wrk/post.lua posts with
-        return f"topic{int(2.718281828459045 ** (topics.random() * 6.907755278982137))}"
+        return f"topic{int(math.exp(topics.random() * math.log(1000)))}"
 
     return {
         # the hot tag's first page, cache off

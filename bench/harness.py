@@ -190,24 +190,27 @@ def signed_token(user: str = "bench_1") -> str:
     return Tokens(settings.token_secret, 3600, 0).issue(asyncio.run(user_id()), user)
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+def ensure_tool(command: str, *packages: str) -> str:
+    """A command on PATH, installed from Debian's packages (as root) when it is missing."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        log("installing wrk (Debian package)")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if not shutil.which("wrk"):
-            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("wrk")
-    if not found:
-        raise RuntimeError("wrk is not installed and could not be installed (apt-get install wrk)")
-    return found
+        log(f"installing {command} (Debian packages: {' '.join(packages)})")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for attempt in ("install", "update-then-install"):
+            if attempt == "update-then-install":
+                subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            if found := shutil.which(command):
+                return found
+    raise RuntimeError(f"{command} is not installed and could not be installed "
+                       f"(apt-get install {' '.join(packages)})")
+
+
+def ensure_wrk() -> str:
+    return ensure_tool("wrk", "wrk")
 
 
 SCRIPTS = {

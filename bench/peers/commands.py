@@ -11,11 +11,11 @@ same PostgreSQL, Redis, data and settings: how to start each one.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from bench.harness import ensure_tool
 from service import stack
 from service.cache.tags import ADD, FILL
 from service.db import tweets
@@ -29,9 +29,8 @@ NODE_DIR = ROOT / "bench" / "peers" / "node"
 
 def ensure_node() -> str:
     """node on PATH and the peer's packages installed (npm ci, from the committed lock file)."""
-    node = shutil.which("node")
-    if not node or not shutil.which("npm"):
-        raise RuntimeError("the Node.js peer needs node and npm (Debian: apt-get install nodejs npm)")
+    node = ensure_tool("node", "nodejs", "npm")
+    ensure_tool("npm", "npm")
     if not (NODE_DIR / "node_modules").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
     return node
