@@ -93,6 +93,8 @@ KEEP_ALIVE_TIMEOUT=30.0
 # then stop accepting and let requests in flight finish.
 SHUTDOWN_DRAIN_SECONDS=0.5
 ACCESS_LOG=false
+# GET /metrics in Prometheus format, added up over every worker.
+METRICS_ENABLED=true
 
 # Tunings, each switchable so `make bench` can measure it.
 USE_UVLOOP=true

@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import TypeAlias
@@ -47,6 +48,9 @@ def create_app(settings: Settings) -> App:
     app.ctx.codec = chosen
     for bp in (users.bp, tweets.bp, health.bp, docs.bp):
         app.blueprint(bp)
+
+    if settings.metrics_enabled:
+        add_metrics(app)
 
     @app.before_server_start
     async def open_worker_resources(app: App) -> None:
@@ -91,6 +95,49 @@ def create_app(settings: Settings) -> App:
         return error_response(app, exc)
 
     return app
+
+
+def add_metrics(app: App) -> None:
+    """GET /metrics, each request counted and timed by its route's pattern, each search's cache
+    outcome counted, and this worker's live gauges sampled every second."""
+    from service import metrics
+    from service.db.pool import PooledConnection
+
+    @app.get("/metrics")
+    async def serve_metrics(request: Request) -> HTTPResponse:
+        return HTTPResponse(metrics.render(), content_type=metrics.CONTENT_TYPE)
+
+    async def stamp(request: Request) -> None:
+        request.ctx.started = time.perf_counter()
+
+    async def count(request: Request, response: BaseHTTPResponse) -> None:
+        route = request.route.path if request.route is not None else "unmatched"
+        metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
+        started = getattr(request.ctx, "started", None)
+        if started is not None:
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+        cache = response.headers.get("x-cache")
+        if cache is not None:
+            metrics.CACHE.labels(cache).inc()
+
+    async def sample_every_second(app: App) -> None:
+        res = app.ctx.resources
+        local = res.local
+        while True:
+            metrics.sample(res.pool.get_size, res.pool.get_idle_size, lambda: PooledConnection.waiting,
+                           lambda: res.timeline.breaker_open, lambda: local.bytes if local else 0)
+            await asyncio.sleep(1.0)
+
+    @app.after_server_start
+    async def start_sampling(app: App) -> None:
+        app.add_task(sample_every_second(app), name="metrics_sampler")
+
+    @app.after_server_stop
+    async def leave_metrics(app: App) -> None:
+        metrics.worker_stopped(os.getpid())
+
+    app.register_middleware(stamp, "request")
+    app.register_middleware(count, "response")
 
 
 async def restart_dead_siblings(app: App, post_deadline: float) -> None:

@@ -93,6 +93,9 @@ class Settings:
     # On SIGTERM: serve this long with keep-alive off before closing the listening socket.
     shutdown_drain_seconds: float = 0.5
     access_log: bool = False
+    # GET /metrics (Prometheus): request counts and latency per route, cache outcomes, pool,
+    # breaker and in-process cache gauges, added up over every worker.
+    metrics_enabled: bool = True
     use_uvloop: bool = True
     use_orjson: bool = True
     use_hiredis: bool = True

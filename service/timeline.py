@@ -221,6 +221,10 @@ class Timeline:
     # -- repair after a Redis outage --
 
     @property
+    def breaker_open(self) -> bool:
+        return self._guard.breaker.open
+
+    @property
     def dirty(self) -> bool:
         return self._dirty_since is not None
 

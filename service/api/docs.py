@@ -146,6 +146,9 @@ PATHS: dict[str, Any] = {
         "503": _json({"type": "object"}, "PostgreSQL unreachable")})},
     "/ping": {"get": _op("ping", "Constant response (benchmark floor)",
                          {"200": _json({"type": "object"}, "pong")})},
+    "/metrics": {"get": _op("metrics", "Prometheus metrics of every worker (METRICS_ENABLED)", {
+        "200": {"description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}})},
 }
 
 # How one operation's result feeds the next (OpenAPI links): documentation for clients, and the

@@ -78,13 +78,18 @@ class PooledConnection:
     A class rather than a generator-based context manager: it is on every request's path."""
 
     __slots__ = ("_conn", "_pool", "_timeout")
+    waiting = 0  # requests of this process waiting for a connection now (the metrics read it)
 
     def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
-        self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
+        PooledConnection.waiting += 1
+        try:
+            self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
+        finally:
+            PooledConnection.waiting -= 1
         return self._conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,

@@ -1,0 +1,67 @@
+"""GET /metrics on a real two-worker service: every scrape, whichever worker answers it, adds up
+the requests of both workers; labels are route patterns, never raw paths."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import register_and_login, start_server, unique
+
+
+def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """One scrape on a new connection (so either worker may answer): samples by name and labels."""
+    r = httpx.get(f"{url}/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[s.name][tuple(sorted(s.labels.items()))] = s.value
+    return samples
+
+
+def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
+    return sum(v for key, v in samples.items() if all((k, want) in key for k, want in labels.items()))
+
+
+def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
+                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = start_server(urls, tmp_path_factory, WORKERS="2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            _, auth = register_and_login(client)
+            tag = unique("metric")
+            assert client.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth).status_code == 201
+        for _ in range(20):  # a new connection each: the two workers share the searches
+            r = httpx.get(f"{server.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth, timeout=10)
+            assert r.status_code == 200
+        for i in range(3):
+            assert httpx.get(f"{server.url}/no/such/{unique()}/{i}", timeout=10).status_code == 404
+        time.sleep(1.5)  # each worker samples its gauges every second
+        scrapes = [scrape(server.url) for _ in range(6)]
+    finally:
+        server.stop()
+    for samples in scrapes:
+        requests = samples["http_requests_total"]
+        assert total(requests, route="api/v1/search-tweets", method="GET", status="200") == 20
+        assert total(requests, route="api/v1/tweet", method="POST", status="201") == 1
+        assert total(requests, route="unmatched", status="404") == 3
+        assert not [key for key in requests if any("no/such" in v for _, v in key)]  # no raw paths
+        assert total(samples["search_cache_total"]) == 20
+        assert total(samples["http_request_duration_seconds_count"], route="api/v1/search-tweets") == 20
+        assert total(samples["db_pool_connections"]) >= 2  # one pool per worker, each at least 1
+        assert total(samples["redis_breaker_open_workers"]) == 0
+
+
+def test_metrics_can_be_switched_off(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = start_server(urls, tmp_path_factory, METRICS_ENABLED="false")
+    try:
+        assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 404
+        assert httpx.get(f"{server.url}/ping", timeout=10).status_code == 200
+    finally:
+        server.stop()
