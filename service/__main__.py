@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import shutil
 import sys
 
@@ -29,18 +28,14 @@ def run(settings: Settings) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from service.app import create_app
+    from service.app import create_app, metrics_folder
 
     if stack.embedded(settings):
         stack.up(settings)
     settings = stack.resolve(settings)
-    if settings.metrics_enabled:
-        # Every worker writes its metrics here and any of them serves the sum (service/metrics.py);
-        # set before a worker imports prometheus-client, emptied so no earlier run's counts remain.
-        folder = settings.data_dir / "metrics" / str(settings.port)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(mode=0o700, parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    # Every worker writes its metrics there and any of them serves the sum (service/metrics.py):
+    # emptied, so no earlier run's counts remain.
+    shutil.rmtree(metrics_folder(settings), ignore_errors=True)
     applied = migrate(settings) if settings.migrate_on_start else []
     if applied:
         print(f"migrations applied: {', '.join(applied)}", flush=True)

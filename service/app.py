@@ -10,6 +10,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TypeAlias
 
@@ -22,6 +23,7 @@ from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
 from service.errors import INTERNAL_ERROR, error_parts
+from service.metrics import CONTENT_TYPE
 from service.resources import close_resources, open_resources
 from service.settings import Settings
 
@@ -50,7 +52,7 @@ def create_app(settings: Settings) -> App:
         app.blueprint(bp)
 
     if settings.metrics_enabled:
-        add_metrics(app)
+        add_metrics(app, settings)
 
     @app.before_server_start
     async def open_worker_resources(app: App) -> None:
@@ -97,47 +99,52 @@ def create_app(settings: Settings) -> App:
     return app
 
 
-def add_metrics(app: App) -> None:
-    """GET /metrics, each request counted and timed by its route's pattern, each search's cache
-    outcome counted, and this worker's live gauges sampled every second."""
-    from service import metrics
+def add_metrics(app: App, settings: Settings) -> None:
+    """GET /metrics; each request counted and timed by its route's pattern and each search's cache
+    outcome counted (service/metrics.py); this worker's gauges sampled and flushed every second."""
     from service.db.pool import PooledConnection
+    from service.metrics import Metrics
+
+    folder = metrics_folder(settings)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    metrics = Metrics(folder)
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:
-        return HTTPResponse(metrics.render(), content_type=metrics.CONTENT_TYPE)
+        return HTTPResponse(metrics.render(), content_type=CONTENT_TYPE)
 
     async def stamp(request: Request) -> None:
         request.ctx.started = time.perf_counter()
 
     async def count(request: Request, response: BaseHTTPResponse) -> None:
-        route = request.route.path if request.route is not None else "unmatched"
-        metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
         started = getattr(request.ctx, "started", None)
-        if started is not None:
-            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
-        cache = response.headers.get("x-cache")
-        if cache is not None:
-            metrics.CACHE.labels(cache).inc()
+        metrics.observe(request.route.path if request.route is not None else "unmatched", request.method,
+                        response.status, None if started is None else time.perf_counter() - started,
+                        response.headers.get("x-cache"))
 
-    async def sample_every_second(app: App) -> None:
+    async def flush_every_second(app: App) -> None:
         res = app.ctx.resources
-        local = res.local
         while True:
-            metrics.sample(res.pool.get_size, res.pool.get_idle_size, lambda: PooledConnection.waiting,
-                           lambda: res.timeline.breaker_open, lambda: local.bytes if local else 0)
+            metrics.gauges.update({
+                "db_pool_connections": res.pool.get_size(),
+                "db_pool_connections_idle": res.pool.get_idle_size(),
+                "db_pool_waiting": PooledConnection.waiting,
+                "redis_breaker_open_workers": 1 if res.timeline.breaker_open else 0,
+                "local_cache_bytes": res.local.bytes if res.local is not None else 0})
+            metrics.flush()
             await asyncio.sleep(1.0)
 
     @app.after_server_start
-    async def start_sampling(app: App) -> None:
-        app.add_task(sample_every_second(app), name="metrics_sampler")
-
-    @app.after_server_stop
-    async def leave_metrics(app: App) -> None:
-        metrics.worker_stopped(os.getpid())
+    async def start_flushing(app: App) -> None:
+        app.add_task(flush_every_second(app), name="metrics_flush")
 
     app.register_middleware(stamp, "request")
     app.register_middleware(count, "response")
+
+
+def metrics_folder(settings: Settings) -> Path:
+    """Where the workers of the service on settings.port write their metrics (emptied at start)."""
+    return settings.data_dir / "metrics" / str(settings.port)
 
 
 async def restart_dead_siblings(app: App, post_deadline: float) -> None:
