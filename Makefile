@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # The stacks each command uses: run (.data), test, bench and chaos (.data/<name>; their ports are
 # in service/stack.py, NAMED_STACKS).
 
-.PHONY: help all install run migrate test lint stop status reset clean locust loadtest bench bench-quick \
+.PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
 	bench-check bench-baseline bench-detect bench-scale soak fuzz chaos
 .DEFAULT_GOAL := help
 
@@ -26,6 +26,10 @@ install: $(STAMP)  ## the virtualenv .venv with every package (every target does
 
 run: install  ## the service on http://127.0.0.1:2080 (Swagger UI at /swagger); Ctrl-C stops it
 	$(PY) -m service run
+
+INSTANCES ?= 2
+cluster: install  ## INSTANCES single-process instances behind HAProxy on :2080, in the background (make stop)
+	$(PY) -m service cluster up --instances $(INSTANCES)
 
 all: run  ## the original project's command to run the app: same as make run
 
@@ -106,6 +110,7 @@ status: install  ## what is running: the service, the Locust UI and the run, tes
 stop: install  ## stop the background service, the Locust UI and the run, test, bench and chaos stacks
 	$(PY) -m loadtests.run --stop
 	$(PY) -m service stop
+	$(PY) -m service cluster down
 	$(PY) -m service stack down --name all
 
 reset: install  ## delete the run stack's data (users, tweets, cache) and start empty: asks first
@@ -114,5 +119,6 @@ reset: install  ## delete the run stack's data (users, tweets, cache) and start 
 clean: install  ## stop everything and delete all the stacks created (.data and their /var/tmp clusters)
 	-$(PY) -m loadtests.run --stop
 	-$(PY) -m service stop
+	-$(PY) -m service cluster down
 	$(PY) -m service stack destroy --name all
 	rm -rf .data

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from service import stack
 from service.db.migrate import migrate
 from service.process import SERVICE_RUN, ServiceError, ServiceProcess
 from service.settings import ROOT, Settings
+from service.stack import ensure_tool
 
 if TYPE_CHECKING:
     from bench.seed import SeedSpec
@@ -188,25 +188,6 @@ def signed_token(user: str = "bench_1") -> str:
             await conn.close()
 
     return Tokens(settings.token_secret, 3600, 0).issue(asyncio.run(user_id()), user)
-
-
-def ensure_tool(command: str, *packages: str) -> str:
-    """A command on PATH, installed from Debian's packages (as root) when it is missing."""
-    found = shutil.which(command)
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        log(f"installing {command} (Debian packages: {' '.join(packages)})")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for attempt in ("install", "update-then-install"):
-            if attempt == "update-then-install":
-                subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            if found := shutil.which(command):
-                return found
-    raise RuntimeError(f"{command} is not installed and could not be installed "
-                       f"(apt-get install {' '.join(packages)})")
 
 
 def ensure_wrk() -> str:

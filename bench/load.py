@@ -33,6 +33,7 @@ from bench.harness import (
     wrk,
 )
 from bench.peers import commands as peers
+from bench.scrape import between, try_scrape
 from bench.seed import BENCH_SPEC
 from service import stack
 from service.settings import ROOT
@@ -54,6 +55,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "token cache off": {"TOKEN_CACHE_SIZE": "0"},
     "access log on": {"ACCESS_LOG": "true"},
     "pool size 1": {"DB_POOL_MAX": "1"},
+    "metrics off": {"METRICS_ENABLED": "false"},
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
 NOT_ON_PATH = {("redis-py, hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
@@ -100,6 +102,14 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
     cold = {"cursor": 0}
 
     def run(endpoint: str, seconds: float) -> dict[str, Any]:
+        """One wrk run, with what the service's /metrics counted during it (not for peers)."""
+        settle = config.workers > 1
+        before = None if config.peer else try_scrape(server.url, settle)
+        result = load(endpoint, seconds)
+        result["metrics"] = between(before, None if config.peer else try_scrape(server.url, settle))
+        return result
+
+    def load(endpoint: str, seconds: float) -> dict[str, Any]:
         if endpoint == "login":  # within the hashing admission bound (HASH_THREADS + HASH_QUEUE):
             # more concurrent logins are shed with 503 at once, which would count as throughput
             return wrk(server, endpoint, seconds, bearer, load_cpu, connections=LOGIN_CONNECTIONS)
@@ -126,12 +136,23 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         med["errors"] = sum(r["errors"] for r in runs)
         med["cpu_us_per_request"] = {part: statistics.median(r["cpu_us_per_request"][part] for r in runs)
                                      for part in runs[0]["cpu_us_per_request"]}
+        med["metrics"] = median_metrics([r["metrics"] for r in runs])
         out[endpoint] = {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"],
                          "server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
                          "settings": {k: v for k, v in env.items() if k not in peers.SECRETS},
                          "seconds": plan.seconds, "rounds": rounds}
         log(f"  {config.label:<34} {endpoint:<11} {out[endpoint]['rps']:>8.0f} req/s  "
             f"p99 {out[endpoint]['p99_ms']:.1f} ms  errors {out[endpoint]['errors']}")
+    return out
+
+
+def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' median hit ratio and pool wait (bench.scrape), where the service reported them."""
+    out: dict[str, Any] = {}
+    for key in ("hit_ratio", "pool_wait_us_mean"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
     return out
 
 

@@ -41,12 +41,19 @@ def endpoint_rows(runs: dict[str, dict[str, Any]], floor: float) -> list[list[st
     for name, r in runs.items():
         rows.append([name, f0(r["rps"]), f2(r["rps"] / floor), f2(r["p50_ms"]), f2(r["p90_ms"]),
                      f2(r["p99_ms"]), f2(r["p999_ms"]), str(int(r["errors"])), f0(r["server_cpu_pct"]) + "%",
-                     " / ".join(str(x) for x in r["runs"])])
+                     *scraped(r), " / ".join(str(x) for x in r["runs"])])
     return rows
 
 
+def scraped(r: dict[str, Any]) -> list[str]:
+    """The cache hit ratio and mean pool wait the service's /metrics counted during the runs."""
+    m = r.get("metrics", {})
+    ratio, wait = m.get("hit_ratio"), m.get("pool_wait_us_mean")
+    return ["-" if ratio is None else f"{ratio:.1%}", "-" if wait is None else f"{wait:,.0f}"]
+
+
 ENDPOINT_HEAD = ["endpoint", "req/s (median)", "/ floor", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-                 "errors", "server CPU", "req/s of each round"]
+                 "errors", "server CPU", "cache hits (/metrics)", "pool wait µs (/metrics)", "req/s of each round"]
 
 
 def plots(http: dict[str, Any], folder: Path) -> list[str]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from bench.scrape import between, try_scrape
 from service import stack
 from service.__main__ import start
 from service.db.migrate import migrate
@@ -85,6 +88,16 @@ def summary(csv_path: Path) -> str:
     return "\n".join(lines)
 
 
+def metrics_line(counted: dict[str, Any]) -> str:
+    """The target's own count of the run (its /metrics, scraped before and after)."""
+    if not counted:
+        return "the target's /metrics did not answer: no cache hit ratio or pool waits for this run"
+    ratio, wait = counted["hit_ratio"], counted["pool_wait_us_mean"]
+    return (f"the target's /metrics during the run: searches {counted['cache']} (cache hit ratio "
+            f"{'-' if ratio is None else f'{ratio:.1%}'}), {counted['pool_acquires']:,} PostgreSQL connections "
+            f"lent, mean wait {'-' if wait is None else f'{wait:,.0f} µs'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ui", action="store_true", help="open the web UI instead of a headless run")
@@ -124,12 +137,16 @@ def main() -> int:
            "--only-summary", "--max-fail-ratio", str(args.max_fail_ratio), "--max-p95-ms", str(args.max_p95_ms),
            *classes]
     print(f"running {', '.join(classes)}: {args.users} users for {args.duration} against {host}", flush=True)
+    before = try_scrape(host)
     code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    counted = between(before, try_scrape(host))
+    (out / "metrics.json").write_text(json.dumps(counted, indent=2))
     stats = out / "stats_stats.csv"
     if stats.exists():
         print("\n" + summary(stats))
+    print("\n" + metrics_line(counted))
     print(f"\nreports: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} "
-          "(stats_*.csv, report.html, stats.json)")
+          "(stats_*.csv, report.html, stats.json, metrics.json)")
     if code:
         print(f"load test FAILED its gates (exit {code})", file=sys.stderr)
     return code

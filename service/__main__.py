@@ -1,4 +1,4 @@
-"""python -m service run | migrate | start | stop | stack up|down|status|destroy"""
+"""python -m service run | migrate | start | stop | cluster up|down|status | stack up|down|status|destroy"""
 
 from __future__ import annotations
 
@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="the background service, the Locust UI and the embedded stack")
     reset_cmd = sub.add_parser("reset", help="delete the embedded stack's data (asks first)")
     reset_cmd.add_argument("--yes", action="store_true", help="do not ask")
+    cluster_cmd = sub.add_parser("cluster", help="N single-process instances behind HAProxy on HOST:PORT")
+    cluster_cmd.add_argument("action", choices=["up", "down", "status"])
+    cluster_cmd.add_argument("--instances", type=int, default=2, help="how many instances (default 2)")
+    cluster_cmd.add_argument("--base-port", type=int, default=0,
+                             help="the first instance's port; the others follow (default PORT + 100)")
     stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
     stack_cmd.add_argument("action", choices=["up", "down", "status", "destroy"],
                            help="destroy: stop it and delete all it created (make clean)")
@@ -176,6 +181,21 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "status":
             print(json.dumps(status(settings)))
+        elif args.command == "cluster":
+            from service import cluster
+
+            if args.action == "up":
+                if not 1 <= args.instances <= 64:
+                    print("--instances must be 1 to 64", file=sys.stderr)
+                    return 2
+                up = cluster.up(settings, args.instances, args.base_port)
+                ports = ", ".join(map(str, up.ports))
+                print(f"Simple Twitter on {up.url}: HAProxy in front of {args.instances} instances on ports "
+                      f"{ports} (logs in {up.directory}); make stop stops them", flush=True)
+            elif args.action == "down":
+                print(cluster.down(settings))
+            else:
+                print(json.dumps(cluster.status(settings)))
         elif args.command == "reset":
             return reset(settings, args.yes)
         elif args.command == "migrate":

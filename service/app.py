@@ -24,7 +24,7 @@ from service.api.respond import raw
 from service.codec import codec
 from service.errors import INTERNAL_ERROR, error_parts
 from service.metrics import CONTENT_TYPE, Metrics
-from service.resources import close_resources, open_resources
+from service.resources import Resources, close_resources, open_resources
 from service.settings import Settings
 
 App: TypeAlias = Sanic[Config, SimpleNamespace]
@@ -114,19 +114,24 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     metrics = Metrics(folder)
 
+    def sample(res: Resources) -> None:
+        metrics.gauges.update({
+            "db_pool_connections": res.pool.get_size(),
+            "db_pool_connections_idle": res.pool.get_idle_size(),
+            "db_pool_waiting": PooledConnection.waiting,
+            "redis_breaker_open_workers": 1 if res.timeline.breaker_open else 0,
+            "local_cache_bytes": res.local.bytes if res.local is not None else 0})
+        metrics.totals.update({"db_pool_acquires": PooledConnection.acquires,
+                               "db_pool_wait_seconds": PooledConnection.wait_seconds})
+
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:
+        sample(request.app.ctx.resources)
         return HTTPResponse(metrics.render(), content_type=CONTENT_TYPE)
 
     async def flush_every_second(app: App) -> None:
-        res = app.ctx.resources
         while True:
-            metrics.gauges.update({
-                "db_pool_connections": res.pool.get_size(),
-                "db_pool_connections_idle": res.pool.get_idle_size(),
-                "db_pool_waiting": PooledConnection.waiting,
-                "redis_breaker_open_workers": 1 if res.timeline.breaker_open else 0,
-                "local_cache_bytes": res.local.bytes if res.local is not None else 0})
+            sample(app.ctx.resources)
             metrics.flush()
             await asyncio.sleep(1.0)
 

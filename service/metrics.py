@@ -31,6 +31,12 @@ GAUGES = {
     "redis_breaker_open_workers": "Workers whose Redis circuit breaker is open",
     "local_cache_bytes": "Bytes of responses held by the in-process page caches",
 }
+# Totals a worker keeps itself (sampled with its gauges): they only grow, and still count once
+# the worker has stopped.
+TOTALS = {
+    "db_pool_acquires": "PostgreSQL connections lent out of the pools",
+    "db_pool_wait_seconds": "Seconds requests spent waiting for a PostgreSQL connection",
+}
 
 
 class Metrics:
@@ -43,6 +49,7 @@ class Metrics:
         self.latency: dict[str, list[float]] = {}  # route -> bucket counts..., +Inf count, sum
         self.cache: dict[str, int] = {}
         self.gauges: dict[str, float] = {}
+        self.totals: dict[str, float] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None) -> None:
         """One answered request: a few dict updates, nothing else."""
@@ -60,7 +67,8 @@ class Metrics:
     def flush(self) -> None:
         """This worker's totals to its file (atomically: a scrape never reads half a file)."""
         data = {"pid": os.getpid(), "requests": [[*k, v] for k, v in self.requests.items()],
-                "latency": self.latency, "cache": self.cache, "gauges": self.gauges}
+                "latency": self.latency, "cache": self.cache, "gauges": self.gauges,
+                "totals": self.totals}
         tmp = self._file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self._file)
@@ -81,6 +89,7 @@ class _Sum(Collector):
         latency: dict[str, list[float]] = {}
         cache: dict[str, float] = {}
         gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
+        totals: dict[str, float] = dict.fromkeys(TOTALS, 0.0)
         for path in self._folder.glob("*.json"):
             try:
                 data = json.loads(path.read_text())
@@ -95,6 +104,8 @@ class _Sum(Collector):
                     total[i] += v
             for result, n in data["cache"].items():
                 cache[result] = cache.get(result, 0) + n
+            for name, v in data.get("totals", {}).items():
+                totals[name] = totals.get(name, 0.0) + v
             if _alive(int(data["pid"])):
                 for name, v in data["gauges"].items():
                     gauges[name] = gauges.get(name, 0.0) + v
@@ -118,6 +129,8 @@ class _Sum(Collector):
         yield outcomes
         for name, text in GAUGES.items():
             yield GaugeMetricFamily(name, text, value=gauges[name])
+        for name, text in TOTALS.items():
+            yield CounterMetricFamily(name, text, value=totals[name])
 
 
 def _alive(pid: int) -> bool:

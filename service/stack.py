@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -371,6 +372,26 @@ def redis_stop(settings: Settings) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def ensure_tool(command: str, *packages: str) -> str:
+    """A command on PATH (HAProxy, PgBouncer, wrk...), installed from Debian's packages (as root)
+    when it is missing, like the project's other servers."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {command} (Debian packages: {' '.join(packages)})", file=sys.stderr, flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for attempt in ("install", "update-then-install"):
+            if attempt == "update-then-install":
+                subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            if found := shutil.which(command):
+                return found
+    raise StackError(f"{command} is not installed and could not be installed "
+                     f"(apt-get install {' '.join(packages)})")
+
 
 def port_open(port: int) -> bool:
     try:

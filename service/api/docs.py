@@ -144,6 +144,8 @@ PATHS: dict[str, Any] = {
     "/health": {"get": _op("health", "PostgreSQL and Redis state", {
         "200": _json({"type": "object"}, "PostgreSQL reachable"),
         "503": _json({"type": "object"}, "PostgreSQL unreachable")})},
+    "/ready": {"get": _op("ready", "200 while this worker takes requests, 503 while it drains", {
+        "200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "shutting down")})},
     "/ping": {"get": _op("ping", "Constant response (benchmark floor)",
                          {"200": _json({"type": "object"}, "pong")})},
     "/metrics": {"get": _op("metrics", "Prometheus metrics of every worker (METRICS_ENABLED)", {

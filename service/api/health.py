@@ -44,6 +44,17 @@ async def health(request: Request) -> HTTPResponse:
     return reply(request, body, 200 if postgres == "up" and not ctx.stopping else 503)
 
 
+@bp.head("/ready", name="ready_head")
+@bp.get("/ready")
+async def ready(request: Request) -> HTTPResponse:
+    """Should a load balancer send requests here? 200 until this worker starts shutting down, 503
+    during its drain. Not tied to PostgreSQL: every instance shares it, so taking them all out of
+    rotation during an outage would only turn each one's own JSON 503 into the balancer's."""
+    if request.app.ctx.stopping:
+        return reply(request, {"ready": False, "status": "stopping"}, 503)
+    return reply(request, {"ready": True})
+
+
 @bp.head("/ping", name="ping_head")
 @bp.get("/ping")
 async def ping(request: Request) -> HTTPResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from time import perf_counter
 from types import TracebackType
 
 import asyncpg
@@ -78,7 +79,11 @@ class PooledConnection:
     A class rather than a generator-based context manager: it is on every request's path."""
 
     __slots__ = ("_conn", "_pool", "_timeout")
-    waiting = 0  # requests of this process waiting for a connection now (the metrics read it)
+    # This process's requests waiting for a connection now, every acquire, and the seconds they
+    # spent waiting in all (the metrics read them).
+    waiting = 0
+    acquires = 0
+    wait_seconds = 0.0
 
     def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
         self._pool = pool
@@ -86,10 +91,13 @@ class PooledConnection:
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         PooledConnection.waiting += 1
+        began = perf_counter()
         try:
             self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
         finally:
             PooledConnection.waiting -= 1
+            PooledConnection.acquires += 1
+            PooledConnection.wait_seconds += perf_counter() - began
         return self._conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,

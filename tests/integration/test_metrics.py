@@ -4,29 +4,12 @@ the requests of both workers; labels are route patterns, never raw paths."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.scrape import scrape, total
 from tests.conftest import register_and_login, start_server, unique
-
-
-def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """One scrape on a new connection (so either worker may answer): samples by name and labels."""
-    r = httpx.get(f"{url}/metrics", timeout=10)
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain")
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            samples[s.name][tuple(sorted(s.labels.items()))] = s.value
-    return samples
-
-
-def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
-    return sum(v for key, v in samples.items() if all((k, want) in key for k, want in labels.items()))
 
 
 def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
@@ -56,6 +39,8 @@ def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
         assert total(samples["http_request_duration_seconds_count"], route="api/v1/search-tweets") == 20
         assert total(samples["db_pool_connections"]) >= 2  # one pool per worker, each at least 1
         assert total(samples["redis_breaker_open_workers"]) == 0
+        assert total(samples["db_pool_acquires_total"]) >= 3  # register, login, post at least
+        assert 0 <= total(samples["db_pool_wait_seconds_total"]) < 5
 
 
 def test_metrics_can_be_switched_off(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:

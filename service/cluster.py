@@ -1,0 +1,258 @@
+"""N single-process instances of the service behind HAProxy: `python -m service cluster up`.
+
+Each instance is `python -m service run` with WORKERS=1 on its own loopback port, all sharing one
+PostgreSQL and one Redis (the embedded stack, or DATABASE_URL / REDIS_URL); HAProxy (Debian's
+package, installed like the project's other servers) listens on HOST:PORT and spreads requests.
+
+Timeouts, ordered so no side reuses a connection the other has closed:
+- HAProxy to an instance: HAProxy keeps idle connections for reuse and purges them every
+  second (half of them each time), long before an instance's own keep-alive timeout
+  (KEEP_ALIVE_TIMEOUT, 30 s), so HAProxy never sends on a connection the instance has closed.
+- Clients to HAProxy: an idle client connection is kept 20 s, a request must arrive within
+  REQUEST_TIMEOUT, and HAProxy waits up to 15 s for an instance's answer (its own deadlines are
+  shorter: a request's database work is cut at DB_STATEMENT_TIMEOUT).
+- An instance stopping (SIGTERM) answers /ready with 503 during its drain: HAProxy checks every
+  250 ms and stops sending to it; a request it can no longer connect to is sent to another
+  instance (`option redispatch`: nothing was sent, so a retry cannot write twice).
+- No instance up: HAProxy answers with the service's own JSON 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from service import stack
+from service.process import ServiceProcess
+from service.settings import Settings
+
+CLIENT_KEEP_ALIVE = 20  # seconds HAProxy keeps an idle client connection
+SERVER_TIMEOUT = 15  # seconds HAProxy waits for an instance's answer
+CHECK_INTERVAL_MS = 250
+UNAVAILABLE = (b'{"code":"serviceUnavailable","message":"no instance of the service is taking requests; '
+               b'retry shortly"}')
+
+
+def folder(settings: Settings) -> Path:
+    return settings.data_dir / "cluster"
+
+
+def instance_ports(settings: Settings, instances: int, base_port: int = 0) -> list[int]:
+    """Loopback ports of the instances: base_port, base_port + 1, ... (default PORT + 100)."""
+    first = base_port or settings.port + 100
+    return list(range(first, first + instances))
+
+
+def haproxy_config(settings: Settings, ports: list[int], directory: Path) -> str:
+    servers = "\n".join(f"    server i{n} 127.0.0.1:{port}" for n, port in enumerate(ports, 1))
+    return f"""# Written by service/cluster.py; its docstring explains the timeouts.
+global
+    maxconn 4096
+    pidfile {directory}/haproxy.pid
+    stats socket {directory}/haproxy.sock mode 600 level admin
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 1s
+    timeout client {SERVER_TIMEOUT + 5}s
+    timeout http-request {settings.request_timeout:g}s
+    timeout http-keep-alive {CLIENT_KEEP_ALIVE}s
+    timeout server {SERVER_TIMEOUT}s
+    timeout queue 5s
+    timeout check 1s
+    retries 3
+    option redispatch 1
+    http-reuse safe
+    errorfile 503 {directory}/503.http
+
+frontend api
+    bind {settings.host}:{settings.port}
+    default_backend instances
+
+backend instances
+    balance roundrobin
+    option httpchk GET /ready
+    http-check expect status 200
+    default-server check inter {CHECK_INTERVAL_MS}ms fall 1 rise 2 pool-purge-delay 1s
+{servers}
+"""
+
+
+def error_page() -> bytes:
+    """HAProxy's answer when no instance is up: the service's own JSON 503."""
+    head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            f"Cache-Control: no-store\r\nConnection: close\r\nContent-Length: {len(UNAVAILABLE)}\r\n\r\n")
+    return head.encode() + UNAVAILABLE
+
+
+@dataclasses.dataclass
+class Cluster:
+    """The instances and the balancer; the tests hold one to stop an instance under load."""
+
+    settings: Settings  # resolved (service.stack.resolve): every instance gets the same URLs and secret
+    ports: list[int]
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # extra settings for every instance
+    instances: list[ServiceProcess] = dataclasses.field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return folder(self.settings)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def instance_env(self, port: int) -> dict[str, str]:
+        s = self.settings
+        return {"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", "MIGRATE_ON_START": "false",
+                "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "TOKEN_SECRET": s.token_secret,
+                **self.env}
+
+    def start(self) -> Cluster:
+        haproxy = stack.ensure_tool("haproxy", "haproxy")
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stack.port_open(self.settings.port):
+            raise stack.StackError(f"port {self.settings.port} is taken: stop what runs there (make stop) "
+                                   "or set PORT")
+        self.instances = [ServiceProcess(self.instance_env(port), self.directory / f"instance-{port}.log")
+                          for port in self.ports]
+        with ThreadPoolExecutor(len(self.instances)) as pool:  # started side by side
+            failures = [f for f in [pool.submit(p.start) for p in self.instances] if f.exception()]
+        if failures:
+            self.stop()
+            raise stack.StackError(f"an instance did not start: {failures[0].exception()}")
+        (self.directory / "503.http").write_bytes(error_page())
+        config = self.directory / "haproxy.cfg"
+        config.write_text(haproxy_config(self.settings, self.ports, self.directory))
+        checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+        if checked.returncode:
+            self.stop()
+            raise stack.StackError(f"haproxy rejected {config}: {checked.stderr}")
+        started = subprocess.run([haproxy, "-D", "-f", str(config)], capture_output=True, text=True,
+                                 cwd=self.directory)
+        if started.returncode:
+            self.stop()
+            raise stack.StackError(f"haproxy did not start: {started.stderr}")
+        self.write_state()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(state == "UP" for state in self.server_states().values()):
+                return self
+            time.sleep(0.1)
+        states = self.server_states()
+        self.stop()
+        raise stack.StackError(f"HAProxy does not see every instance up within 30 s: {states}")
+
+    def write_state(self) -> None:
+        state = {"url": self.url, "haproxy_pid_file": str(self.directory / "haproxy.pid"),
+                 "instances": {str(p.env["PORT"]): p.pid for p in self.instances if p.proc is not None}}
+        (self.directory / "state.json").write_text(json.dumps(state))
+
+    def server_states(self) -> dict[str, str]:
+        return server_states(self.directory)
+
+    def stop(self) -> None:
+        stop_haproxy(self.directory)
+        for process in self.instances:
+            process.stop()
+        (self.directory / "state.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def admin(directory: Path, command: str) -> str:
+    """One command on HAProxy's stats socket (e.g. `show stat`)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(directory / "haproxy.sock"))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def server_states(directory: Path) -> dict[str, str]:
+    """Each instance's state as HAProxy sees it (UP, DOWN, ...); empty when HAProxy is not running."""
+    try:
+        lines = admin(directory, "show stat").splitlines()
+    except OSError:
+        return {}
+    head = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(head, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {r["svname"]: r["status"].split(" ")[0] for r in rows
+            if r["pxname"] == "instances" and r["svname"] not in ("BACKEND", "FRONTEND")}
+
+
+def stop_haproxy(directory: Path) -> None:
+    pidfile = directory / "haproxy.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError, IndexError):
+        return
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+
+
+def up(settings: Settings, instances: int, base_port: int = 0) -> Cluster:
+    """Stack up, migrations applied once, N instances and HAProxy started in the background."""
+    from service.__main__ import migrate
+
+    if stack.embedded(settings):
+        stack.up(settings)
+    resolved = stack.resolve(settings)
+    migrate(resolved)
+    down(settings)
+    cluster = Cluster(resolved, instance_ports(settings, instances, base_port))
+    return cluster.start()
+
+
+def down(settings: Settings) -> str:
+    """Stop a cluster started by `up`: HAProxy, then every instance (SIGTERM: each drains)."""
+    directory = folder(settings)
+    state_file = directory / "state.json"
+    if not state_file.exists():
+        return "not running"
+    state = json.loads(state_file.read_text())
+    stop_haproxy(directory)
+    for pid in state["instances"].values():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(300):
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    state_file.unlink()
+    return f"stopped HAProxy and {len(state['instances'])} instances"
+
+
+def status(settings: Settings) -> dict[str, object]:
+    directory = folder(settings)
+    if not (directory / "state.json").exists():
+        return {"cluster": "down"}
+    state = json.loads((directory / "state.json").read_text())
+    return {"cluster": state["url"], "instances": server_states(directory) or "HAProxy not answering"}

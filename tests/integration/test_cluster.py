@@ -1,0 +1,158 @@
+"""Three single-process instances behind a real HAProxy (service/cluster.py), on the test stack:
+a post through one instance is in every other's next search, and an instance stopped under load
+loses no acknowledged post while the balancer stops sending to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service import cluster, stack
+from service.settings import Settings
+from tests.conftest import TEST_ENV, free_port, register_and_login, unique
+
+
+@pytest.fixture(scope="module")
+def three(resolved: Settings) -> Iterator[cluster.Cluster]:
+    settings = dataclasses.replace(resolved, port=free_port())
+    ports = [free_port() for _ in range(3)]
+    env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with cluster.Cluster(settings, ports, env=env) as running:
+        yield running
+
+
+def search_ids(url: str, tag: str, auth: dict[str, str]) -> list[int]:
+    r = httpx.get(f"{url}/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth, timeout=10)
+    assert r.status_code == 200, r.text
+    return [t["id"] for t in r.json()["data"]]
+
+
+def test_balancer_spreads_requests_over_every_instance(three: cluster.Cluster) -> None:
+    assert three.server_states() == {"i1": "UP", "i2": "UP", "i3": "UP"}
+    answered = set()
+    for _ in range(9):  # a new connection each: HAProxy takes turns
+        r = httpx.get(f"{three.url}/ping", timeout=10)
+        assert r.status_code == 200
+        answered.add(r.headers["x-request-id"].split("-")[0])  # the answering process's prefix
+    assert len(answered) == 3
+
+
+def test_a_post_through_one_instance_is_in_every_others_next_search(three: cluster.Cluster) -> None:
+    urls = [p.url for p in three.instances]
+    with httpx.Client(base_url=urls[0], timeout=10) as client:
+        _, auth = register_and_login(client)
+    tag = unique("everywhere")
+    for round_ in range(5):
+        for url in urls:  # every instance has the tag's page cached, in Redis and in its process
+            search_ids(url, tag, auth)
+            search_ids(url, tag, auth)
+        writer = urls[round_ % 3]
+        r = httpx.post(f"{writer}/api/v1/tweet", json={"msg": f"#{tag} round {round_}"}, headers=auth,
+                       timeout=10)
+        assert r.status_code == 201, r.text
+        posted = r.json()["data"]["id"]
+        for url in [*urls, three.url]:  # at once, with no wait: every instance and the balancer
+            assert search_ids(url, tag, auth)[0] == posted, (round_, url)
+
+
+def test_an_instance_stopped_under_load_loses_nothing(three: cluster.Cluster) -> None:
+    with httpx.Client(base_url=three.url, timeout=10) as client:
+        _, auth = register_and_login(client)
+    tag = unique("drain")
+    acknowledged: list[int] = []
+    failures: list[str] = []
+    after_stop: list[int] = []  # statuses of requests sent once the instance was gone
+    stopped = threading.Event()
+    done = threading.Event()
+
+    def writer() -> None:
+        with httpx.Client(base_url=three.url, timeout=10) as client:  # keep-alive through HAProxy
+            while not done.is_set():
+                gone = stopped.is_set()
+                try:
+                    r = client.post("/api/v1/tweet", json={"msg": f"#{tag} {unique()}"}, headers=auth)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code == 201:
+                    acknowledged.append(r.json()["data"]["id"])
+                else:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                if gone:
+                    after_stop.append(r.status_code)
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    victim = three.instances[1]
+    assert victim.stop(), "the instance did not stop by itself on SIGTERM"
+    stopped.set()
+    time.sleep(2.0)
+    done.set()
+    for t in threads:
+        t.join()
+    states = three.server_states()
+    assert states["i2"] != "UP" and states["i1"] == states["i3"] == "UP", states
+    assert not failures, failures[:5]
+    assert len(after_stop) > 20 and set(after_stop) == {201}
+    # Every acknowledged post is stored and in the tag's search, through what is left.
+    with httpx.Client(base_url=three.url, timeout=10) as client:
+        seen: set[int] = set()
+        before = None
+        while True:
+            params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
+            page = client.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
+            if not page:
+                break
+            seen.update(t["id"] for t in page)
+            before = page[-1]["id"]
+    assert set(acknowledged) <= seen, len(set(acknowledged) - seen)
+    assert len(acknowledged) > 50
+
+
+def test_no_instance_up_gives_the_services_json_503(resolved: Settings) -> None:
+    settings = dataclasses.replace(resolved, port=free_port())
+    env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with cluster.Cluster(settings, [free_port()], env=env) as one:
+        one.instances[0].stop()
+        deadline = time.monotonic() + 5
+        while one.server_states()["i1"] == "UP" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = httpx.get(f"{one.url}/api/v1/search-tweets", params={"tag": "x"}, timeout=10)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["code"] == "serviceUnavailable"
+
+
+def test_cluster_command_up_status_down(tmp_path: pytest.TempPathFactory) -> None:
+    """python -m service cluster up / status / down on the test stack, as make cluster runs it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from service.settings import ROOT
+
+    port = free_port()
+    env = {**os.environ, **TEST_ENV, "PORT": str(port)}
+    run = [sys.executable, "-m", "service", "cluster"]
+    up = subprocess.run([*run, "up", "--instances", "2", "--base-port", str(free_port())], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120, check=False)
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        assert f"http://127.0.0.1:{port}" in up.stdout
+        status = json.loads(subprocess.run([*run, "status"], cwd=ROOT, env=env, capture_output=True,
+                                           text=True, timeout=30, check=True).stdout)
+        assert status["instances"] == {"i1": "UP", "i2": "UP"}
+        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).json() == {"ready": True}
+    finally:
+        down = subprocess.run([*run, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+    assert down.returncode == 0 and "stopped HAProxy and 2 instances" in down.stdout, down.stdout + down.stderr
+    assert not stack.port_open(port)
