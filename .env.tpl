@@ -22,6 +22,12 @@ MIGRATE_DATABASE_URL=
 MIGRATE_ON_START=true
 # e.g. redis://127.0.0.1:6379/0
 REDIS_URL=
+# true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off, each use
+# of a connection one transaction that sets its statement timeout itself (docs/SCALING.md).
+DB_TRANSACTION_POOLER=false
+# A streaming replica for searches that miss the cache; read only once it has replayed every
+# commit acknowledged before the search began, else the primary answers. Empty: primary only.
+REPLICA_DATABASE_URL=
 # Ports of the embedded stack (loopback only, deliberately not the standard ones, and below
 # Linux's ephemeral range 32768-60999, so no outgoing connection can hold them by chance).
 STACK_PG_PORT=25432

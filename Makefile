@@ -28,8 +28,11 @@ run: install  ## the service on http://127.0.0.1:2080 (Swagger UI at /swagger); 
 	$(PY) -m service run
 
 INSTANCES ?= 2
-cluster: install  ## INSTANCES single-process instances behind HAProxy on :2080, in the background (make stop)
-	$(PY) -m service cluster up --instances $(INSTANCES)
+POOLER ?= 0
+REPLICA ?= 0
+cluster: install  ## INSTANCES instances behind HAProxy on :2080 in the background; POOLER=1 PgBouncer, REPLICA=1 a replica
+	$(PY) -m service cluster up --instances $(INSTANCES) $(if $(filter 1,$(POOLER)),--pooler,) \
+		$(if $(filter 1,$(REPLICA)),--replica,)
 
 all: run  ## the original project's command to run the app: same as make run
 

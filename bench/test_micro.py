@@ -22,6 +22,7 @@ from service.cache.guard import Guard
 from service.cache.tags import TagCache
 from service.codec import ORJSON
 from service.db import tweets
+from service.db.database import Database
 from service.db.pool import create_pool
 from service.security.tokens import Identity
 from service.settings import Settings
@@ -85,8 +86,8 @@ def parts(urls: tuple[str, str], loop: asyncio.AbstractEventLoop) -> Iterator[di
         client = aredis.Redis.from_url(urls[1])
         cache = TagCache(client, "micro", 600, 0.0, 1000, True)
         return {"pool": pool, "redis": client, "cache": cache,
-                "hit": Timeline(pool, ORJSON, cache=cache, guard=Guard(Breaker(3, 1)), acquire_timeout=2.0),
-                "miss": Timeline(pool, ORJSON, cache=None, guard=Guard(Breaker(3, 1)), acquire_timeout=2.0)}
+                "hit": Timeline(Database(pool, 2.0), ORJSON, cache=cache, guard=Guard(Breaker(3, 1))),
+                "miss": Timeline(Database(pool, 2.0), ORJSON, cache=None, guard=Guard(Breaker(3, 1)))}
 
     made = loop.run_until_complete(make())
     yield made

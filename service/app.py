@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> App:
 def add_metrics(app: App, settings: Settings) -> Metrics:
     """GET /metrics; each request counted and timed by its route's pattern and each search's cache
     outcome counted (service/metrics.py); this worker's gauges sampled and flushed every second."""
+    from service.db.database import Replica
     from service.db.pool import PooledConnection
 
     folder = metrics_folder(settings)
@@ -122,7 +123,9 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
             "redis_breaker_open_workers": 1 if res.timeline.breaker_open else 0,
             "local_cache_bytes": res.local.bytes if res.local is not None else 0})
         metrics.totals.update({"db_pool_acquires": PooledConnection.acquires,
-                               "db_pool_wait_seconds": PooledConnection.wait_seconds})
+                               "db_pool_wait_seconds": PooledConnection.wait_seconds,
+                               "db_replica_reads": Replica.reads_replica,
+                               "db_replica_behind_reads": Replica.reads_primary})
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:

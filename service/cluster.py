@@ -36,8 +36,16 @@ from service.settings import Settings
 CLIENT_KEEP_ALIVE = 20  # seconds HAProxy keeps an idle client connection
 SERVER_TIMEOUT = 15  # seconds HAProxy waits for an instance's answer
 CHECK_INTERVAL_MS = 250
-UNAVAILABLE = (b'{"code":"serviceUnavailable","message":"no instance of the service is taking requests; '
-               b'retry shortly"}')
+# HAProxy's own answers, in the service's JSON shape: (reason, code, message).
+ERRORS = {
+    400: ("Bad Request", "badRequest",
+          "malformed HTTP request (bytes outside ASCII in the request line must be percent-encoded)"),
+    408: ("Request Timeout", "requestTimeout", "the request did not arrive in time"),
+    502: ("Bad Gateway", "serviceUnavailable", "an instance failed to answer; retry shortly"),
+    503: ("Service Unavailable", "serviceUnavailable",
+          "no instance of the service is taking requests; retry shortly"),
+    504: ("Gateway Timeout", "serviceUnavailable", "no answer from an instance in time; retry shortly"),
+}
 
 
 def folder(settings: Settings) -> Path:
@@ -52,6 +60,7 @@ def instance_ports(settings: Settings, instances: int, base_port: int = 0) -> li
 
 def haproxy_config(settings: Settings, ports: list[int], directory: Path) -> str:
     servers = "\n".join(f"    server i{n} 127.0.0.1:{port}" for n, port in enumerate(ports, 1))
+    errorfiles = "\n".join(f"    errorfile {status} {directory}/{status}.http" for status in ERRORS)
     return f"""# Written by service/cluster.py; its docstring explains the timeouts.
 global
     maxconn 4096
@@ -61,6 +70,10 @@ global
 defaults
     mode http
     option http-keep-alive
+    # Bytes outside ASCII in a URL (a client that sends ?tag=café unencoded) pass on to the
+    # instance, which answers as it would directly; HAProxy would answer them with an HTML 400
+    # that no errorfile replaces (the request line fails before any proxy's rules apply).
+    option accept-invalid-http-request
     timeout connect 1s
     timeout client {SERVER_TIMEOUT + 5}s
     timeout http-request {settings.request_timeout:g}s
@@ -71,7 +84,7 @@ defaults
     retries 3
     option redispatch 1
     http-reuse safe
-    errorfile 503 {directory}/503.http
+{errorfiles}
 
 frontend api
     bind {settings.host}:{settings.port}
@@ -86,11 +99,14 @@ backend instances
 """
 
 
-def error_page() -> bytes:
-    """HAProxy's answer when no instance is up: the service's own JSON 503."""
-    head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-            f"Cache-Control: no-store\r\nConnection: close\r\nContent-Length: {len(UNAVAILABLE)}\r\n\r\n")
-    return head.encode() + UNAVAILABLE
+def error_page(status: int) -> bytes:
+    """One of HAProxy's own answers as a whole HTTP response: the service's JSON error body."""
+    reason, code, message = ERRORS[status]
+    body = json.dumps({"code": code, "message": message}).encode()
+    retry = "Retry-After: 1\r\n" if status in (502, 503, 504) else ""
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry}"
+            f"Cache-Control: no-store\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
 
 
 @dataclasses.dataclass
@@ -114,7 +130,8 @@ class Cluster:
         s = self.settings
         return {"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", "MIGRATE_ON_START": "false",
                 "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "TOKEN_SECRET": s.token_secret,
-                **self.env}
+                "DB_TRANSACTION_POOLER": str(s.db_transaction_pooler).lower(),
+                "REPLICA_DATABASE_URL": s.replica_database_url, **self.env}
 
     def start(self) -> Cluster:
         haproxy = stack.ensure_tool("haproxy", "haproxy")
@@ -129,7 +146,8 @@ class Cluster:
         if failures:
             self.stop()
             raise stack.StackError(f"an instance did not start: {failures[0].exception()}")
-        (self.directory / "503.http").write_bytes(error_page())
+        for status in ERRORS:
+            (self.directory / f"{status}.http").write_bytes(error_page(status))
         config = self.directory / "haproxy.cfg"
         config.write_text(haproxy_config(self.settings, self.ports, self.directory))
         checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
@@ -212,8 +230,12 @@ def stop_haproxy(directory: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def up(settings: Settings, instances: int, base_port: int = 0) -> Cluster:
-    """Stack up, migrations applied once, N instances and HAProxy started in the background."""
+def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = False,
+       replica: bool = False) -> Cluster:
+    """Stack up, migrations applied once, N instances and HAProxy started in the background;
+    with pooler, the instances reach PostgreSQL through the stack's PgBouncer, and with replica,
+    searches that miss the cache may read the stack's streaming replica (service/dbtier.py)."""
+    from service import dbtier
     from service.__main__ import migrate
 
     if stack.embedded(settings):
@@ -221,6 +243,15 @@ def up(settings: Settings, instances: int, base_port: int = 0) -> Cluster:
     resolved = stack.resolve(settings)
     migrate(resolved)
     down(settings)
+    if pooler or replica:
+        if settings.database_url:
+            raise stack.StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
+                                   "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
+        if pooler:
+            resolved = dataclasses.replace(resolved, database_url=dbtier.pooler_start(settings),
+                                           db_transaction_pooler=True)
+        if replica:
+            resolved = dataclasses.replace(resolved, replica_database_url=dbtier.replica_start(settings))
     cluster = Cluster(resolved, instance_ports(settings, instances, base_port))
     return cluster.start()
 

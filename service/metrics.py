@@ -36,6 +36,8 @@ GAUGES = {
 TOTALS = {
     "db_pool_acquires": "PostgreSQL connections lent out of the pools",
     "db_pool_wait_seconds": "Seconds requests spent waiting for a PostgreSQL connection",
+    "db_replica_reads": "Searches that missed the cache answered by the replica (REPLICA_DATABASE_URL)",
+    "db_replica_behind_reads": "Searches that missed the cache sent to the primary: the replica was behind",
 }
 
 

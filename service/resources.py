@@ -21,7 +21,8 @@ from service.cache.local import LocalCache
 from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
-from service.db.pool import create_pool
+from service.db.database import Database, Replica
+from service.db.pool import begin_statement, create_pool
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
@@ -41,6 +42,7 @@ class Resources:
     tokens: Tokens
     accounts: Accounts
     timeline: Timeline
+    replica: asyncpg.Pool | None  # REPLICA_DATABASE_URL's, for searches that miss the cache
 
 
 async def open_resources(settings: Settings) -> Resources:
@@ -48,6 +50,12 @@ async def open_resources(settings: Settings) -> Resources:
     settings.require_resolved()
     chosen = codec(settings.use_orjson)
     pool = await create_pool(settings, settings.database_url)
+    begin = begin_statement(settings)
+    replica = None
+    if settings.replica_database_url:
+        replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
+                          settings.db_acquire_timeout, begin)
+    db = Database(pool, settings.db_acquire_timeout, begin, replica)
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.
@@ -79,9 +87,9 @@ async def open_resources(settings: Settings) -> Resources:
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        pool, chosen, cache=cache,
+        db, chosen, cache=cache,
         guard=Guard(breaker, feed),
-        singleflight=settings.use_singleflight, acquire_timeout=settings.db_acquire_timeout,
+        singleflight=settings.use_singleflight,
         local=local,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
@@ -89,7 +97,7 @@ async def open_resources(settings: Settings) -> Resources:
     loop = asyncio.get_running_loop()
     tasks = (loop.create_task(feed.run()),) if feed is not None else ()
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
-                     Accounts(pool, passwords, tokens, settings.db_acquire_timeout), timeline)
+                     Accounts(db, passwords, tokens), timeline, replica.pool if replica else None)
 
 
 async def close_resources(res: Resources, seconds: float = 5.0) -> None:
@@ -107,8 +115,11 @@ async def close_resources(res: Resources, seconds: float = 5.0) -> None:
             await asyncio.wait_for(res.redis.aclose(), seconds)
         except (TimeoutError, *CACHE_ERRORS):
             pass
-    try:
-        await asyncio.wait_for(res.pool.close(), seconds)
-    except TimeoutError:
-        res.pool.terminate()
+    for pool in (res.pool, res.replica):
+        if pool is None:
+            continue
+        try:
+            await asyncio.wait_for(pool.close(), seconds)
+        except TimeoutError:
+            pool.terminate()
     res.passwords.close()

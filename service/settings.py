@@ -43,6 +43,13 @@ class Settings:
     migrate_database_url: str = ""
     migrate_on_start: bool = True  # false where a separate step migrates (compose: the migrate service)
     redis_url: str = ""
+    # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no named prepared statements
+    # and no session settings survive a transaction there, so each use of a connection runs in
+    # one transaction that sets its own statement timeout (service/db/pool.py).
+    db_transaction_pooler: bool = False
+    # A streaming replica for searches that miss the cache, used only once it has replayed every
+    # commit acknowledged before the search began (service/db/replica.py); empty: the primary.
+    replica_database_url: str = ""
     # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
     # take local ports from that range and once made a stack fail to bind (Address in use).
     stack_pg_port: int = 25432

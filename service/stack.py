@@ -96,6 +96,9 @@ def down(settings: Settings) -> None:
     if not settings.redis_url:
         redis_stop(settings)
     if not settings.database_url:
+        from service import dbtier  # the PgBouncer and replica beside it, if they run
+
+        dbtier.down(settings)
         pg_stop(settings)
 
 

@@ -30,7 +30,7 @@ from service.cache.singleflight import SingleFlight
 from service.cache.tags import Page, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
-from service.db.pool import connection
+from service.db.database import Database
 from service.errors import USER_GONE, Unauthorized
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
@@ -76,17 +76,16 @@ def success(data: bytes, extra: bytes = b"") -> bytes:
 
 
 class Timeline:
-    def __init__(self, pool: asyncpg.Pool, codec: Codec, *, cache: TagCache | None, guard: Guard,
-                 singleflight: bool = True, acquire_timeout: float, local: LocalCache | None = None,
+    def __init__(self, db: Database, codec: Codec, *, cache: TagCache | None, guard: Guard,
+                 singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
                  stored_json: bool = True) -> None:
-        self._pool = pool
+        self._db = db
         self._codec = codec
         self._cache = cache
         self._local = local
         self._guard = guard
         self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
-        self._timeout = acquire_timeout
         self._dirty_since: datetime | None = None
         self._repair: asyncio.Task[None] | None = None
         self._closed = False  # closing: no repair starts (it would outlive the pool)
@@ -113,7 +112,7 @@ class Timeline:
     async def _post(self, user: Identity, new: NewTweet) -> bytes:
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
-        async with connection(self._pool, self._timeout) as conn:
+        async with self._db.connection() as conn:
             try:
                 row = await tweets.post(conn, user.user_id, user.username, new.msg, new.tags)
             except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
@@ -191,7 +190,7 @@ class Timeline:
                 version = await self._guard(self._cache.version(tag))
             except CacheDown:
                 version = None
-        async with connection(self._pool, self._timeout) as conn:
+        async with await self._db.reader() as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None, self._stored_json)
         stored = False
         if version is not None and self._dirty_since is None and self._guard.feed_trusted():
@@ -213,7 +212,7 @@ class Timeline:
         return self._dirty_since is None and self._guard.readable()
 
     async def _search_db(self, q: SearchQuery) -> bytes:
-        async with connection(self._pool, self._timeout) as conn:
+        async with await self._db.reader() as conn:
             total, items = await tweets.search_page(conn, q.tag, q.page_size, (q.page - 1) * q.page_size,
                                                     q.before_id, self._stored_json)
         return self.page_json(items, total, q)
@@ -260,7 +259,7 @@ class Timeline:
                 if since == EVERYTHING:
                     tags = await self._cache.cached_tags()
                 else:
-                    async with connection(self._pool, self._timeout) as conn:
+                    async with self._db.connection() as conn:
                         tags = await tweets.tags_since(conn, since)
             except Exception as exc:  # Redis or PostgreSQL is down: try again shortly
                 log.warning("cache repair postponed: %r", exc)

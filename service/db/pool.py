@@ -51,13 +51,20 @@ async def _keep_session(conn: object) -> None:
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    # Enforced by the server, so a slow query frees its backend and its pool connection (the
+    # client-side command_timeout alone leaves the query running). Through a transaction pooler
+    # a session setting would stay on whichever server connection took it: each transaction sets
+    # it instead (begin_statement).
+    session = {} if settings.db_transaction_pooler else {
+        "statement_timeout": str(int(settings.db_statement_timeout * 1000))}
+
     async def pool(min_size: int) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=settings.pool_max,
             command_timeout=settings.db_command_timeout, max_inactive_connection_lifetime=300,
-            # Enforced by the server, so a slow query frees its backend and its pool connection
-            # (the client-side command_timeout alone leaves the query running).
-            server_settings={"statement_timeout": str(int(settings.db_statement_timeout * 1000))},
+            server_settings=session,
+            # A pooler hands each transaction any server connection: no named statements.
+            statement_cache_size=0 if settings.db_transaction_pooler else 1024,
             reset=None if settings.db_pool_reset else _keep_session)
 
     try:
@@ -73,21 +80,36 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
 BROKEN = (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError, TimeoutError)
 
 
+def begin_statement(settings: Settings) -> str | None:
+    """What opens each use of a connection through a transaction-mode pooler, else None.
+
+    asyncpg sends a statement as Parse/Describe/Sync, then Bind/Execute/Sync; outside a
+    transaction a pooler may give the second half another server connection, where the statement
+    does not exist. Inside one transaction both halves stay on one server connection, and the
+    statement timeout is set for that transaction only. One round trip to open, one to commit."""
+    if not settings.db_transaction_pooler:
+        return None
+    return f"BEGIN; SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+
+
 class PooledConnection:
     """pool.acquire(), except that a connection an error may have left mid-operation is closed
     instead of going back to the pool, where the next request would inherit its broken state.
+    With begin (a transaction pooler), its use is one transaction: committed when it ends well,
+    rolled back otherwise.
     A class rather than a generator-based context manager: it is on every request's path."""
 
-    __slots__ = ("_conn", "_pool", "_timeout")
+    __slots__ = ("_begin", "_conn", "_pool", "_timeout")
     # This process's requests waiting for a connection now, every acquire, and the seconds they
     # spent waiting in all (the metrics read them).
     waiting = 0
     acquires = 0
     wait_seconds = 0.0
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None = None) -> None:
         self._pool = pool
         self._timeout = timeout
+        self._begin = begin
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         PooledConnection.waiting += 1
@@ -98,13 +120,27 @@ class PooledConnection:
             PooledConnection.waiting -= 1
             PooledConnection.acquires += 1
             PooledConnection.wait_seconds += perf_counter() - began
+        if self._begin is not None:
+            try:
+                await self._conn.execute(self._begin)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, None)
+                raise
         return self._conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if kind is not None and issubclass(kind, BROKEN):
-            self._conn.terminate()
-        await self._pool.release(self._conn)
+        try:
+            if kind is not None and issubclass(kind, BROKEN):
+                self._conn.terminate()
+            elif self._begin is not None and self._conn.is_in_transaction():
+                await self._conn.execute("COMMIT" if kind is None else "ROLLBACK")
+        except BaseException:
+            self._conn.terminate()  # never hand back a connection whose transaction is unknown
+            if kind is None:  # a failed COMMIT: the request must not be acknowledged
+                raise
+        finally:
+            await self._pool.release(self._conn)
 
 
 connection = PooledConnection

@@ -5,6 +5,11 @@ loses no acknowledged post while the balancer stops sending to it."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +18,7 @@ import httpx
 import pytest
 
 from service import cluster, stack
-from service.settings import Settings
+from service.settings import ROOT, Settings
 from tests.conftest import TEST_ENV, free_port, register_and_login, unique
 
 
@@ -27,7 +32,8 @@ def three(resolved: Settings) -> Iterator[cluster.Cluster]:
 
 
 def search_ids(url: str, tag: str, auth: dict[str, str]) -> list[int]:
-    r = httpx.get(f"{url}/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth, timeout=10)
+    r = httpx.get(f"{url}/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth,
+                  timeout=10)
     assert r.status_code == 200, r.text
     return [t["id"] for t in r.json()["data"]]
 
@@ -130,15 +136,8 @@ def test_no_instance_up_gives_the_services_json_503(resolved: Settings) -> None:
         assert r.json()["code"] == "serviceUnavailable"
 
 
-def test_cluster_command_up_status_down(tmp_path: pytest.TempPathFactory) -> None:
+def test_cluster_command_up_status_down() -> None:
     """python -m service cluster up / status / down on the test stack, as make cluster runs it."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from service.settings import ROOT
-
     port = free_port()
     env = {**os.environ, **TEST_ENV, "PORT": str(port)}
     run = [sys.executable, "-m", "service", "cluster"]
@@ -154,5 +153,25 @@ def test_cluster_command_up_status_down(tmp_path: pytest.TempPathFactory) -> Non
     finally:
         down = subprocess.run([*run, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                               check=False)
-    assert down.returncode == 0 and "stopped HAProxy and 2 instances" in down.stdout, down.stdout + down.stderr
+    assert down.returncode == 0, down.stderr
+    assert "stopped HAProxy and 2 instances" in down.stdout
     assert not stack.port_open(port)
+
+
+def test_non_ascii_through_the_balancer_is_answered_as_directly(three: cluster.Cluster) -> None:
+    """An encoded non-ASCII tag works through HAProxy; raw bytes outside ASCII in the request line
+    get the instance's own JSON answer, not HAProxy's HTML page."""
+    with httpx.Client(base_url=three.url, timeout=10) as client:
+        _, auth = register_and_login(client)
+        tag = f"café{unique('')}"
+        assert client.post("/api/v1/tweet", json={"msg": f"#{tag} ünïcødé"}, headers=auth).status_code == 201
+        assert search_ids(three.url, tag, auth)
+
+    def raw(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall("GET /api/v1/search-tweets?tag=café HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      .encode())
+            return b"".join(iter(lambda: s.recv(65536), b""))
+    through, direct = raw(three.settings.port), raw(int(three.instances[0].env["PORT"]))
+    assert through.split(b"\r\n")[0] == direct.split(b"\r\n")[0] and through.startswith(b"HTTP/1.1 4")
+    assert json.loads(through.split(b"\r\n\r\n", 1)[1]) == json.loads(direct.split(b"\r\n\r\n", 1)[1])

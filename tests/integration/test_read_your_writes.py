@@ -16,6 +16,7 @@ from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
 from service.codec import ORJSON
+from service.db.database import Database
 from service.security.tokens import Identity
 from service.timeline import Timeline
 from service.validate import NewTweet, search_query
@@ -35,7 +36,7 @@ async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tu
         cache = TagCache(client, "st", 600, 0.0, 1000, True)
         local = LocalCache(60.0, 1 << 20)
         local.active = True  # as while the invalidation feed is live
-        timeline = Timeline(pool, ORJSON, cache=cache, guard=Guard(Breaker(3, 1.0)), acquire_timeout=2.0,
+        timeline = Timeline(Database(pool, 2.0), ORJSON, cache=cache, guard=Guard(Breaker(3, 1.0)),
                             local=local)
         tag = unique("ryw")
         await timeline.post(user, NewTweet(f"first #{tag}", [tag]))

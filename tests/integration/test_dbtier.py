@@ -1,0 +1,182 @@
+"""The service through a real PgBouncer in transaction mode, and with a real streaming replica
+made by pg_basebackup (service/dbtier.py), on the test stack."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+
+from bench.scrape import scrape, total
+from service import dbtier
+from service.settings import Settings
+from tests.conftest import Server, register_and_login, start_server, unique
+
+
+@pytest.fixture(scope="module")
+def pooler(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
+    url = dbtier.pooler_start(settings)
+    yield url
+    dbtier.pooler_stop(settings)
+
+
+@pytest.fixture(scope="module")
+def replica(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
+    url = dbtier.replica_start(settings)
+    yield url
+    dbtier.replica_stop(settings)
+
+
+def server_connections(settings: Settings) -> int:
+    """PgBouncer's connections to PostgreSQL now (its process's sockets to PostgreSQL's port)."""
+    pidfile = (settings.data_dir / "pg").resolve() / "pgbouncer" / "pgbouncer.pid"
+    bouncer = psutil.Process(int(pidfile.read_text().split()[0]))
+    return sum(1 for c in bouncer.net_connections("tcp")
+               if c.raddr and c.raddr.port == settings.stack_pg_port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def test_many_clients_through_pgbouncer_share_its_few_server_connections(
+        settings: Settings, pooler: str, urls: tuple[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two workers with 40 connections each (80 clients of PgBouncer), 64 requests at a time of
+    every kind, with and without the cache: every answer right, and PostgreSQL never sees more
+    than PgBouncer's pool."""
+    srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
+                       WORKERS="2", DB_POOL_MIN="40", DB_POOL_MAX="40")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(server_connections(settings))
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+        tag = unique("pooled")
+
+        async def load() -> tuple[list[int], set[int]]:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=20,
+                                         limits=httpx.Limits(max_connections=64)) as c:
+                async def one(i: int) -> tuple[int, int | None]:
+                    if i % 3 == 0:
+                        r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} {i} ünïcode"}, headers=auth)
+                        return r.status_code, r.json()["data"]["id"] if r.status_code == 201 else None
+                    params = {"tag": tag, "page": 1 + i % 4, "page_size": 5} if i % 3 == 1 else \
+                        {"tag": unique("cold")}
+                    r = await c.get("/api/v1/search-tweets", params=params, headers=auth)
+                    return r.status_code, None
+                results = await asyncio.gather(*(one(i) for i in range(600)))
+            return [s for s, _ in results], {i for _, i in results if i is not None}
+
+        statuses, posted = asyncio.run(load())
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            page = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth).json()
+    finally:
+        stop.set()
+        watcher.join()
+        srv.stop()
+    assert set(statuses) == {200, 201}, sorted(set(statuses))
+    assert page["pagination"]["total"] == len(posted) == 200
+    assert [t["id"] for t in page["data"]] == sorted(posted, reverse=True)[:100]
+    assert 0 < max(seen) <= dbtier.POOL_SIZE, max(seen)
+
+
+def test_the_statement_timeout_holds_through_pgbouncer(
+        pooler: str, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No session settings through a transaction pooler: the timeout is set in each transaction."""
+    srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
+                       DB_STATEMENT_TIMEOUT="0.5")
+
+    async def post_while_locked(auth: dict[str, str], tag: str) -> tuple[httpx.Response, int]:
+        blocker = await asyncpg.connect(urls[0])
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE tags IN EXCLUSIVE MODE")  # posts wait on it
+                async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+                    r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} held"}, headers=auth)
+            return r, await blocker.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag)
+        finally:
+            await blocker.close()
+
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            tag = unique("pooledlock")
+            r, landed = asyncio.run(post_while_locked(auth, tag))
+            assert r.status_code == 503 and r.json()["code"] == "serviceUnavailable", r.text
+            assert landed == 0
+            assert c.post("/api/v1/tweet", json={"msg": f"#{tag} later"}, headers=auth).status_code == 201
+    finally:
+        srv.stop()
+
+
+def replica_reads(srv: Server) -> tuple[float, float]:
+    samples = scrape(srv.url)
+    return total(samples["db_replica_reads_total"]), total(samples["db_replica_behind_reads_total"])
+
+
+def test_searches_read_the_replica_and_never_miss_a_post_acknowledged_before(
+        replica: str, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every search here reads the database (cache off), right after the post it must show; then
+    with the replica's replay paused, the primary answers and nothing is missed either."""
+    srv = start_server(urls, tmp_path_factory, REPLICA_DATABASE_URL=replica, CACHE_ENABLED="false")
+
+    async def pause(paused: bool) -> None:
+        conn = await asyncpg.connect(replica)
+        try:
+            await conn.execute("SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
+        finally:
+            await conn.close()
+
+    def post_then_search(c: httpx.Client, auth: dict[str, str], tag: str, n: int) -> None:
+        for i in range(n):
+            r = c.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"}, headers=auth)
+            assert r.status_code == 201
+            first = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 1}, headers=auth)
+            assert first.json()["data"][0]["id"] == r.json()["data"]["id"], i
+
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            tag = unique("replica")
+            post_then_search(c, auth, tag, 30)
+            for _ in range(20):  # reads with no post just before: the replica has caught up
+                assert c.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth).status_code == 200
+            from_replica, behind = replica_reads(srv)
+            assert from_replica >= 20  # the replica does answer
+            asyncio.run(pause(True))
+            try:
+                post_then_search(c, auth, tag, 10)  # the replica cannot have these: the primary answers
+                assert replica_reads(srv)[1] >= behind + 10
+            finally:
+                asyncio.run(pause(False))
+            post_then_search(c, auth, tag, 5)
+    finally:
+        srv.stop()
+
+
+def test_searches_go_on_when_the_replica_is_down(
+        settings: Settings, replica: str, urls: tuple[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = start_server(urls, tmp_path_factory, REPLICA_DATABASE_URL=replica, CACHE_ENABLED="false")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            tag = unique("nore")
+            assert c.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth).status_code == 201
+            dbtier.replica_stop(settings)
+            for _ in range(10):
+                r = c.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+                assert r.status_code == 200 and len(r.json()["data"]) == 1
+            dbtier.replica_start(settings)
+    finally:
+        srv.stop()
