@@ -22,6 +22,9 @@ MIGRATE_DATABASE_URL=
 MIGRATE_ON_START=true
 # e.g. redis://127.0.0.1:6379/0
 REDIS_URL=
+# true when REDIS_URL is a node of a Redis Cluster (the others are found from it). The lean
+# client (USE_WIRE_CLIENT) is single-node only: redis-py's cluster client is used instead.
+REDIS_CLUSTER=false
 # true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off, each use
 # of a connection one transaction that sets its statement timeout itself (docs/SCALING.md).
 DB_TRANSACTION_POOLER=false

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in service/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect bench-scale soak fuzz chaos
+	bench-check bench-baseline bench-detect bench-scale bench-instances soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -59,6 +59,7 @@ BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --
 
 bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, RESULTS.md and plots (about 25 minutes)
 	$(PY) -m bench.load
+	$(PY) -m bench.instances
 	$(PY) -m bench.profile
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.report
@@ -72,6 +73,9 @@ bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-q
 SOAK_MINUTES ?= 10
 soak: install  ## a long Mixed run on 2 workers sampling memory, fds and pools; plot and RESULTS.md section
 	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
+
+bench-instances: install  ## 1 instance vs N behind HAProxy, HAProxy's and PgBouncer's own cost; RESULTS.md section
+	$(PY) -m bench.instances
 
 bench-scale: install  ## every path at 0.2M, 2M, 4M and 20M tweets, as far as 25 minutes go; RESULTS.md section
 	$(PY) -m bench.scale

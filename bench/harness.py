@@ -15,6 +15,7 @@ import httpx
 import psutil
 
 from service import stack
+from service.cluster import Cluster, instance_ports
 from service.db.migrate import migrate
 from service.process import SERVICE_RUN, ServiceError, ServiceProcess
 from service.settings import ROOT, Settings
@@ -129,6 +130,52 @@ class Server:
         self.stop()
 
 
+@dataclass
+class ClusterServer:
+    """N single-process instances of the service behind HAProxy on the bench stack
+    (service/cluster.py), used like Server; HAProxy's CPU counts as the server's."""
+
+    instances: int
+    env: dict[str, str]
+    _cluster: Cluster | None = None
+
+    @property
+    def port(self) -> int:
+        return int(BENCH_ENV["PORT"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ClusterServer:
+        settings = stack.resolve(bench_settings())
+        own = {k: v for k, v in BENCH_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL", "PORT")}
+        self._cluster = Cluster(settings, instance_ports(settings, self.instances), env={**own, **self.env})
+        self._cluster.start()
+        time.sleep(0.5)
+        return self
+
+    def processes(self) -> list[psutil.Process]:
+        assert self._cluster is not None
+        procs = []
+        for instance in self._cluster.instances:
+            root = psutil.Process(instance.pid)
+            procs += [root, *root.children(recursive=True)]
+        pid = int((self._cluster.directory / "haproxy.pid").read_text().split()[0])
+        return [*procs, psutil.Process(pid)]
+
+    def stop(self) -> None:
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
+
+    def __enter__(self) -> ClusterServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def children_connected_to(pid: int, port: int) -> set[int]:
     """Processes under pid holding a TCP connection to port: the server workers, told from
     Sanic's helper processes by their pools (PostgreSQL) or invalidation feeds (Redis)."""
@@ -210,7 +257,7 @@ SCRIPTS = {
 }
 
 
-def wrk(server: Server, endpoint: str, seconds: float, bearer: str, load_cpu: str | None,
+def wrk(server: Server | ClusterServer, endpoint: str, seconds: float, bearer: str, load_cpu: str | None,
         connections: int = 64, script_env: dict[str, str] | None = None) -> dict[str, Any]:
     script, extra = SCRIPTS[endpoint]
     env = {**os.environ, "WRK_DIR": str(WRK_DIR), "TOKEN": bearer, **extra, **(script_env or {})}

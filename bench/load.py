@@ -21,6 +21,7 @@ from bench import ceiling, http1
 from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
+    ClusterServer,
     Server,
     bench_settings,
     cpus,
@@ -75,6 +76,8 @@ class Config:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     peer: str | None = None  # one of bench.peers.PEERS, instead of the service
+    instances: int = 0  # N single-process instances behind HAProxy (service.cluster); 0: direct
+    shared_cpus: bool = False  # server and load generator on every CPU (as with several workers)
 
 
 @dataclass
@@ -91,13 +94,17 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
     """One server for the config; endpoints measured in interleaved rounds; medians kept."""
     server_cpu, load_cpu = cpus()
     env = {**config.env, "WORKERS": str(config.workers)}
-    if config.workers > 1:
+    if config.workers > 1 or config.instances or config.shared_cpus:
         server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
     command = None
     if config.peer:
         command, extra = peers.command(config.peer, bench_settings(), config.workers)
         env.update(extra)
-    server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
+    server: Server | ClusterServer
+    if config.instances:
+        server = ClusterServer(config.instances, env)
+    else:
+        server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
     samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
     cold = {"cursor": 0}
 

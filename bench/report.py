@@ -276,6 +276,49 @@ def soak_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
+INSTANCES_TITLE = "## Instances behind a load balancer"
+
+
+def instances_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's section from bench/results/instances.json (bench/instances.py)."""
+    rows, paths, plan = result["rows"], result["paths"], result["plan"]
+    out = [INSTANCES_TITLE, "",
+           f"`make bench-instances` (bench/instances.py, commit {result['facts']['commit']}, "
+           f"{result['versions']['haproxy']}; {result['versions']['pgbouncer']}): the bench data and paths "
+           f"as above, {plan['rounds']} rounds of {plan['seconds']} s per path, medians. Every row shares both "
+           "CPUs between the server side (instances, HAProxy, PgBouncer) and wrk, so on this 2-core machine "
+           "more instances only divide the same cores: reported, not gated. Instances are single-process "
+           "(WORKERS=1) and share the one PostgreSQL and Redis; HAProxy (`make cluster`, service/cluster.py) "
+           "keeps connections alive on both sides and its CPU counts as the server's. PgBouncer runs in "
+           f"transaction mode with {result['pgbouncer_pool_size']} server connections "
+           "(DB_TRANSACTION_POOLER=true: no prepared statements, each use of a connection one transaction).",
+           "", "req/s (p99 ms) and the server side's CPU µs per request:", ""]
+    body = []
+    for label, runs in rows.items():
+        body.append([label, *[f"{f0(runs[p]['rps'])} ({f2(runs[p]['p99_ms'])})" for p in paths],
+                     *[f0(runs[p]["cpu_us_per_request"]["server"]) for p in paths]])
+    out.append(table(["configuration", *[f"{p} req/s (p99)" for p in paths], *[f"{p} µs" for p in paths]],
+                     body))
+
+    def ratio(a: str, b: str) -> list[str]:
+        return [f"{rows[a][p]['rps'] / rows[b][p]['rps']:.2f}" for p in paths]
+
+    comparisons = [
+        ("the balancer's cost: 1 instance behind HAProxy / direct", "1 instance behind HAProxy",
+         "1 instance, direct"),
+        ("2 instances / 1 instance, both behind HAProxy", "2 instances behind HAProxy", "1 instance behind HAProxy"),
+        ("2 instances behind HAProxy / 1 instance of 2 workers", "2 instances behind HAProxy",
+         "1 instance of 2 workers, direct"),
+        ("PgBouncer's cost: 1 instance through PgBouncer / direct", "1 instance, direct, through PgBouncer",
+         "1 instance, direct"),
+        ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / direct",
+         "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),
+    ]
+    out += ["", "Ratios of req/s, same run:", "",
+            table(["comparison", *paths], [[name, *ratio(a, b)] for name, a, b in comparisons if a in rows and b in rows])]
+    return out
+
+
 SCALE_TITLE = "## Cost versus data size"
 SCALE_PATHS = ("hit", "miss", "bypass", "post", "deep_offset", "deep_keyset")
 SCALE_FLAT = {"hit": 0.10, "miss": 0.10, "post": 0.10, "deep_keyset": 0.20}  # largest vs smallest
@@ -598,6 +641,9 @@ def main() -> None:
     soak_path = RESULTS / "soak.json"
     if soak_path.exists():
         out += ["", *soak_section(json.loads(soak_path.read_text()))]
+    instances_path = RESULTS / "instances.json"
+    if instances_path.exists():
+        out += ["", *instances_section(json.loads(instances_path.read_text()))]
     chaos_path, scale_path = RESULTS / "chaos.json", RESULTS / "scale.json"
     if scale_path.exists():
         scale = json.loads(scale_path.read_text())

@@ -1,9 +1,8 @@
-"""The embedded stack's PostgreSQL tier beyond one server: PgBouncer in transaction mode in front
-of it, and a streaming replica made by pg_basebackup. Each is started on demand (the tests,
-`make cluster POOLER=1 REPLICA=1`, the benchmarks), from Debian's packages and the machine's
-PostgreSQL binaries, and lives next to the stack's cluster (under DATA_DIR/pg).
-
-    python -m service stack pooler|replica [--name test]   start one, print its URL
+"""The embedded stack beyond one server each: PgBouncer in transaction mode in front of its
+PostgreSQL, a streaming replica made by pg_basebackup, and a Redis Cluster of three masters.
+Each is started on demand (the tests, `make cluster POOLER=1 REPLICA=1 REDIS_CLUSTER=1`, the
+benchmarks), from Debian's packages and the binaries the stack already uses, and lives next to
+the stack's own servers (under DATA_DIR/pg and DATA_DIR/redis).
 """
 
 from __future__ import annotations
@@ -141,9 +140,11 @@ def replica_stop(settings: Settings) -> None:
 
 
 def down(settings: Settings) -> None:
-    """Stop both where they run (make stop); their files stay with the stack's cluster."""
+    """Stop PgBouncer, the replica and the Redis cluster where they run (make stop); their files
+    stay with the stack's."""
     pooler_stop(settings)
     replica_stop(settings)
+    redis_cluster_stop(settings)
 
 
 def _kill(pidfile: Path, port: int) -> None:
@@ -155,3 +156,86 @@ def _kill(pidfile: Path, port: int) -> None:
     deadline = time.monotonic() + 10
     while stack.port_open(port) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+# -- Redis Cluster -----------------------------------------------------------------------------
+
+CLUSTER_MASTERS = 3
+
+
+def redis_cluster_ports(settings: Settings) -> list[int]:
+    return [settings.stack_redis_port + 1 + i for i in range(CLUSTER_MASTERS)]
+
+
+def redis_cluster_url(settings: Settings) -> str:
+    """A URL of one node (the client finds the others); the cluster shares the stack's password."""
+    return stack.redis_url_at(settings, redis_cluster_ports(settings)[0])
+
+
+def redis_cluster_start(settings: Settings) -> str:
+    """Three Redis masters in cluster mode on STACK_REDIS_PORT + 1..3 (no replicas, a pure cache
+    like the single node: no snapshots), the 16,384 slots split between them; returns a node's URL
+    (REDIS_CLUSTER=true with it). Nodes keep their cluster identity in nodes.conf: a node restarted
+    by redis_cluster_node_start rejoins with its slots and no data."""
+    if not (settings.data_dir / "redis" / "password").exists():
+        stack.redis_start(settings)  # creates the stack's Redis password, shared by the cluster
+    ports = redis_cluster_ports(settings)
+    for port in ports:
+        redis_cluster_node_start(settings, port)
+    import redis as sync_redis
+
+    password = (settings.data_dir / "redis" / "password").read_text().strip()
+    nodes = [sync_redis.Redis(port=p, password=password) for p in ports]
+    try:
+        def ok(node: sync_redis.Redis) -> bool:
+            return bool(node.cluster("INFO").get("cluster_state") == "ok")
+
+        if ok(nodes[0]):
+            return redis_cluster_url(settings)
+        share = 16384 // len(ports)
+        for i, node in enumerate(nodes):
+            last = 16383 if i == len(nodes) - 1 else (i + 1) * share - 1
+            try:
+                node.cluster("ADDSLOTS", *range(i * share, last + 1))
+            except sync_redis.ResponseError as exc:  # slots already assigned by an earlier start
+                if "busy" not in str(exc).lower():
+                    raise
+        for node in nodes[1:]:
+            node.cluster("MEET", "127.0.0.1", ports[0])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(ok(n) for n in nodes):
+                return redis_cluster_url(settings)
+            time.sleep(0.1)
+        raise stack.StackError("the Redis cluster did not reach cluster_state:ok within 30 s")
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def redis_cluster_node_start(settings: Settings, port: int) -> None:
+    directory = settings.data_dir / "redis" / f"cluster-{port}"
+    if stack.port_open(port):
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    password = (settings.data_dir / "redis" / "password").read_text().strip()
+    stack._write_private(directory / "redis.conf",
+        f"bind 127.0.0.1\nport {port}\nprotected-mode yes\nrequirepass {password}\nmasterauth {password}\n"
+        f"cluster-enabled yes\ncluster-config-file {directory}/nodes.conf\ncluster-node-timeout 2000\n"
+        f"daemonize yes\npidfile {directory}/redis.pid\nlogfile {directory}/redis.log\n"
+        f"dir {directory}\nsave \"\"\nappendonly no\n"
+        f"maxmemory {settings.stack_redis_maxmemory}\nmaxmemory-policy allkeys-lru\n")
+    subprocess.run([stack.redis_bin(), str(directory / "redis.conf")], check=True, capture_output=True)
+    stack._wait_port(port, "a Redis cluster node")
+
+
+def redis_cluster_node_pid(settings: Settings, port: int) -> int | None:
+    try:
+        return int((settings.data_dir / "redis" / f"cluster-{port}" / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def redis_cluster_stop(settings: Settings) -> None:
+    for port in redis_cluster_ports(settings):
+        _kill(settings.data_dir / "redis" / f"cluster-{port}" / "redis.pid", port)

@@ -12,9 +12,10 @@ from datetime import datetime
 
 import asyncpg
 import redis.asyncio as redis
+from redis.asyncio import RedisCluster
 
 from service.accounts import Accounts
-from service.cache.client import CACHE_ERRORS, Breaker, create_client
+from service.cache.client import CACHE_ERRORS, Breaker, create_client, master_clients
 from service.cache.feed import Feed
 from service.cache.guard import Guard
 from service.cache.local import LocalCache
@@ -33,7 +34,7 @@ from service.timeline import Slowdown, Timeline
 class Resources:
     codec: Codec
     pool: asyncpg.Pool
-    redis: redis.Redis | None
+    redis: redis.Redis | RedisCluster | None
     wire: WireClient | None  # the cache's request-path commands (USE_WIRE_CLIENT)
     local: LocalCache | None
     feed: Feed | None
@@ -72,18 +73,19 @@ async def open_resources(settings: Settings) -> Resources:
     # The feed hearing Redis again closes the breaker at once (it would wait out its reset).
     breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
     if client is not None:
-        if settings.use_wire_client:
+        if settings.use_wire_client and not settings.redis_cluster:
             wire = WireClient(settings.redis_url, settings.redis_socket_timeout,
                               settings.redis_connect_timeout, settings.use_pipeline)
         cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
                          settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline,
-                         settings.cache_read_version, wire)
+                         settings.cache_read_version, wire, cluster=settings.redis_cluster)
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
-                    on_lost=lost, on_moved=moved, on_back=breaker.success)
+                    on_lost=lost, on_moved=moved, on_back=breaker.success,
+                    nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(

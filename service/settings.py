@@ -43,6 +43,9 @@ class Settings:
     migrate_database_url: str = ""
     migrate_on_start: bool = True  # false where a separate step migrates (compose: the migrate service)
     redis_url: str = ""
+    # REDIS_URL is one node of a Redis Cluster: keys hash-tagged per tag, a post's updates one
+    # script call per tag in one round trip, the invalidation feed subscribed on every master.
+    redis_cluster: bool = False
     # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no named prepared statements
     # and no session settings survive a transaction there, so each use of a connection runs in
     # one transaction that sets its own statement timeout (service/db/pool.py).

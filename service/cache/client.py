@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -14,9 +15,15 @@ from service.settings import Settings
 CACHE_ERRORS = (redis.RedisError, OSError, TimeoutError)
 
 
-def create_client(settings: Settings, url: str) -> redis.Redis:
+def create_client(settings: Settings, url: str) -> redis.Redis | redis.RedisCluster:
     from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(
+            url, socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            retry=Retry(NoBackoff(), settings.redis_retries), max_connections=settings.redis_max_connections,
+            parser_class=_AsyncHiredisParser if settings.use_hiredis else _AsyncRESP2Parser, protocol=2)
     return redis.Redis.from_url(
         url,
         socket_timeout=settings.redis_socket_timeout,
@@ -29,6 +36,19 @@ def create_client(settings: Settings, url: str) -> redis.Redis:
         protocol=2,
         health_check_interval=0,
     )
+
+
+def master_clients(settings: Settings,
+                   cluster: redis.RedisCluster) -> Callable[[], Awaitable[list[redis.Redis]]]:
+    """A client per master of the cluster as it is now (the invalidation feed subscribes on each)."""
+    async def masters() -> list[redis.Redis]:
+        await cluster.initialize()  # the current topology (a failover may have moved a master)
+        password = cluster.get_connection_kwargs().get("password")
+        return [redis.Redis(host=node.host, port=int(node.port), password=password,
+                            socket_timeout=settings.redis_socket_timeout,
+                            socket_connect_timeout=settings.redis_connect_timeout, protocol=2)
+                for node in cluster.get_primaries()]
+    return masters
 
 
 class Breaker:

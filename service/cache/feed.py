@@ -13,6 +13,11 @@ In the first two cases the worker is told when it last heard the feed (`on_lost`
 the shared cache and invalidates every tag posted to since then before using it again. In the
 third (`on_moved`) it drops every shared entry first. Either way the pages kept in process are
 cleared when the feed comes back.
+
+In a Redis Cluster (`nodes`) the feed subscribes on every master: a message published on any
+node reaches all of them, and each subscription is also that master's heartbeat, so one master
+lost, frozen or restarted is noticed as the single server's would be. The feed is back when every
+master is heard again; the run checked then is every master's.
 """
 
 from __future__ import annotations
@@ -20,23 +25,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import redis.asyncio as redis
 
 from service.cache.local import LocalCache
-from service.cache.tags import TagCache
+from service.cache.tags import CacheClient, TagCache
 
 log = logging.getLogger(__name__)
 
 
 class Feed:
-    def __init__(self, client: redis.Redis, cache: TagCache, local: LocalCache | None, *,
+    def __init__(self, client: CacheClient, cache: TagCache, local: LocalCache | None, *,
                  ping_interval: float, stale_after: float, retry_seconds: float,
                  on_lost: Callable[[datetime], None],
-                 on_moved: Callable[[str], None], on_back: Callable[[], None]) -> None:
+                 on_moved: Callable[[str], None], on_back: Callable[[], None],
+                 nodes: Callable[[], Awaitable[list[redis.Redis]]] | None = None) -> None:
         self._client = client
+        self._nodes = nodes  # a Redis Cluster: a client per master, asked again at each subscription
+        self._heard: dict[int, float] = {}  # each subscription's last message or heartbeat reply
+        self._confirmed: set[int] = set()  # subscriptions confirmed in this round
         self._cache = cache
         self._local = local
         self._ping = ping_interval
@@ -69,26 +78,49 @@ class Feed:
         """For the worker's lifetime: re-subscribes after any failure."""
         try:
             while True:
-                # Subscribe confirmations are kept: redis-py reconnects a broken pub/sub
-                # connection by itself and subscribes again without raising.
-                pubsub = self._client.pubsub(ignore_subscribe_messages=False)
                 try:
-                    await pubsub.subscribe(self._cache.channel)
-                    await self._listen(pubsub)
+                    await self._follow_all()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     self._lose(f"lost ({exc!r})")
                     await asyncio.sleep(self._retry)
-                finally:
-                    try:  # bounded: a broken connection must not hold the worker's shutdown
-                        await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
-                    except Exception:  # noqa: S110 (the connection is already broken)
-                        pass
         finally:
             self._silence()
 
-    async def _listen(self, pubsub: redis.client.PubSub) -> None:
+    async def _follow_all(self) -> None:
+        """One subscription per server (the one server, or every master of a cluster) until one of
+        them fails; then the others are stopped too."""
+        clients = await self._nodes() if self._nodes is not None else [self._client]
+        self._heard = dict.fromkeys(range(len(clients)), 0.0)
+        self._confirmed = set()
+        tasks = [asyncio.create_task(self._follow(i, c)) for i, c in enumerate(clients)]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._nodes is not None:
+                for client in clients:
+                    await client.aclose()
+
+    async def _follow(self, node: int, client: redis.Redis | redis.RedisCluster) -> None:
+        # Subscribe confirmations are kept: redis-py reconnects a broken pub/sub connection by
+        # itself and subscribes again without raising.
+        pubsub = client.pubsub(ignore_subscribe_messages=False)
+        try:
+            await pubsub.subscribe(self._cache.channel)
+            await self._listen(node, pubsub)
+        finally:
+            try:  # bounded: a broken connection must not hold the worker's shutdown
+                await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
+            except Exception:  # noqa: S110 (the connection is already broken)
+                pass
+
+    async def _listen(self, node: int, pubsub: redis.client.PubSub) -> None:
         next_ping = 0.0
         while True:
             now = time.monotonic()
@@ -100,15 +132,18 @@ class Feed:
             if message is None:
                 continue
             kind = message["type"]
-            if kind == "subscribe" and not self._lost:
-                self._lose("resubscribed")  # redis-py reconnected by itself: messages were lost
-            if self._lost:
-                await self._recover()
-            elif kind == "message" and self._local is not None:
+            if kind == "subscribe":
+                if not self._lost:
+                    self._lose("resubscribed")  # redis-py reconnected by itself: messages were lost
+                self._confirmed.add(node)
+            if kind == "message" and self._local is not None:
                 data = message["data"]
                 for tag in (data.decode() if isinstance(data, bytes) else str(data)).split():
                     self._local.invalidate(tag)
-            self._hear()
+            self._hear(node)
+            if self._lost and len(self._confirmed) == len(self._heard) and self._all_heard():
+                await self._recover()
+                self._hear(node)
 
     async def _recover(self) -> None:
         """Heard again after a loss: whatever happened meanwhile is unknown."""
@@ -125,8 +160,13 @@ class Feed:
         self._on_back()
         log.info("cache invalidation feed back")
 
-    def _hear(self) -> None:
-        self._heard_at = time.monotonic()
+    def _all_heard(self) -> bool:
+        """Every subscription heard within the stale period (one frozen master keeps it lost)."""
+        return time.monotonic() - min(self._heard.values()) <= self.stale_after
+
+    def _hear(self, node: int) -> None:
+        self._heard[node] = time.monotonic()
+        self._heard_at = min(self._heard.values())
         if not self._lost:
             self._heard_wall = datetime.now(UTC)
             if self._local is not None:

@@ -1,6 +1,7 @@
 """The tag cache: per tag, the newest tweets as serialized JSON bytes in one Redis sorted set.
 
-Layout of `{prefix}:t:{tag}` (one key, so eviction and expiry take it whole):
+Layout of `{prefix}:t:{tag}` (one key, so eviction and expiry take it whole; with REDIS_CLUSTER
+`{prefix}:t:{{tag}}`: the braces make a tag's entry and version hash to one slot):
   member = a tweet's JSON bytes, score = tweet id   -> newest first is ZREVRANGE
   member = "#n", score = -(total + 1)               -> the tag's exact total, ranked last
 It holds the newest `size` tweets of the tag, or all of them when there are fewer.
@@ -29,6 +30,7 @@ from service.cache.wire import WireClient
 
 TOTAL = b"#n"
 Arg = bytes | str | int | float
+CacheClient = redis.Redis | redis.RedisCluster
 
 # KEYS: entry, version. ARGV: expected version ('' = none), ttl ms, total, then score/member pairs.
 FILL = """
@@ -64,6 +66,21 @@ end
 return 1
 """
 
+# Redis Cluster: one tag's keys per call (a script may only touch one slot); the post's calls
+# for all its tags go in one pipelined round trip, and the message is published after them.
+# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms.
+ADD_ONE = """
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZINCRBY', KEYS[1], -1, '#n')
+  local extra = redis.call('ZCARD', KEYS[1]) - 1 - tonumber(ARGV[3])
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra) end
+end
+return 1
+"""
+
 
 def window_answers(found: int, count: int, cached: int, total: int, offset: int,
                    before_id: int | None) -> bool:
@@ -94,10 +111,11 @@ class Miss:
 
 
 class TagCache:
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int, jitter: float,
+    def __init__(self, client: CacheClient, prefix: str, ttl_seconds: int, jitter: float,
                  size: int, pipeline: bool, read_version: bool = True,
-                 wire: WireClient | None = None) -> None:
+                 wire: WireClient | None = None, cluster: bool = False) -> None:
         self._r = client
+        self._cluster = cluster
         self._prefix = prefix
         self._ttl_ms = ttl_seconds * 1000
         self._jitter = jitter
@@ -116,7 +134,7 @@ class TagCache:
             self._send = Batcher(client).call if pipeline else client.execute_command
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
-        self._sha = {FILL: "", ADD: ""}
+        self._sha = {FILL: "", ADD: "", ADD_ONE: ""}
 
     async def _load_scripts(self) -> None:
         for source in self._sha:
@@ -147,10 +165,16 @@ class TagCache:
         return f"{self._prefix}:run"
 
     def entry_key(self, tag: str) -> str:
-        return f"{self._prefix}:t:{tag}"
+        return f"{self._prefix}:t:{{{tag}}}" if self._cluster else f"{self._prefix}:t:{tag}"
 
     def version_key(self, tag: str) -> str:
-        return f"{self._prefix}:v:{tag}"
+        return f"{self._prefix}:v:{{{tag}}}" if self._cluster else f"{self._prefix}:v:{tag}"
+
+    def tag_of(self, key: bytes | str) -> str:
+        """The tag of an entry key (as SCAN returns it)."""
+        text = key.decode() if isinstance(key, bytes) else key
+        tag = text[len(f"{self._prefix}:t:"):]
+        return tag[1:-1] if self._cluster else tag
 
     def _ttl(self) -> int:
         # Jitter spreads expiries so entries filled together do not all miss together.
@@ -196,7 +220,14 @@ class TagCache:
 
     async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
         """After a post commits: add it to each cached tag, bump every tag's version and tell
-        the workers (one pub/sub message), all in one script call."""
+        the workers (one pub/sub message), all in one script call; in a Redis Cluster one call
+        per tag, all in one round trip, then the message."""
+        if self._cluster:
+            ttl = self._ttl_ms * 2
+            await self._run([(ADD_ONE, 2, [self.entry_key(tag), self.version_key(tag), tweet_id, body,
+                                           self.size, ttl]) for tag in tags])
+            await self._send("PUBLISH", self.channel, " ".join(tags))
+            return
         keys: list[Arg] = []
         for tag in tags:
             keys += [self.entry_key(tag), self.version_key(tag)]
@@ -213,16 +244,18 @@ class TagCache:
 
     async def cached_tags(self) -> list[str]:
         """Every tag with an entry under this prefix (SCAN: does not block Redis)."""
-        start = len(self.entry_key(""))
-        return [key[start:].decode() if isinstance(key, bytes) else key[start:]
-                async for key in self._r.scan_iter(match=self.entry_key("*"), count=1000)]
+        return [self.tag_of(key) async for key in self._r.scan_iter(match=self.entry_key("*"), count=1000)]
 
     async def runs(self) -> tuple[str, str | None]:
         """(the answering Redis server's run id, the run this prefix's data was written on).
         They differ after a restart from a snapshot or a replica's promotion: old data."""
-        info = await self._r.info("server")
+        if isinstance(self._r, redis.RedisCluster):  # every master's: any one restarted counts
+            infos = await self._r.execute_command("INFO", "server", target_nodes=self._r.get_primaries())
+            current = ",".join(sorted(str(info["run_id"]) for info in infos.values()))
+        else:
+            current = str((await self._r.info("server"))["run_id"])
         recorded = await self._r.get(self.run_key)
-        return str(info["run_id"]), recorded.decode() if isinstance(recorded, bytes) else recorded
+        return current, recorded.decode() if isinstance(recorded, bytes) else recorded
 
     async def record_run(self, run: str) -> None:
         await self._r.set(self.run_key, run)

@@ -1,0 +1,90 @@
+"""One instance against N instances behind HAProxy, the balancer's own cost against a direct
+connection, and PgBouncer's cost against direct PostgreSQL (make bench-instances; make bench runs
+it too). Writes bench/results/instances.json and RESULTS.md's section "Instances behind a load
+balancer".
+
+Every row on the same bench data, paths and wrk settings as bench/load.py, with the server side
+(instances, HAProxy, PgBouncer) and wrk sharing both CPUs: on a 2-core machine more instances
+only share the same cores, so the table is reported, not gated.
+
+    python -m bench.instances [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import time
+from typing import Any
+
+from bench import ceiling
+from bench.facts import facts
+from bench.harness import bench_settings, log, prepare_stack, write_json
+from bench.load import Config, Plan, measure
+from bench.report import INSTANCES_TITLE, instances_section, replace_section
+from service import dbtier, stack
+from service.settings import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+PATHS = ["floor", "hit", "miss", "post"]
+
+
+def configs(pooler_url: str) -> list[Config]:
+    through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true"}
+    return [
+        Config("1 instance, direct", shared_cpus=True),
+        Config("1 instance behind HAProxy", instances=1),
+        Config("2 instances behind HAProxy", instances=2),
+        Config("1 instance of 2 workers, direct", workers=2),
+        Config("1 instance, direct, through PgBouncer", through, shared_cpus=True),
+        Config("2 instances behind HAProxy, through PgBouncer", through, instances=2),
+    ]
+
+
+def versions() -> dict[str, str]:
+    def first_line(*cmd: str) -> str:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+    return {"haproxy": first_line(stack.ensure_tool("haproxy", "haproxy"), "-v"),
+            "pgbouncer": first_line(stack.ensure_tool("pgbouncer", "pgbouncer"), "--version")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s (a check, not a result)")
+    args = parser.parse_args()
+    plan = Plan(seconds=2 if args.quick else 4, warmup=2, rounds=1 if args.quick else 2,
+                ablation_rounds=1 if args.quick else 2, full=False)
+    started = time.monotonic()
+    log("preparing the bench stack (seeded once, reset every run)")
+    dsn = prepare_stack()
+    plan.deep_before_id = asyncio.run(ceiling.deep_before_id(dsn))
+    settings = bench_settings()
+    pooler_url = dbtier.pooler_start(settings)
+    results: dict[str, Any] = {"plan": plan.__dict__, "paths": PATHS, "rows": {},
+                               "pgbouncer_pool_size": dbtier.POOL_SIZE, "versions": versions()}
+    try:
+        for config in configs(pooler_url):
+            log(config.label)
+            row = measure(config, PATHS, plan, plan.rounds)
+            for run in row.values():  # the pooler's URL holds the password: not recorded
+                run["settings"] = {k: ("(PgBouncer)" if k == "DATABASE_URL" else v)
+                                   for k, v in run["settings"].items()}
+            results["rows"][config.label] = row
+    finally:
+        dbtier.pooler_stop(settings)
+    results["facts"] = facts(dsn, stack.urls(settings)[1])
+    results["elapsed_s"] = time.monotonic() - started
+    name = "instances-quick.json" if args.quick else "instances.json"
+    write_json(RESULTS / name, results)
+    if not args.quick:
+        path = ROOT / "RESULTS.md"
+        section = "\n".join(instances_section(results)) + "\n"
+        path.write_text(replace_section(path.read_text() if path.exists() else "# RESULTS\n", INSTANCES_TITLE,
+                                        section))
+    log(f"instances run done in {results['elapsed_s']:.0f} s: bench/results/{name}")
+
+
+if __name__ == "__main__":
+    main()
