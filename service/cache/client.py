@@ -18,12 +18,12 @@ CACHE_ERRORS = (redis.RedisError, OSError, TimeoutError)
 def create_client(settings: Settings, url: str) -> redis.Redis | redis.RedisCluster:
     from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
-    if settings.redis_cluster:
+    if settings.redis_cluster:  # parses with hiredis when installed (its parser is not a setting)
         return redis.RedisCluster.from_url(
             url, socket_timeout=settings.redis_socket_timeout,
             socket_connect_timeout=settings.redis_connect_timeout,
             retry=Retry(NoBackoff(), settings.redis_retries), max_connections=settings.redis_max_connections,
-            parser_class=_AsyncHiredisParser if settings.use_hiredis else _AsyncRESP2Parser, protocol=2)
+            protocol=2)
     return redis.Redis.from_url(
         url,
         socket_timeout=settings.redis_socket_timeout,

@@ -1,0 +1,140 @@
+"""The cache on a real Redis Cluster of three masters (service/dbtier.py starts it): a post whose
+tags live on different masters is in every worker's next search, and a master killed and
+restarted under load loses no acknowledged post and serves no stale page."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from service import dbtier
+from service.cache.tags import TagCache
+from service.settings import Settings
+from tests.conftest import Server, register_and_login, start_server, unique
+
+
+@pytest.fixture(scope="module")
+def cluster_url(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
+    url = dbtier.redis_cluster_start(settings)
+    yield url
+    dbtier.redis_cluster_stop(settings)
+
+
+@pytest.fixture
+def service(cluster_url: str, urls: tuple[str, str],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(urls, tmp_path_factory, REDIS_URL=cluster_url, REDIS_CLUSTER="true", WORKERS="2")
+    yield srv
+    srv.stop()
+
+
+def master_of(cluster_url: str) -> dict[str, int]:
+    """Which master's port holds each tag's keys, for tags made until all three are covered."""
+    cache = TagCache(None, "st", 600, 0.0, 1000, True, cluster=True)  # type: ignore[arg-type]
+    client = redis.RedisCluster.from_url(cluster_url)
+    try:
+        found: dict[str, int] = {}
+        while len(set(found.values())) < 3:
+            tag = unique("slot")
+            entry, version = cache.entry_key(tag), cache.version_key(tag)
+            assert client.keyslot(entry) == client.keyslot(version)  # one tag, one slot
+            found[tag] = int(client.get_node_from_key(entry).port)
+        return found
+    finally:
+        client.close()
+
+
+def test_a_post_to_tags_on_every_master_is_in_every_workers_next_search(cluster_url: str,
+                                                                         service: Server) -> None:
+    owners = master_of(cluster_url)
+    tags = [next(t for t, port in owners.items() if port == p) for p in sorted(set(owners.values()))]
+    with httpx.Client(base_url=service.url, timeout=10) as c:
+        _, auth = register_and_login(c)
+    for _ in range(6):  # a new connection each: both workers fill and cache every tag's page
+        for tag in tags:
+            assert httpx.get(f"{service.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth,
+                             timeout=10).status_code == 200
+    r = httpx.post(f"{service.url}/api/v1/tweet", json={"msg": " ".join(f"#{t}" for t in tags)}, headers=auth,
+                   timeout=10)
+    assert r.status_code == 201
+    seen = Counter()
+    for _ in range(6):
+        for tag in tags:
+            page = httpx.get(f"{service.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth,
+                             timeout=10)
+            assert page.json()["data"][0]["id"] == r.json()["data"]["id"], tag
+            seen[page.headers["x-cache"]] += 1
+    assert seen["HIT"] > 0  # answered from the cluster, not around it
+
+
+def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
+        settings: Settings, cluster_url: str, service: Server) -> None:
+    owners = master_of(cluster_url)
+    tags = list(owners)
+    victim = owners[tags[0]]
+    with httpx.Client(base_url=service.url, timeout=10) as c:
+        _, auth = register_and_login(c)
+    stale: list[str] = []
+    statuses: Counter[int] = Counter()
+    states: Counter[str] = Counter()
+    acknowledged: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=service.url, timeout=10) as c:
+            i = 0
+            while not done.is_set():
+                tag = tags[(n + i) % len(tags)]
+                i += 1
+                r = c.post("/api/v1/tweet", json={"msg": f"#{tag} {unique()}"}, headers=auth)
+                statuses[r.status_code] += 1
+                if r.status_code != 201:
+                    continue
+                posted = r.json()["data"]["id"]
+                acknowledged.append((posted, tag))
+                page = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth)
+                statuses[page.status_code] += 1
+                if page.status_code == 200:
+                    states[page.headers["x-cache"]] += 1
+                    if posted not in {t["id"] for t in page.json()["data"]}:
+                        stale.append(f"{tag} {posted} {page.headers['x-cache']}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    pid = dbtier.redis_cluster_node_pid(settings, victim)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1.0)
+    dbtier.redis_cluster_node_start(settings, victim)  # back empty, with its slots and no scripts
+    states_before = states["HIT"]
+    time.sleep(4.0)
+    done.set()
+    for t in threads:
+        t.join()
+    print(f"statuses {dict(statuses)}, X-Cache {dict(states)}, HITs before the restart {states_before}")
+    assert not stale, stale[:5]
+    assert set(statuses) <= {200, 201}, statuses  # Redis down means BYPASS, never an error
+    assert states["HIT"] > states_before  # the cache serves again after the restart
+    with httpx.Client(base_url=service.url, timeout=10) as c:  # and every post is there
+        for tag in tags:
+            mine = {p for p, t in acknowledged if t == tag}
+            ids: set[int] = set()
+            before = None
+            while True:
+                params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
+                page = c.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
+                if not page:
+                    break
+                ids.update(t["id"] for t in page)
+                before = page[-1]["id"]
+            assert mine <= ids, len(mine - ids)
