@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in service/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect bench-scale bench-instances soak fuzz chaos
+	bench-check bench-baseline bench-detect bench-scale bench-instances bench-target soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -30,9 +30,10 @@ run: install  ## the service on http://127.0.0.1:2080 (Swagger UI at /swagger); 
 INSTANCES ?= 2
 POOLER ?= 0
 REPLICA ?= 0
-cluster: install  ## INSTANCES instances behind HAProxy on :2080 in the background; POOLER=1 PgBouncer, REPLICA=1 a replica
+REDIS_CLUSTER ?= 0
+cluster: install  ## INSTANCES instances behind HAProxy on :2080 (background); POOLER=1 REPLICA=1 REDIS_CLUSTER=1 add tiers
 	$(PY) -m service cluster up --instances $(INSTANCES) $(if $(filter 1,$(POOLER)),--pooler,) \
-		$(if $(filter 1,$(REPLICA)),--replica,)
+		$(if $(filter 1,$(REPLICA)),--replica,) $(if $(filter 1,$(REDIS_CLUSTER)),--redis-cluster,)
 
 all: run  ## the original project's command to run the app: same as make run
 
@@ -77,6 +78,11 @@ soak: install  ## a long Mixed run on 2 workers sampling memory, fds and pools; 
 bench-instances: install  ## 1 instance vs N behind HAProxy, HAProxy's and PgBouncer's own cost; RESULTS.md section
 	$(PY) -m bench.instances
 
+TARGET ?=
+bench-target: install  ## the HTTP benchmark against any deployment: make bench-target TARGET=http://host:2080
+	@test -n "$(TARGET)" || { echo 'say where: make bench-target TARGET=http://host:port'; exit 2; }
+	$(PY) -m bench.target --url $(TARGET) $(if $(METRICS),--metrics $(METRICS),)
+
 bench-scale: install  ## every path at 0.2M, 2M, 4M and 20M tweets, as far as 25 minutes go; RESULTS.md section
 	$(PY) -m bench.scale
 
@@ -94,6 +100,8 @@ bench-detect: install  ## calibrate a 25% slowdown per path; 10 clean and 10 slo
 
 # Locust: `make loadtest SCENARIO=mixed USERS=50 DURATION=60s` (scenarios: mixed, reader, cold,
 # poster, registrar). Gates: MAX_FAIL_RATIO (default 0) and MAX_P95_MS (default 0 = off).
+# TARGET=http://host:port aims it at any deployment (default: the local service, started if need
+# be); METRICS=url,url sums those instances' /metrics for the run's cache hit ratio and pool waits.
 SCENARIO ?= mixed
 USERS ?= 50
 DURATION ?= 60s
@@ -102,13 +110,13 @@ MAX_FAIL_RATIO ?= 0
 MAX_P95_MS ?= 0
 NO_SEED ?= 0
 
-locust: install  ## Locust web UI on http://127.0.0.1:8089 against the service (started and seeded if needed)
-	$(PY) -m loadtests.run --ui --scenario $(SCENARIO) $(if $(filter 1,$(NO_SEED)),--no-seed,)
+locust: install  ## Locust web UI on http://127.0.0.1:8089 against the service (started and seeded if needed) or TARGET
+	$(PY) -m loadtests.run --ui --scenario $(SCENARIO) $(if $(filter 1,$(NO_SEED)),--no-seed,) $(if $(TARGET),--host $(TARGET),)
 
 loadtest: install  ## headless Locust run with gates; CSV, HTML and JSON reports in results/loadtest/
 	$(PY) -m loadtests.run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
 		--processes $(PROCESSES) --max-fail-ratio $(MAX_FAIL_RATIO) --max-p95-ms $(MAX_P95_MS) \
-		$(if $(filter 1,$(NO_SEED)),--no-seed,)
+		$(if $(filter 1,$(NO_SEED)),--no-seed,) $(if $(TARGET),--host $(TARGET),) $(if $(METRICS),--metrics $(METRICS),)
 
 status: install  ## what is running: the service, the Locust UI and the run, test, bench and chaos stacks
 	@$(PY) -m service status

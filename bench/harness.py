@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import psutil
@@ -257,7 +257,16 @@ SCRIPTS = {
 }
 
 
-def wrk(server: Server | ClusterServer, endpoint: str, seconds: float, bearer: str, load_cpu: str | None,
+class Loaded(Protocol):
+    """What wrk loads: a URL, and the processes whose CPU counts as the server's."""
+
+    @property
+    def url(self) -> str: ...
+
+    def processes(self) -> list[psutil.Process]: ...
+
+
+def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: str | None,
         connections: int = 64, script_env: dict[str, str] | None = None) -> dict[str, Any]:
     script, extra = SCRIPTS[endpoint]
     env = {**os.environ, "WRK_DIR": str(WRK_DIR), "TOKEN": bearer, **extra, **(script_env or {})}

@@ -33,16 +33,22 @@ def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> f
 FLUSH_SECONDS = 1.0  # each worker writes its counts this often (service/metrics.py)
 
 
-def try_scrape(url: str, settle: bool = True) -> Samples | None:
-    """A scrape, or None where the target has no /metrics (a peer stack, metrics switched off).
-    The worker that answers counts itself to the moment; the others as of their last flush, so with
-    several workers the scrape waits one flush first (settle) for every count to be in."""
+def try_scrape(url: str | list[str], settle: bool = True) -> Samples | None:
+    """A scrape, or None where the target has no /metrics (a peer stack, metrics switched off);
+    of several URLs (every instance behind a balancer), the sum. The worker that answers counts
+    itself to the moment, the others as of their last flush, so with several workers the scrape
+    waits one flush first (settle) for every count to be in."""
     if settle:
         time.sleep(FLUSH_SECONDS + 0.1)
+    summed: Samples = defaultdict(dict)
     try:
-        return scrape(url)
+        for one in [url] if isinstance(url, str) else url:
+            for name, series in scrape(one).items():
+                for labels, value in series.items():
+                    summed[name][labels] = summed[name].get(labels, 0.0) + value
     except (httpx.HTTPError, ValueError):
         return None
+    return summed
 
 
 def between(before: Samples | None, after: Samples | None) -> dict[str, Any]:

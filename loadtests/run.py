@@ -88,12 +88,22 @@ def summary(csv_path: Path) -> str:
     return "\n".join(lines)
 
 
+def metrics_urls(host: str) -> list[str]:
+    """Behind `make cluster`'s balancer a scrape reaches one instance: scrape each one instead."""
+    state = load_settings().data_dir / "cluster" / "state.json"
+    if state.exists():
+        cluster = json.loads(state.read_text())
+        if cluster["url"] == host.rstrip("/"):
+            return [f"http://127.0.0.1:{port}" for port in cluster["instances"]]
+    return [host]
+
+
 def metrics_line(counted: dict[str, Any]) -> str:
     """The target's own count of the run (its /metrics, scraped before and after)."""
-    if not counted:
+    if "cache" not in counted:
         return "the target's /metrics did not answer: no cache hit ratio or pool waits for this run"
     ratio, wait = counted["hit_ratio"], counted["pool_wait_us_mean"]
-    return (f"the target's /metrics during the run: searches {counted['cache']} (cache hit ratio "
+    return (f"/metrics of {len(counted['scraped'])} instance(s) during the run: searches {counted['cache']} (cache hit ratio "
             f"{'-' if ratio is None else f'{ratio:.1%}'}), {counted['pool_acquires']:,} PostgreSQL connections "
             f"lent, mean wait {'-' if wait is None else f'{wait:,.0f} µs'}")
 
@@ -111,6 +121,10 @@ def main() -> int:
     parser.add_argument("--max-fail-ratio", type=float, default=0.0)
     parser.add_argument("--max-p95-ms", type=float, default=0.0)
     parser.add_argument("--host", default="", help="target (default: start the local service)")
+    parser.add_argument("--metrics", default="",
+                        help="comma-separated URLs whose /metrics are summed for the run's cache hit ratio and "
+                             "pool waits (default: every instance of `make cluster` when it is the target, "
+                             "else the target)")
     parser.add_argument("--no-seed", action="store_true")
     parser.add_argument("--out", default="", help="results folder (default results/loadtest/<scenario>-<time>)")
     args = parser.parse_args()
@@ -137,9 +151,11 @@ def main() -> int:
            "--only-summary", "--max-fail-ratio", str(args.max_fail_ratio), "--max-p95-ms", str(args.max_p95_ms),
            *classes]
     print(f"running {', '.join(classes)}: {args.users} users for {args.duration} against {host}", flush=True)
-    before = try_scrape(host)
+    scraped = args.metrics.split(",") if args.metrics else metrics_urls(host)
+    before = try_scrape(scraped)
     code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
-    counted = between(before, try_scrape(host))
+    counted = between(before, try_scrape(scraped))
+    counted["scraped"] = scraped
     (out / "metrics.json").write_text(json.dumps(counted, indent=2))
     stats = out / "stats_stats.csv"
     if stats.exists():

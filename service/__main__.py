@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                              help="through PgBouncer in transaction mode (started beside the embedded stack)")
     cluster_cmd.add_argument("--replica", action="store_true",
                              help="searches that miss the cache may read a streaming replica (started too)")
+    cluster_cmd.add_argument("--redis-cluster", action="store_true",
+                             help="the cache on a Redis Cluster of three masters (started too)")
     stack_cmd = sub.add_parser("stack", help="the embedded PostgreSQL and Redis")
     stack_cmd.add_argument("action", choices=["up", "down", "status", "destroy"],
                            help="destroy: stop it and delete all it created (make clean)")
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not 1 <= args.instances <= 64:
                     print("--instances must be 1 to 64", file=sys.stderr)
                     return 2
-                up = cluster.up(settings, args.instances, args.base_port, args.pooler, args.replica)
+                up = cluster.up(settings, args.instances, args.base_port, args.pooler, args.replica,
+                                args.redis_cluster)
                 ports = ", ".join(map(str, up.ports))
                 print(f"Simple Twitter on {up.url}: HAProxy in front of {args.instances} instances on ports "
                       f"{ports} (logs in {up.directory}); make stop stops them", flush=True)

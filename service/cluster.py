@@ -131,7 +131,8 @@ class Cluster:
         return {"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", "MIGRATE_ON_START": "false",
                 "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "TOKEN_SECRET": s.token_secret,
                 "DB_TRANSACTION_POOLER": str(s.db_transaction_pooler).lower(),
-                "REPLICA_DATABASE_URL": s.replica_database_url, **self.env}
+                "REPLICA_DATABASE_URL": s.replica_database_url, "REDIS_CLUSTER": str(s.redis_cluster).lower(),
+                **self.env}
 
     def start(self) -> Cluster:
         haproxy = stack.ensure_tool("haproxy", "haproxy")
@@ -231,10 +232,11 @@ def stop_haproxy(directory: Path) -> None:
 
 
 def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = False,
-       replica: bool = False) -> Cluster:
+       replica: bool = False, redis_cluster: bool = False) -> Cluster:
     """Stack up, migrations applied once, N instances and HAProxy started in the background;
-    with pooler, the instances reach PostgreSQL through the stack's PgBouncer, and with replica,
-    searches that miss the cache may read the stack's streaming replica (service/dbtier.py)."""
+    with pooler, the instances reach PostgreSQL through the stack's PgBouncer, with replica,
+    searches that miss the cache may read the stack's streaming replica, and with redis_cluster
+    the cache is a Redis Cluster of three masters (service/dbtier.py)."""
     from service import dbtier
     from service.__main__ import migrate
 
@@ -243,15 +245,20 @@ def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = Fa
     resolved = stack.resolve(settings)
     migrate(resolved)
     down(settings)
-    if pooler or replica:
-        if settings.database_url:
-            raise stack.StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
-                                   "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
-        if pooler:
-            resolved = dataclasses.replace(resolved, database_url=dbtier.pooler_start(settings),
-                                           db_transaction_pooler=True)
-        if replica:
-            resolved = dataclasses.replace(resolved, replica_database_url=dbtier.replica_start(settings))
+    if (pooler or replica) and settings.database_url:
+        raise stack.StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
+                               "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
+    if redis_cluster and settings.redis_url:
+        raise stack.StackError("--redis-cluster starts one beside the embedded Redis: with REDIS_URL set, "
+                               "set REDIS_CLUSTER=true")
+    if redis_cluster:
+        resolved = dataclasses.replace(resolved, redis_url=dbtier.redis_cluster_start(settings),
+                                       redis_cluster=True)
+    if pooler:
+        resolved = dataclasses.replace(resolved, database_url=dbtier.pooler_start(settings),
+                                       db_transaction_pooler=True)
+    if replica:
+        resolved = dataclasses.replace(resolved, replica_database_url=dbtier.replica_start(settings))
     cluster = Cluster(resolved, instance_ports(settings, instances, base_port))
     return cluster.start()
 

@@ -1,10 +1,12 @@
--- POST /api/v1/tweet with 1-3 tags drawn from a Zipf-like spread over the seeded topics.
+-- POST /api/v1/tweet with 1-3 tags drawn from a Zipf-like spread over the seeded topics
+-- ($PREFIX1..$PREFIX1000; PREFIX "topic").
 dofile(os.getenv("WRK_DIR") .. "/common.lua")
 local n = 0
+local prefix = os.getenv("PREFIX") or "topic"
 math.randomseed(7)
 local function topic()
   -- inverse-CDF of a 1/k law over 1000 topics, cheap enough to run per request
-  return "topic" .. math.floor(math.exp(math.random() * math.log(1000)))
+  return prefix .. math.floor(math.exp(math.random() * math.log(1000)))
 end
 function request()
   n = n + 1
