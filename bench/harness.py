@@ -100,6 +100,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def metrics_urls(self) -> list[str]:
+        return [self.url]
+
+    @property
     def proc(self) -> subprocess.Popen[bytes] | None:
         return self._process.proc if self._process is not None else None
 
@@ -146,6 +150,12 @@ class ClusterServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_urls(self) -> list[str]:
+        """Each instance's own URL: through HAProxy a scrape would reach one of them."""
+        assert self._cluster is not None
+        return [p.url for p in self._cluster.instances]
 
     def start(self) -> ClusterServer:
         settings = stack.resolve(bench_settings())

@@ -111,9 +111,9 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
     def run(endpoint: str, seconds: float) -> dict[str, Any]:
         """One wrk run, with what the service's /metrics counted during it (not for peers)."""
         settle = config.workers > 1
-        before = None if config.peer else try_scrape(server.url, settle)
+        before = None if config.peer else try_scrape(server.metrics_urls, settle)
         result = load(endpoint, seconds)
-        result["metrics"] = between(before, None if config.peer else try_scrape(server.url, settle))
+        result["metrics"] = between(before, None if config.peer else try_scrape(server.metrics_urls, settle))
         return result
 
     def load(endpoint: str, seconds: float) -> dict[str, Any]:

@@ -59,14 +59,30 @@ def instance_ports(settings: Settings, instances: int, base_port: int = 0) -> li
 
 
 def haproxy_config(settings: Settings, ports: list[int], directory: Path) -> str:
-    servers = "\n".join(f"    server i{n} 127.0.0.1:{port}" for n, port in enumerate(ports, 1))
-    errorfiles = "\n".join(f"    errorfile {status} {directory}/{status}.http" for status in ERRORS)
+    """The balancer of `make cluster`: fixed loopback instances, a stats socket for the tests."""
+    return balancer_config(
+        bind=f"{settings.host}:{settings.port}", errors=str(directory),
+        request_timeout=settings.request_timeout,
+        servers="\n".join(f"    server i{n} 127.0.0.1:{port}" for n, port in enumerate(ports, 1)),
+        process=f"    pidfile {directory}/haproxy.pid\n"
+                f"    stats socket {directory}/haproxy.sock mode 600 level admin\n")
+
+
+def compose_config() -> str:
+    """deploy/haproxy.cfg, compose's balancer: the api replicas found through Docker's DNS, so
+    `docker compose up --scale api=N` needs no edit (a test keeps the file equal to this)."""
+    return balancer_config(
+        bind=":2080", errors="/usr/local/etc/haproxy/errors", request_timeout=Settings().request_timeout,
+        servers="    server-template api 16 api:2080 resolvers docker init-addr none", process="") + (
+        "\nresolvers docker\n    nameserver dns 127.0.0.11:53\n    hold valid 5s\n")
+
+
+def balancer_config(*, bind: str, errors: str, request_timeout: float, servers: str, process: str) -> str:
+    errorfiles = "\n".join(f"    errorfile {status} {errors}/{status}.http" for status in ERRORS)
     return f"""# Written by service/cluster.py; its docstring explains the timeouts.
 global
     maxconn 4096
-    pidfile {directory}/haproxy.pid
-    stats socket {directory}/haproxy.sock mode 600 level admin
-
+{process}
 defaults
     mode http
     option http-keep-alive
@@ -76,7 +92,7 @@ defaults
     option accept-invalid-http-request
     timeout connect 1s
     timeout client {SERVER_TIMEOUT + 5}s
-    timeout http-request {settings.request_timeout:g}s
+    timeout http-request {request_timeout:g}s
     timeout http-keep-alive {CLIENT_KEEP_ALIVE}s
     timeout server {SERVER_TIMEOUT}s
     timeout queue 5s
@@ -87,7 +103,7 @@ defaults
 {errorfiles}
 
 frontend api
-    bind {settings.host}:{settings.port}
+    bind {bind}
     default_backend instances
 
 backend instances
