@@ -18,9 +18,11 @@ import subprocess
 import time
 from typing import Any
 
+import asyncpg
+
 from bench import ceiling
 from bench.facts import facts
-from bench.harness import bench_settings, log, prepare_stack, write_json
+from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
 from bench.load import Config, Plan, measure
 from bench.report import INSTANCES_TITLE, instances_section, replace_section
 from service import dbtier, stack
@@ -40,6 +42,27 @@ def configs(pooler_url: str) -> list[Config]:
         Config("1 instance, direct, through PgBouncer", through, shared_cpus=True),
         Config("2 instances behind HAProxy, through PgBouncer", through, instances=2),
     ]
+
+
+def wal_per_post(dsn: str, seconds: int) -> dict[str, Any]:
+    """PostgreSQL's WAL bytes per acknowledged post: the post path under wrk on one instance, the
+    WAL position and the tweet count read before and after (docs/SCALING.md uses it)."""
+    async def position() -> tuple[int, int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+            return int(wal), int(await conn.fetchval("SELECT count(*) FROM tweets"))
+        finally:
+            await conn.close()
+
+    with Server({}, "0") as server:
+        bearer = token(server.url)
+        wal0, tweets0 = asyncio.run(position())
+        run = wrk(server, "post", seconds, bearer, cpus()[1])
+        wal1, tweets1 = asyncio.run(position())
+    posts = tweets1 - tweets0
+    return {"posts": posts, "wal_bytes": wal1 - wal0, "wal_bytes_per_post": (wal1 - wal0) / max(1, posts),
+            "rps": run["rps"], "seconds": seconds}
 
 
 def versions() -> dict[str, str]:
@@ -74,6 +97,8 @@ def main() -> None:
             results["rows"][config.label] = row
     finally:
         dbtier.pooler_stop(settings)
+    results["wal"] = wal_per_post(dsn, int(plan.seconds) * 2)
+    log(f"WAL per post: {results['wal']['wal_bytes_per_post']:,.0f} bytes over {results['wal']['posts']:,} posts")
     results["facts"] = facts(dsn, stack.urls(settings)[1])
     results["elapsed_s"] = time.monotonic() - started
     name = "instances-quick.json" if args.quick else "instances.json"

@@ -314,6 +314,12 @@ def instances_section(result: dict[str, Any]) -> list[str]:
         ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / direct",
          "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),
     ]
+    if "wal" in result:
+        w = result["wal"]
+        out += ["", f"PostgreSQL's WAL per acknowledged post (the post path under wrk on one instance for "
+                    f"{w['seconds']} s, {w['posts']:,} posts, {w['rps']:,.0f} req/s): "
+                    f"**{w['wal_bytes_per_post']:,.0f} bytes** ({w['wal_bytes'] / 1e6:,.1f} MB in all; fsync and "
+                    "full-page writes on, so pages touched first after a checkpoint are written whole)."]
     out += ["", "Ratios of req/s, same run:", "",
             table(["comparison", *paths], [[name, *ratio(a, b)] for name, a, b in comparisons if a in rows and b in rows])]
     return out

@@ -105,26 +105,44 @@ def replica_url(settings: Settings) -> str:
     return f"postgresql://{stack.DB_USER}:{password}@127.0.0.1:{replica_port(settings)}/{stack.DB_NAME}"
 
 
+SLOT = "simple_twitter_replica"
+DROP_SLOT = ("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+             "WHERE slot_name = 'simple_twitter_replica'")
+
+
+def _primary_sql(settings: Settings, sql: str) -> None:
+    env = {**os.environ, "PGPASSWORD": stack.pg_password(settings)}
+    done = subprocess.run([stack.pg_bin("psql"), "-h", "127.0.0.1", "-p", str(settings.stack_pg_port), "-U",
+                           stack.DB_USER, "-d", stack.DB_NAME, "-qtAc", sql], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise stack.StackError(f"{sql}: {done.stderr}")
+
+
 def replica_start(settings: Settings) -> str:
-    """A hot standby of the stack's PostgreSQL on STACK_PG_PORT + 2, streaming from it; made by
-    pg_basebackup the first time. Returns its URL."""
+    """A hot standby of the stack's PostgreSQL on STACK_PG_PORT + 2, streaming from it through a
+    replication slot (the primary keeps the WAL it has not received, up to 1 GB). Made anew by
+    pg_basebackup at every start: a copy left stopped while the primary went on could not catch
+    up. Returns its URL."""
     root = _root(settings)
     data = root / "replica"
     port = replica_port(settings)
     if stack.port_open(port):
         return replica_url(settings)
     user = stack._run_as()
-    if not (data / "standby.signal").exists():
-        if data.exists():
-            shutil.rmtree(data)
-        env = {**os.environ, "PGPASSWORD": stack.pg_password(settings)}
-        # -R: standby.signal and primary_conninfo, so it starts as a replica of the primary.
-        made = subprocess.run([stack.pg_bin("pg_basebackup"), "-h", "127.0.0.1", "-p",
-                               str(settings.stack_pg_port), "-U", stack.DB_USER, "-D", str(data), "-R",
-                               "-X", "stream", "-c", "fast"],
-                              user=user, env=env, capture_output=True, text=True, cwd="/", check=False)
-        if made.returncode:
-            raise stack.StackError(f"pg_basebackup failed: {made.stderr}")
+    if data.exists():
+        shutil.rmtree(data)
+    _primary_sql(settings, "ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'")
+    _primary_sql(settings, "SELECT pg_reload_conf()")
+    _primary_sql(settings, DROP_SLOT)
+    env = {**os.environ, "PGPASSWORD": stack.pg_password(settings)}
+    # -R: standby.signal and primary_conninfo (with the slot), so it starts as a replica.
+    made = subprocess.run([stack.pg_bin("pg_basebackup"), "-h", "127.0.0.1", "-p",
+                           str(settings.stack_pg_port), "-U", stack.DB_USER, "-D", str(data), "-R",
+                           "-X", "stream", "-c", "fast", "-C", "-S", SLOT],
+                          user=user, env=env, capture_output=True, text=True, cwd="/", check=False)
+    if made.returncode:
+        raise stack.StackError(f"pg_basebackup failed: {made.stderr}")
     stack._pg_run([stack.pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
                    str(root / "replica.log"), "-o", f"-p {port}"], user)
     stack._wait_port(port, "the replica")
@@ -132,11 +150,15 @@ def replica_start(settings: Settings) -> str:
 
 
 def replica_stop(settings: Settings) -> None:
+    """Stop the replica and drop its slot (so the primary keeps no WAL for it)."""
     link = settings.data_dir / "pg"
     data = link.resolve() / "replica" if link.exists() else None
-    if data is not None and (data / "postmaster.pid").exists():
-        stack._pg_run([stack.pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], stack._run_as(),
-                      check=False)
+    if data is None or not (data / "postmaster.pid").exists():
+        return
+    stack._pg_run([stack.pg_bin("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], stack._run_as(),
+                  check=False)
+    if stack.port_open(settings.stack_pg_port):
+        _primary_sql(settings, DROP_SLOT)
 
 
 def down(settings: Settings) -> None:
