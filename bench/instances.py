@@ -86,6 +86,7 @@ def main() -> None:
     settings = bench_settings()
     pooler_url = dbtier.pooler_start(settings)
     results: dict[str, Any] = {"plan": plan.__dict__, "paths": PATHS, "rows": {},
+                               "order": [c.label for c in configs(pooler_url)],
                                "pgbouncer_pool_size": dbtier.POOL_SIZE, "versions": versions()}
     try:
         for config in configs(pooler_url):

@@ -294,7 +294,8 @@ def instances_section(result: dict[str, Any]) -> list[str]:
            "(DB_TRANSACTION_POOLER=true: no prepared statements, each use of a connection one transaction).",
            "", "req/s (p99 ms) and the server side's CPU µs per request:", ""]
     body = []
-    for label, runs in rows.items():
+    for label in result.get("order", list(rows)):
+        runs = rows[label]
         body.append([label, *[f"{f0(runs[p]['rps'])} ({f2(runs[p]['p99_ms'])})" for p in paths],
                      *[f0(runs[p]["cpu_us_per_request"]["server"]) for p in paths]])
     out.append(table(["configuration", *[f"{p} req/s (p99)" for p in paths], *[f"{p} µs" for p in paths]],
@@ -311,7 +312,7 @@ def instances_section(result: dict[str, Any]) -> list[str]:
          "1 instance of 2 workers, direct"),
         ("PgBouncer's cost: 1 instance through PgBouncer / direct", "1 instance, direct, through PgBouncer",
          "1 instance, direct"),
-        ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / direct",
+        ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / without",
          "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),
     ]
     if "wal" in result:
@@ -323,6 +324,77 @@ def instances_section(result: dict[str, Any]) -> list[str]:
     out += ["", "Ratios of req/s, same run:", "",
             table(["comparison", *paths], [[name, *ratio(a, b)] for name, a, b in comparisons if a in rows and b in rows])]
     return out
+
+
+SCALING_TITLE = "## Measured here"
+
+
+def scaling_section(http: dict[str, Any], scale: dict[str, Any] | None,
+                    instances: dict[str, Any] | None) -> list[str]:
+    """docs/SCALING.md's figures, from the committed results (bench/results/*.json): the cost of
+    each operation here, storage per tweet and per cached tag, WAL per post, and what 10x, 100x and
+    1000x the measured single-worker rates would need, by plain multiplication."""
+    d, bypass = http["endpoints"]["default"], http["endpoints"]["cache off"]["bypass"]
+    runs = {"hit": d["hit"], "miss": d["miss"], "bypass": bypass, "post": d["post"]}
+    out = [SCALING_TITLE, "",
+           f"Written by bench/report.py from bench/results/*.json (make bench, commit {http['facts']['commit']}"
+           + (f"; make bench-instances, commit {instances['facts']['commit']}" if instances else "")
+           + (f"; make bench-scale, commit {scale['facts']['commit']}" if scale else "")
+           + "); do not edit. One worker on one core of this 2-core machine, PostgreSQL and Redis on the other:",
+           "", table(["operation", "req/s", "server µs", "PostgreSQL µs", "Redis µs"],
+                     [[k, f0(r["rps"]), f0(r["cpu_us_per_request"]["server"]), f0(r["cpu_us_per_request"]["postgres"]),
+                       f0(r["cpu_us_per_request"]["redis"])] for k, r in runs.items()])]
+    facts = []
+    wal = instances["wal"]["wal_bytes_per_post"] if instances and "wal" in instances else None
+    if wal is not None:
+        facts.append(["PostgreSQL WAL per post", f"{wal:,.0f} bytes"])
+    per_tweet = None
+    if scale and scale["sizes"]:
+        big = scale["sizes"][-1]
+        sizes = big["sizes"]
+        stored = sum(sizes[t]["table_bytes"] + sizes[t]["index_bytes"] for t in ("tweets", "tweet_tags"))
+        per_tweet = stored / sizes["tweet_rows"]
+        facts += [["tables and indexes per tweet (tweets, tweet_tags)",
+                   f"{per_tweet:,.0f} bytes (at {sizes['tweet_rows']:,} tweets)"],
+                  ["Redis memory, a hot tag's entry (its newest 1,000 tweets)", f"{big['redis_bytes']['hot tag entry']:,} bytes"],
+                  ["Redis memory, a 2-tweet tag's entry", f"{big['redis_bytes']['cold tag entry (mean)']:,} bytes"]]
+    if instances:
+        rows = instances["rows"]
+        direct, lb = rows["1 instance, direct"], rows["1 instance behind HAProxy"]
+        pooled = rows["1 instance, direct, through PgBouncer"]
+        facts += [[f"HAProxy in front of one instance, {p}", f"{lb[p]['rps'] / direct[p]['rps']:.2f} of direct"]
+                  for p in ("hit", "post")]
+        facts += [[f"PgBouncer (transaction mode) in front of PostgreSQL, {p}",
+                   f"{pooled[p]['rps'] / direct[p]['rps']:.2f} of direct"] for p in ("miss", "post")]
+    out += ["", table(["quantity", "measured"], facts)]
+    post, hit, miss = d["post"], d["hit"], d["miss"]
+    out += ["", f"Load at multiples of what one worker serves here ({f0(post['rps'])} posts/s and "
+            f"{f0(hit['rps'])} cached searches/s, together): the cores each tier would need at this machine's "
+            "cost per request (1% of searches missing the cache), the WAL and new table data written, and the "
+            "invalidation messages Redis delivers (one per post to every worker, one worker per API core):", ""]
+    body = []
+    for k in (1, 10, 100, 1000):
+        posts, searches = post["rps"] * k, hit["rps"] * k
+        api = (posts * post["cpu_us_per_request"]["server"] + searches * hit["cpu_us_per_request"]["server"]) / 1e6
+        pg = (posts * post["cpu_us_per_request"]["postgres"]
+              + searches * 0.01 * miss["cpu_us_per_request"]["postgres"]) / 1e6
+        body.append([f"{k}x", f0(posts), f0(searches), f"{api:,.1f}", f"{pg:,.1f}",
+                     "-" if wal is None else f"{posts * wal / 1e6:,.1f} MB/s",
+                     "-" if per_tweet is None else f"{posts * per_tweet * 86400 / 1e9:,.0f} GB",
+                     f0(posts * max(1.0, api))])
+    out.append(table(["load", "posts/s", "searches/s", "API cores", "PostgreSQL cores", "WAL",
+                      "new table data per day", "invalidation deliveries/s"], body))
+    return out
+
+
+def publish_scaling(http: dict[str, Any]) -> None:
+    """Rewrite docs/SCALING.md's measured section from the results on disk."""
+    scale_path, instances_path = RESULTS / "scale.json", RESULTS / "instances.json"
+    scale = json.loads(scale_path.read_text()) if scale_path.exists() else None
+    instances = json.loads(instances_path.read_text()) if instances_path.exists() else None
+    path = ROOT / "docs" / "SCALING.md"
+    section = "\n".join(scaling_section(http, scale, instances)) + "\n"
+    path.write_text(replace_section(path.read_text() if path.exists() else "# Scaling\n", SCALING_TITLE, section))
 
 
 SCALE_TITLE = "## Cost versus data size"
@@ -670,6 +742,8 @@ def main() -> None:
         settings_rows.append([label, ", ".join(f"{k}={v}" for k, v in sorted(first["settings"].items()))])
     out.append(table(["run", "overrides"], settings_rows))
     (ROOT / ("RESULTS-quick.md" if args.quick else "RESULTS.md")).write_text("\n".join(out) + "\n")
+    if not args.quick:
+        publish_scaling(http)
     print(f"wrote {'RESULTS-quick.md' if args.quick else 'RESULTS.md'} and {', '.join(images)}")
 
 
