@@ -65,8 +65,9 @@ def commit() -> str:
     """HEAD, marked when the service or harness code differs from it (a run of uncommitted code)."""
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "bench", "sql"], cwd=ROOT,
-                           capture_output=True, text=True, check=False).stdout.strip()
+    # Not the results and plots: an earlier stage of the same run (make bench) has just written them.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "bench", "sql", ":!bench/results",
+                            ":!bench/plots"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     return sha + (" (with uncommitted changes)" if dirty else "")
 
 

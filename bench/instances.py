@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from bench import ceiling
 from bench.facts import facts
 from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
 from bench.load import Config, Plan, measure
-from bench.report import INSTANCES_TITLE, instances_section, replace_section
+from bench.report import INSTANCES_TITLE, instances_section, publish_scaling, replace_section
 from service import dbtier, stack
 from service.settings import ROOT
 
@@ -109,6 +110,7 @@ def main() -> None:
         section = "\n".join(instances_section(results)) + "\n"
         path.write_text(replace_section(path.read_text() if path.exists() else "# RESULTS\n", INSTANCES_TITLE,
                                         section))
+        publish_scaling(json.loads((RESULTS / "http.json").read_text()))  # docs/SCALING.md uses these too
     log(f"instances run done in {results['elapsed_s']:.0f} s: bench/results/{name}")
 
 

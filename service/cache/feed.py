@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as redis
 
@@ -165,10 +165,11 @@ class Feed:
         return time.monotonic() - min(self._heard.values()) <= self.stale_after
 
     def _hear(self, node: int) -> None:
-        self._heard[node] = time.monotonic()
-        self._heard_at = min(self._heard.values())
+        now = time.monotonic()
+        self._heard[node] = now
+        self._heard_at = min(self._heard.values())  # the subscription heard least recently
         if not self._lost:
-            self._heard_wall = datetime.now(UTC)
+            self._heard_wall = datetime.now(UTC) - timedelta(seconds=now - self._heard_at)
             if self._local is not None:
                 self._local.live_until = self._heard_at + self.stale_after
 
