@@ -41,6 +41,7 @@ from typing import Any
 
 import redis
 
+from bench.facts import commit
 from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
 from bench.seed import BENCH_SPEC
 from service import stack
@@ -222,8 +223,7 @@ def main() -> int:
             return set_baseline(args.set_baseline, args.reason)
         started = time.time()
         baseline = resolve(args.baseline or named_baseline())
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-        candidate = git("rev-parse", "HEAD")[:12] + (" with uncommitted changes" if dirty else "")
+        candidate = commit()  # marked only when the service or harness code differs from HEAD
         log(f"performance check: candidate {candidate} against baseline {baseline[:12]} "
             f"({git('log', '-1', '--format=%s', baseline)})")
         prepare_stack()  # first: a first start creates the Redis password that the URL carries

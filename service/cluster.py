@@ -26,7 +26,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from service import stack
@@ -231,6 +233,18 @@ def server_states(directory: Path) -> dict[str, str]:
             if r["pxname"] == "instances" and r["svname"] not in ("BACKEND", "FRONTEND")}
 
 
+def _gone(probe: Callable[[], None], seconds: float) -> bool:
+    """Wait until probe (a signal 0) raises ProcessLookupError: True if it did within seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            probe()
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def stop_haproxy(directory: Path) -> None:
     pidfile = directory / "haproxy.pid"
     try:
@@ -238,12 +252,7 @@ def stop_haproxy(directory: Path) -> None:
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError, IndexError):
         return
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    _gone(partial(os.kill, pid, 0), 5)
     pidfile.unlink(missing_ok=True)
 
 
@@ -292,13 +301,7 @@ def down(settings: Settings) -> str:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
-        for _ in range(300):
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
+        if not _gone(partial(os.killpg, pid, 0), 30):  # each drains, then stops
             os.killpg(pid, signal.SIGKILL)
     state_file.unlink()
     return f"stopped HAProxy and {len(state['instances'])} instances"

@@ -95,3 +95,33 @@ def register_and_login(client: httpx.Client) -> tuple[str, dict[str, str]]:
 @pytest.fixture
 def auth(client: httpx.Client) -> dict[str, str]:
     return register_and_login(client)[1]
+
+
+def tag_ids(client: httpx.Client, tag: str, auth: dict[str, str]) -> set[int]:
+    """Every tweet id of a tag, read page by page through the API (keyset: before_id)."""
+    ids: set[int] = set()
+    before = None
+    while True:
+        params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
+        page = client.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
+        if not page:
+            return ids
+        ids.update(t["id"] for t in page)
+        before = page[-1]["id"]
+
+
+async def post_while_locked(database_url: str, service_url: str, auth: dict[str, str],
+                            tag: str) -> tuple[httpx.Response, int]:
+    """A post while another session holds the lock every post waits on: its answer, and how many
+    tweets of the tag were written."""
+    import asyncpg
+
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE tags IN EXCLUSIVE MODE")  # posts wait on it
+            async with httpx.AsyncClient(base_url=service_url, timeout=10) as c:
+                r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} held"}, headers=auth)
+        return r, await blocker.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag)
+    finally:
+        await blocker.close()

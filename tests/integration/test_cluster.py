@@ -19,7 +19,7 @@ import pytest
 
 from service import cluster, stack
 from service.settings import ROOT, Settings
-from tests.conftest import TEST_ENV, free_port, register_and_login, unique
+from tests.conftest import TEST_ENV, free_port, register_and_login, tag_ids, unique
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +109,7 @@ def test_an_instance_stopped_under_load_loses_nothing(three: cluster.Cluster) ->
     assert len(after_stop) > 20 and set(after_stop) == {201}
     # Every acknowledged post is stored and in the tag's search, through what is left.
     with httpx.Client(base_url=three.url, timeout=10) as client:
-        seen: set[int] = set()
-        before = None
-        while True:
-            params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
-            page = client.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
-            if not page:
-                break
-            seen.update(t["id"] for t in page)
-            before = page[-1]["id"]
+        seen = tag_ids(client, tag, auth)
     assert set(acknowledged) <= seen, len(set(acknowledged) - seen)
     assert len(acknowledged) > 50
 

@@ -12,30 +12,18 @@ import pytest
 
 from service.db.pool import connection, create_pool, unavailable
 from service.settings import Settings
-from tests.conftest import register_and_login, start_server, unique
+from tests.conftest import post_while_locked, register_and_login, start_server, unique
 
 
 def test_a_statement_held_past_the_statement_timeout_is_a_503(
         urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
     srv = start_server(urls, tmp_path_factory, DB_STATEMENT_TIMEOUT="0.5")
 
-    async def post_while_locked(auth: dict[str, str], tag: str) -> tuple[httpx.Response, int]:
-        blocker = await asyncpg.connect(urls[0])
-        try:
-            async with blocker.transaction():
-                await blocker.execute("LOCK TABLE tags IN EXCLUSIVE MODE")  # posts wait on it
-                async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
-                    r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} held"}, headers=auth)
-            landed = await blocker.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag)
-            return r, landed
-        finally:
-            await blocker.close()
-
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)
             tag = unique("st")
-            r, landed = asyncio.run(post_while_locked(auth, tag))
+            r, landed = asyncio.run(post_while_locked(urls[0], srv.url, auth, tag))
             assert r.status_code == 503, r.text
             assert r.headers["Retry-After"] == "1" and r.json()["code"] == "serviceUnavailable"
             assert landed == 0  # refused means not written

@@ -15,7 +15,7 @@ import pytest
 from bench.scrape import scrape, total
 from service import dbtier
 from service.settings import Settings
-from tests.conftest import Server, register_and_login, start_server, unique
+from tests.conftest import Server, post_while_locked, register_and_login, start_server, unique
 
 
 @pytest.fixture(scope="module")
@@ -96,22 +96,11 @@ def test_the_statement_timeout_holds_through_pgbouncer(
     srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
                        DB_STATEMENT_TIMEOUT="0.5")
 
-    async def post_while_locked(auth: dict[str, str], tag: str) -> tuple[httpx.Response, int]:
-        blocker = await asyncpg.connect(urls[0])
-        try:
-            async with blocker.transaction():
-                await blocker.execute("LOCK TABLE tags IN EXCLUSIVE MODE")  # posts wait on it
-                async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
-                    r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} held"}, headers=auth)
-            return r, await blocker.fetchval("SELECT count(*) FROM tweets WHERE $1 = ANY(tags)", tag)
-        finally:
-            await blocker.close()
-
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)
             tag = unique("pooledlock")
-            r, landed = asyncio.run(post_while_locked(auth, tag))
+            r, landed = asyncio.run(post_while_locked(urls[0], srv.url, auth, tag))
             assert r.status_code == 503 and r.json()["code"] == "serviceUnavailable", r.text
             assert landed == 0
             assert c.post("/api/v1/tweet", json={"msg": f"#{tag} later"}, headers=auth).status_code == 201

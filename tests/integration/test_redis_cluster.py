@@ -18,7 +18,7 @@ import redis
 from service import dbtier
 from service.cache.tags import TagCache
 from service.settings import Settings
-from tests.conftest import Server, register_and_login, start_server, unique
+from tests.conftest import Server, register_and_login, start_server, tag_ids, unique
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +128,5 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     with httpx.Client(base_url=service.url, timeout=10) as c:  # and every post is there
         for tag in tags:
             mine = {p for p, t in acknowledged if t == tag}
-            ids: set[int] = set()
-            before = None
-            while True:
-                params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
-                page = c.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
-                if not page:
-                    break
-                ids.update(t["id"] for t in page)
-                before = page[-1]["id"]
+            ids = tag_ids(c, tag, auth)
             assert mine <= ids, len(mine - ids)
