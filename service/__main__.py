@@ -103,10 +103,13 @@ def stop(settings: Settings) -> str:
     return result
 
 
-def status(settings: Settings) -> dict[str, str]:
-    """The background service, the Locust UI and the run stack, as one line of JSON."""
+def status(settings: Settings) -> dict[str, object]:
+    """The background service (or make cluster's balancer and instances), the Locust UI and the
+    run stack, as one line of JSON."""
+    from service import cluster
+
     url = f"http://{settings.host}:{settings.port}"
-    return {"service": f"up on {url}" if answers(url) else "down",
+    return {"service": f"up on {url}" if answers(url) else "down", **cluster.status(settings),
             "locust_ui": "up on http://127.0.0.1:8089" if stack.port_open(8089) else "down",
             **stack.status(settings)}
 

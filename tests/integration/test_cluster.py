@@ -141,6 +141,9 @@ def test_cluster_command_up_status_down() -> None:
         status = json.loads(subprocess.run([*run, "status"], cwd=ROOT, env=env, capture_output=True,
                                            text=True, timeout=30, check=True).stdout)
         assert status["instances"] == {"i1": "UP", "i2": "UP"}
+        overall = json.loads(subprocess.run([sys.executable, "-m", "service", "status"], cwd=ROOT, env=env,
+                                            capture_output=True, text=True, timeout=30, check=True).stdout)
+        assert overall["cluster"] == f"http://127.0.0.1:{port}" and overall["service"].startswith("up on")
         assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).json() == {"ready": True}
     finally:
         down = subprocess.run([*run, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
