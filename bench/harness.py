@@ -171,8 +171,8 @@ class ClusterServer:
         for instance in self._cluster.instances:
             root = psutil.Process(instance.pid)
             procs += [root, *root.children(recursive=True)]
-        pid = int((self._cluster.directory / "haproxy.pid").read_text().split()[0])
-        return [*procs, psutil.Process(pid)]
+        assert self._cluster.haproxy_pid is not None
+        return [*procs, psutil.Process(self._cluster.haproxy_pid)]
 
     def stop(self) -> None:
         if self._cluster is not None:

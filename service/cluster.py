@@ -135,10 +135,13 @@ class Cluster:
     ports: list[int]
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # extra settings for every instance
     instances: list[ServiceProcess] = dataclasses.field(default_factory=list)
+    record: bool = False  # the one `make cluster` runs: recorded for `cluster down` and `status`
+    haproxy_pid: int | None = None
 
     @property
     def directory(self) -> Path:
-        return folder(self.settings)
+        """Its own files (config, pid, socket, logs), apart from any other cluster's."""
+        return folder(self.settings) / str(self.settings.port)
 
     @property
     def url(self) -> str:
@@ -178,10 +181,13 @@ class Cluster:
         if started.returncode:
             self.stop()
             raise stack.StackError(f"haproxy did not start: {started.stderr}")
-        self.write_state()
+        self.haproxy_pid = int((self.directory / "haproxy.pid").read_text().split()[0])
+        if self.record:
+            self.write_state()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all(state == "UP" for state in self.server_states().values()):
+            states = self.server_states()
+            if len(states) == len(self.ports) and all(state == "UP" for state in states.values()):
                 return self
             time.sleep(0.1)
         states = self.server_states()
@@ -189,18 +195,21 @@ class Cluster:
         raise stack.StackError(f"HAProxy does not see every instance up within 30 s: {states}")
 
     def write_state(self) -> None:
-        state = {"url": self.url, "haproxy_pid_file": str(self.directory / "haproxy.pid"),
+        state = {"url": self.url, "directory": str(self.directory), "haproxy_pid": self.haproxy_pid,
                  "instances": {str(p.env["PORT"]): p.pid for p in self.instances if p.proc is not None}}
-        (self.directory / "state.json").write_text(json.dumps(state))
+        (folder(self.settings) / "state.json").write_text(json.dumps(state))
 
     def server_states(self) -> dict[str, str]:
         return server_states(self.directory)
 
     def stop(self) -> None:
-        stop_haproxy(self.directory)
+        if self.haproxy_pid is not None:
+            stop_haproxy(self.haproxy_pid)
+            self.haproxy_pid = None
         for process in self.instances:
             process.stop()
-        (self.directory / "state.json").unlink(missing_ok=True)
+        if self.record:
+            (folder(self.settings) / "state.json").unlink(missing_ok=True)
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -245,15 +254,13 @@ def _gone(probe: Callable[[], None], seconds: float) -> bool:
     return False
 
 
-def stop_haproxy(directory: Path) -> None:
-    pidfile = directory / "haproxy.pid"
+def stop_haproxy(pid: int) -> None:
     try:
-        pid = int(pidfile.read_text().split()[0])
         os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError, IndexError):
+    except ProcessLookupError:
         return
-    _gone(partial(os.kill, pid, 0), 5)
-    pidfile.unlink(missing_ok=True)
+    if not _gone(partial(os.kill, pid, 0), 5):
+        os.kill(pid, signal.SIGKILL)
 
 
 def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = False,
@@ -284,7 +291,7 @@ def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = Fa
                                        db_transaction_pooler=True)
     if replica:
         resolved = dataclasses.replace(resolved, replica_database_url=dbtier.replica_start(settings))
-    cluster = Cluster(resolved, instance_ports(settings, instances, base_port))
+    cluster = Cluster(resolved, instance_ports(settings, instances, base_port), record=True)
     return cluster.start()
 
 
@@ -295,7 +302,8 @@ def down(settings: Settings) -> str:
     if not state_file.exists():
         return "not running"
     state = json.loads(state_file.read_text())
-    stop_haproxy(directory)
+    if state.get("haproxy_pid"):
+        stop_haproxy(int(state["haproxy_pid"]))
     for pid in state["instances"].values():
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -312,4 +320,5 @@ def status(settings: Settings) -> dict[str, object]:
     if not (directory / "state.json").exists():
         return {"cluster": "down"}
     state = json.loads((directory / "state.json").read_text())
-    return {"cluster": state["url"], "instances": server_states(directory) or "HAProxy not answering"}
+    return {"cluster": state["url"],
+            "instances": server_states(Path(state["directory"])) or "HAProxy not answering"}

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 
 from service import cluster, stack
@@ -126,6 +127,26 @@ def test_no_instance_up_gives_the_services_json_503(resolved: Settings) -> None:
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
         assert r.json()["code"] == "serviceUnavailable"
+
+
+def test_two_clusters_side_by_side_each_stop_their_own_balancer(resolved: Settings) -> None:
+    """Each cluster keeps its files apart and stops the HAProxy it started (two clusters of one
+    stack used to share a pid file, and the first one's balancer outlived it)."""
+    env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    first, second = (cluster.Cluster(dataclasses.replace(resolved, port=free_port()), [free_port()], env=env)
+                     for _ in range(2))
+    try:
+        first.start()
+        second.start()
+        pids = [first.haproxy_pid, second.haproxy_pid]
+        assert first.directory != second.directory and None not in pids and pids[0] != pids[1]
+        for one in (first, second):
+            assert httpx.get(f"{one.url}/ping", timeout=10).status_code == 200
+    finally:
+        second.stop()
+        first.stop()
+    assert not any(psutil.pid_exists(pid) for pid in pids if pid is not None)
+    assert not stack.port_open(first.settings.port) and not stack.port_open(second.settings.port)
 
 
 def test_cluster_command_up_status_down() -> None:
