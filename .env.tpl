@@ -27,6 +27,7 @@ REDIS_URL=
 REDIS_CLUSTER=false
 # true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off, each use
 # of a connection one transaction that sets its statement timeout itself (docs/SCALING.md).
+# Migrations then need MIGRATE_DATABASE_URL (a direct connection) or MIGRATE_ON_START=false.
 DB_TRANSACTION_POOLER=false
 # A streaming replica for searches that miss the cache; read only once it has replayed every
 # commit acknowledged before the search began, else the primary answers. Empty: primary only.

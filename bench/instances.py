@@ -34,7 +34,8 @@ PATHS = ["floor", "hit", "miss", "post"]
 
 
 def configs(pooler_url: str) -> list[Config]:
-    through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true"}
+    # Migrated by prepare_stack, directly (migrations never go through a transaction pooler).
+    through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true", "MIGRATE_ON_START": "false"}
     return [
         Config("1 instance, direct", shared_cpus=True),
         Config("1 instance behind HAProxy", instances=1),

@@ -206,6 +206,12 @@ class Settings:
             raise SettingsError("HASH_QUEUE must be at least 0")
         if not 0 <= self.cache_ttl_jitter < 1:
             raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
+        if self.db_transaction_pooler and self.migrate_on_start and not self.migrate_database_url:
+            # Migrations hold a session-level advisory lock and use prepared statements: through a
+            # transaction pooler neither stays on one server connection.
+            raise SettingsError("DB_TRANSACTION_POOLER=true: migrations need a direct connection to "
+                                "PostgreSQL: set MIGRATE_DATABASE_URL, or MIGRATE_ON_START=false and "
+                                "migrate separately")
         if self.production:
             if self.token_secret in KNOWN_SECRETS or len(self.token_secret) < MIN_SECRET_LENGTH:
                 raise SettingsError(

@@ -47,7 +47,7 @@ def test_many_clients_through_pgbouncer_share_its_few_server_connections(
     every kind, with and without the cache: every answer right, and PostgreSQL never sees more
     than PgBouncer's pool."""
     srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
-                       WORKERS="2", DB_POOL_MIN="40", DB_POOL_MAX="40")
+                       MIGRATE_DATABASE_URL=urls[0], WORKERS="2", DB_POOL_MIN="40", DB_POOL_MAX="40")
     seen: list[int] = []
     stop = threading.Event()
 
@@ -94,7 +94,7 @@ def test_the_statement_timeout_holds_through_pgbouncer(
         pooler: str, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
     """No session settings through a transaction pooler: the timeout is set in each transaction."""
     srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
-                       DB_STATEMENT_TIMEOUT="0.5")
+                       MIGRATE_DATABASE_URL=urls[0], DB_STATEMENT_TIMEOUT="0.5")
 
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:

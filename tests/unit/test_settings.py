@@ -50,3 +50,14 @@ def test_env_template_lists_every_setting() -> None:
     names = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.tpl").read_text(), re.M))
     fields = {f.upper() for f in Settings.__dataclass_fields__}
     assert names == fields
+
+
+def test_migrations_never_run_through_a_transaction_pooler() -> None:
+    """A session lock and prepared statements do not survive a transaction pooler (found when a
+    service started through PgBouncer migrated through it and hit another client's statement)."""
+    with pytest.raises(SettingsError, match="MIGRATE_DATABASE_URL"):
+        Settings.from_env({"DB_TRANSACTION_POOLER": "true"})
+    pooled = {"DB_TRANSACTION_POOLER": "true"}
+    assert Settings.from_env({**pooled, "MIGRATE_ON_START": "false"}).db_transaction_pooler
+    direct = "postgresql://u:p@127.0.0.1:5432/simple_twitter"
+    assert Settings.from_env({**pooled, "MIGRATE_DATABASE_URL": direct}).migrate_on_start
