@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.metrics import FLUSH_SECONDS
+
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
@@ -28,9 +30,6 @@ def scrape(url: str, timeout: float = 10) -> Samples:
 def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
     """The sum of the samples whose labels include every one given."""
     return sum(v for key, v in samples.items() if all((k, want) in key for k, want in labels.items()))
-
-
-FLUSH_SECONDS = 1.0  # each worker writes its counts this often (service/metrics.py)
 
 
 def try_scrape(url: str | list[str], settle: bool = True) -> Samples | None:

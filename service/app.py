@@ -23,7 +23,7 @@ from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
 from service.errors import INTERNAL_ERROR, error_parts
-from service.metrics import CONTENT_TYPE, Metrics
+from service.metrics import CONTENT_TYPE, FLUSH_SECONDS, Metrics
 from service.resources import Resources, close_resources, open_resources
 from service.settings import Settings
 
@@ -136,7 +136,7 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
         while True:
             sample(app.ctx.resources)
             metrics.flush()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(FLUSH_SECONDS)
 
     @app.after_server_start
     async def start_flushing(app: App) -> None:

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+FLUSH_SECONDS = 1.0  # each worker writes its totals this often; a scrape sees others this late
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 GAUGES = {
     "db_pool_connections": "PostgreSQL connections open in the pools",
@@ -34,7 +35,7 @@ GAUGES = {
 # Totals a worker keeps itself (sampled with its gauges): they only grow, and still count once
 # the worker has stopped.
 TOTALS = {
-    "db_pool_acquires": "PostgreSQL connections lent out of the pools",
+    "db_pool_acquires": "Requests for a PostgreSQL connection from the pools (lent, or timed out)",
     "db_pool_wait_seconds": "Seconds requests spent waiting for a PostgreSQL connection",
     "db_replica_reads": "Searches that missed the cache answered by the replica (REPLICA_DATABASE_URL)",
     "db_replica_behind_reads": "Searches that missed the cache sent to the primary: the replica was behind",

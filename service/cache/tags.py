@@ -134,7 +134,7 @@ class TagCache:
             self._send = Batcher(client).call if pipeline else client.execute_command
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
-        self._sha = {FILL: "", ADD: "", ADD_ONE: ""}
+        self._sha = {FILL: "", ADD_ONE if cluster else ADD: ""}  # the scripts this mode runs
 
     async def _load_scripts(self) -> None:
         for source in self._sha:
