@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
 # The stacks each command uses: run (.data), test, bench and chaos (.data/<name>; their ports are
-# in service/stack.py, NAMED_STACKS).
+# in ops/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
 	bench-check bench-baseline bench-detect bench-scale bench-instances bench-target soak fuzz chaos
@@ -25,23 +25,23 @@ $(STAMP):
 install: $(STAMP)  ## the virtualenv .venv with every package (every target does this first)
 
 run: install  ## the service on http://127.0.0.1:2080 (Swagger UI at /swagger); Ctrl-C stops it
-	$(PY) -m service run
+	$(PY) -m ops run
 
 INSTANCES ?= 2
 POOLER ?= 0
 REPLICA ?= 0
 REDIS_CLUSTER ?= 0
 cluster: install  ## INSTANCES instances behind HAProxy on :2080 (background); POOLER=1 REPLICA=1 REDIS_CLUSTER=1 add tiers
-	$(PY) -m service cluster up --instances $(INSTANCES) $(if $(filter 1,$(POOLER)),--pooler,) \
+	$(PY) -m ops balancer up --instances $(INSTANCES) $(if $(filter 1,$(POOLER)),--pooler,) \
 		$(if $(filter 1,$(REPLICA)),--replica,) $(if $(filter 1,$(REDIS_CLUSTER)),--redis-cluster,)
 
 all: run  ## the original project's command to run the app: same as make run
 
 migrate: install  ## apply pending sql/ migrations to the run stack's database
-	$(PY) -m service migrate
+	$(PY) -m ops migrate
 
 lint: install  ## ruff and mypy
-	$(PY) -m ruff check $(wildcard service tests bench loadtests)
+	$(PY) -m ruff check $(wildcard service ops tests bench loadtests)
 	$(PY) -m mypy
 
 test: lint  ## ruff, mypy, then every test against real PostgreSQL and Redis
@@ -119,21 +119,21 @@ loadtest: install  ## headless Locust run with gates; CSV, HTML and JSON reports
 		$(if $(filter 1,$(NO_SEED)),--no-seed,) $(if $(TARGET),--host $(TARGET),) $(if $(METRICS),--metrics $(METRICS),)
 
 status: install  ## what is running: the service, the Locust UI and the run, test, bench and chaos stacks
-	@$(PY) -m service status
-	@$(PY) -m service stack status --name all | grep -v '"stack": "run"'
+	@$(PY) -m ops status
+	@$(PY) -m ops stack status --name all | grep -v '"stack": "run"'
 
 stop: install  ## stop the background service, the Locust UI and the run, test, bench and chaos stacks
 	$(PY) -m loadtests.run --stop
-	$(PY) -m service stop
-	$(PY) -m service cluster down
-	$(PY) -m service stack down --name all
+	$(PY) -m ops stop
+	$(PY) -m ops balancer down
+	$(PY) -m ops stack down --name all
 
 reset: install  ## delete the run stack's data (users, tweets, cache) and start empty: asks first
-	@$(PY) -m service reset $(if $(filter 1,$(YES)),--yes,)
+	@$(PY) -m ops reset $(if $(filter 1,$(YES)),--yes,)
 
 clean: install  ## stop everything and delete all the stacks created (.data and their /var/tmp clusters)
 	-$(PY) -m loadtests.run --stop
-	-$(PY) -m service stop
-	-$(PY) -m service cluster down
-	$(PY) -m service stack destroy --name all
+	-$(PY) -m ops stop
+	-$(PY) -m ops balancer down
+	$(PY) -m ops stack destroy --name all
 	rm -rf .data

@@ -43,14 +43,17 @@ import httpx
 
 from bench import facts
 from bench.harness import BENCH_ENV, children_connected_to
-from bench.report import CHAOS_TITLE, chaos_section, replace_section
-from service import stack
+from bench.paths import RESULTS, RESULTS_MD
+from bench.report.markdown import publish_section
+from bench.report.runs import CHAOS_TITLE, chaos_section
+from ops import postgres, redis_server, stack
+from ops.process import ServiceProcess
+from ops.system import StackError
 from service.db.migrate import migrate
-from service.process import ServiceProcess
-from service.settings import ROOT, Settings
+from service.settings import Settings
 from tests.proxy import Proxy
 
-OUT = ROOT / "bench" / "results"
+OUT = RESULTS
 # The bench run's settings on a stack of its own (its faults must not touch the bench data).
 CHAOS_ENV = {**BENCH_ENV, **stack.named_env("chaos"), "PORT": "2096"}
 FAULTS = ["redis-kill", "redis-freeze", "redis-cut", "pg-kill", "worker-kill", "sigterm"]
@@ -175,11 +178,11 @@ class Experiment:
     async def inject(self, name: str) -> None:
         s = self.settings
         if name == "redis-kill":
-            os.kill(stack.redis_pid(s) or 0, signal.SIGKILL)
+            os.kill(redis_server.pid(s) or 0, signal.SIGKILL)
             await asyncio.sleep(self.fault)
-            await asyncio.to_thread(stack.redis_start, s)
+            await asyncio.to_thread(redis_server.start, s)
         elif name == "redis-freeze":
-            pid = stack.redis_pid(s) or 0
+            pid = redis_server.pid(s) or 0
             os.kill(pid, signal.SIGSTOP)
             await asyncio.sleep(self.fault)
             os.kill(pid, signal.SIGCONT)
@@ -188,13 +191,13 @@ class Experiment:
             await asyncio.sleep(self.fault)
             self.proxy.blackhole = False
         elif name == "pg-kill":
-            os.kill(stack.pg_pid(s) or 0, signal.SIGKILL)
+            os.kill(postgres.pid(s) or 0, signal.SIGKILL)
             await asyncio.sleep(self.fault)
             for attempt in range(20):  # the old backends notice the postmaster's death and exit
                 try:
-                    await asyncio.to_thread(stack.pg_start, s)
+                    await asyncio.to_thread(postgres.start, s)
                     break
-                except stack.StackError:
+                except StackError:
                     if attempt == 19:
                         raise
                     await asyncio.sleep(0.5)
@@ -412,7 +415,7 @@ def main() -> int:
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "service.log").write_text("")
-    service = ServiceProcess({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": stack.redis_url_at(settings, proxy.port),
+    service = ServiceProcess({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": redis_server.url_at(settings, proxy.port),
                        "DATABASE_URL": stack.urls(settings)[0]}, logs / "service.log",
                       cpus="0" if len(os.sched_getaffinity(0)) > 1 else None)
     service.start(append_log=True)
@@ -452,8 +455,7 @@ def main() -> int:
             f"500s {row['status_500']} 503s {row['status_503']} recover {row['recover_s']} s")
     log(f"after healing: {result['final']}")
     if args.publish:
-        path = ROOT / "RESULTS.md"
-        path.write_text(replace_section(path.read_text(), CHAOS_TITLE, "\n".join(chaos_section(result)) + "\n"))
+        publish_section(RESULTS_MD, CHAOS_TITLE, chaos_section(result))
     for problem in result["problems"]:
         log(f"MISSED: {problem}")
     return 1 if result["problems"] else 0

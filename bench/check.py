@@ -44,7 +44,8 @@ import redis
 from bench.facts import commit
 from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
 from bench.seed import BENCH_SPEC
-from service import stack
+from ops import stack
+from ops.process import SERVICE_ONLY
 from service.settings import ROOT
 
 BASELINE_FILE = ROOT / "bench" / "baseline.json"
@@ -122,7 +123,10 @@ def start_servers(sides: list[Side], server_cpu: str, exits: ExitStack) -> dict[
             env = {**COMMON, "DATABASE_URL": database_url, "REDIS_URL": side.redis_url,
                    "CACHE_PREFIX": f"ck{side.name[0]}", "TOKEN_SECRET": settings.token_secret,
                    "CACHE_ENABLED": str(cached).lower(), "PORT": str(PORTS[(side.name, cached)]), **side.env}
-            servers[(side.name, cached)] = exits.enter_context(Server(env, server_cpu, cwd=side.tree))
+            # The service alone on the URLs given: every tree has `python -m service run`, a
+            # baseline from before ops/ existed included.
+            server = Server(env, server_cpu, command=list(SERVICE_ONLY), cwd=side.tree)
+            servers[(side.name, cached)] = exits.enter_context(server)
     return servers
 
 

@@ -12,7 +12,7 @@ import pytest
 import uvloop
 
 from bench.harness import bench_settings, prepare_stack
-from service import stack
+from ops import stack
 
 OPS = 50  # awaits per benchmark round: the loop's own overhead is paid once per round
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -23,11 +23,12 @@ from typing import Any
 
 from bench.check import PATHS, THRESHOLDS, git
 from bench.harness import log, prepare_stack, write_json
-from bench.report import publish_detection
+from bench.paths import RESULTS
+from bench.report.runs import publish_detection
 from service.settings import ROOT
 
-OUT = ROOT / "bench" / "results" / "detection.json"
-LAST = ROOT / "bench" / "results" / "check-last.json"
+OUT = RESULTS / "detection.json"
+LAST = RESULTS / "check-last.json"
 TARGET = 1 / 1.25  # 25% more time per request: 0.80x the throughput
 
 

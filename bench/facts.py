@@ -66,7 +66,7 @@ def commit() -> str:
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True, check=False).stdout.strip()
     # Not the results and plots: an earlier stage of the same run (make bench) has just written them.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "bench", "sql", ":!bench/results",
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "ops", "bench", "sql", ":!bench/results",
                             ":!bench/plots"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     return sha + (" (with uncommitted changes)" if dirty else "")
 

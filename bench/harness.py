@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import psutil
 
-from service import stack
-from service.cluster import Cluster, instance_ports
+from ops import postgres, redis_server, stack
+from ops.balancer import Balancer, instance_ports
+from ops.process import SERVICE_RUN, ServiceError, ServiceProcess
+from ops.system import ensure_tool
 from service.db.migrate import migrate
-from service.process import SERVICE_RUN, ServiceError, ServiceProcess
 from service.settings import ROOT, Settings
-from service.stack import ensure_tool
 
 if TYPE_CHECKING:
     from bench.seed import SeedSpec
@@ -79,7 +79,7 @@ def cpus() -> tuple[str, str | None]:
 
 @dataclass
 class Server:
-    """The service (or a peer's command) on the bench stack, pinned to cpus (service.process)."""
+    """The service (or a peer's command) on the bench stack, pinned to cpus (ops.process)."""
 
     env: dict[str, str]
     cpus: str | None = "0"
@@ -135,13 +135,13 @@ class Server:
 
 
 @dataclass
-class ClusterServer:
+class BalancerServer:
     """N single-process instances of the service behind HAProxy on the bench stack
-    (service/cluster.py), used like Server; HAProxy's CPU counts as the server's."""
+    (ops/balancer.py), used like Server; HAProxy's CPU counts as the server's."""
 
     instances: int
     env: dict[str, str]
-    _cluster: Cluster | None = None
+    _balancer: Balancer | None = None
 
     @property
     def port(self) -> int:
@@ -154,32 +154,32 @@ class ClusterServer:
     @property
     def metrics_urls(self) -> list[str]:
         """Each instance's own URL: through HAProxy a scrape would reach one of them."""
-        assert self._cluster is not None
-        return [p.url for p in self._cluster.instances]
+        assert self._balancer is not None
+        return [p.url for p in self._balancer.instances]
 
-    def start(self) -> ClusterServer:
+    def start(self) -> BalancerServer:
         settings = stack.resolve(bench_settings())
         own = {k: v for k, v in BENCH_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL", "PORT")}
-        self._cluster = Cluster(settings, instance_ports(settings, self.instances), env={**own, **self.env})
-        self._cluster.start()
+        self._balancer = Balancer(settings, instance_ports(settings, self.instances), env={**own, **self.env})
+        self._balancer.start()
         time.sleep(0.5)
         return self
 
     def processes(self) -> list[psutil.Process]:
-        assert self._cluster is not None
+        assert self._balancer is not None
         procs = []
-        for instance in self._cluster.instances:
+        for instance in self._balancer.instances:
             root = psutil.Process(instance.pid)
             procs += [root, *root.children(recursive=True)]
-        assert self._cluster.haproxy_pid is not None
-        return [*procs, psutil.Process(self._cluster.haproxy_pid)]
+        assert self._balancer.haproxy_pid is not None
+        return [*procs, psutil.Process(self._balancer.haproxy_pid)]
 
     def stop(self) -> None:
-        if self._cluster is not None:
-            self._cluster.stop()
-            self._cluster = None
+        if self._balancer is not None:
+            self._balancer.stop()
+            self._balancer = None
 
-    def __enter__(self) -> ClusterServer:
+    def __enter__(self) -> BalancerServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -202,7 +202,7 @@ def children_connected_to(pid: int, port: int) -> set[int]:
 def stack_processes(which: str) -> list[psutil.Process]:
     """The bench stack's PostgreSQL (the postmaster and its backends) or Redis processes."""
     settings = bench_settings()
-    pid = stack.pg_pid(settings) if which == "postgres" else stack.redis_pid(settings)
+    pid = postgres.pid(settings) if which == "postgres" else redis_server.pid(settings)
     if pid is None:
         return []
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import time
 from typing import Any
@@ -25,11 +24,13 @@ from bench import ceiling
 from bench.facts import facts
 from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
 from bench.load import Config, Plan, measure
-from bench.report import INSTANCES_TITLE, instances_section, publish_scaling, replace_section
-from service import dbtier, stack
-from service.settings import ROOT
+from bench.paths import RESULTS, RESULTS_MD
+from bench.report.markdown import publish_section
+from bench.report.results import load_json
+from bench.report.runs import INSTANCES_TITLE, instances_section, publish_scaling
+from ops import pgbouncer, stack
+from ops.system import ensure_tool
 
-RESULTS = ROOT / "bench" / "results"
 PATHS = ["floor", "hit", "miss", "post"]
 
 
@@ -71,8 +72,8 @@ def versions() -> dict[str, str]:
     def first_line(*cmd: str) -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
-    return {"haproxy": first_line(stack.ensure_tool("haproxy", "haproxy"), "-v"),
-            "pgbouncer": first_line(stack.ensure_tool("pgbouncer", "pgbouncer"), "--version")}
+    return {"haproxy": first_line(ensure_tool("haproxy", "haproxy"), "-v"),
+            "pgbouncer": first_line(ensure_tool("pgbouncer", "pgbouncer"), "--version")}
 
 
 def main() -> None:
@@ -86,10 +87,10 @@ def main() -> None:
     dsn = prepare_stack()
     plan.deep_before_id = asyncio.run(ceiling.deep_before_id(dsn))
     settings = bench_settings()
-    pooler_url = dbtier.pooler_start(settings)
+    pooler_url = pgbouncer.start(settings)
     results: dict[str, Any] = {"plan": plan.__dict__, "paths": PATHS, "rows": {},
                                "order": [c.label for c in configs(pooler_url)],
-                               "pgbouncer_pool_size": dbtier.POOL_SIZE, "versions": versions()}
+                               "pgbouncer_pool_size": pgbouncer.POOL_SIZE, "versions": versions()}
     try:
         for config in configs(pooler_url):
             log(config.label)
@@ -99,7 +100,7 @@ def main() -> None:
                                    for k, v in run["settings"].items()}
             results["rows"][config.label] = row
     finally:
-        dbtier.pooler_stop(settings)
+        pgbouncer.stop(settings)
     results["wal"] = wal_per_post(dsn, int(plan.seconds) * 2)
     log(f"WAL per post: {results['wal']['wal_bytes_per_post']:,.0f} bytes over {results['wal']['posts']:,} posts")
     results["facts"] = facts(dsn, stack.urls(settings)[1])
@@ -107,11 +108,9 @@ def main() -> None:
     name = "instances-quick.json" if args.quick else "instances.json"
     write_json(RESULTS / name, results)
     if not args.quick:
-        path = ROOT / "RESULTS.md"
-        section = "\n".join(instances_section(results)) + "\n"
-        path.write_text(replace_section(path.read_text() if path.exists() else "# RESULTS\n", INSTANCES_TITLE,
-                                        section))
-        publish_scaling(json.loads((RESULTS / "http.json").read_text()))  # docs/SCALING.md uses these too
+        publish_section(RESULTS_MD, INSTANCES_TITLE, instances_section(results))
+        # docs/SCALING.md uses these too.
+        publish_scaling(load_json(RESULTS / "http.json"), load_json(RESULTS / "scale.json"), results)
     log(f"instances run done in {results['elapsed_s']:.0f} s: bench/results/{name}")
 
 

@@ -21,7 +21,7 @@ from bench import ceiling, http1
 from bench.facts import facts
 from bench.harness import (
     HOT_TAG,
-    ClusterServer,
+    BalancerServer,
     Server,
     bench_settings,
     cpus,
@@ -33,13 +33,13 @@ from bench.harness import (
     write_json,
     wrk,
 )
+from bench.paths import RESULTS
 from bench.peers import commands as peers
 from bench.scrape import between, try_scrape
 from bench.seed import BENCH_SPEC
-from service import stack
+from ops import stack
 from service.settings import ROOT
 
-RESULTS = ROOT / "bench" / "results"
 LOGIN_CONNECTIONS = 16
 # Each tuning and the setting that switches it off.
 ABLATIONS: dict[str, dict[str, str]] = {
@@ -76,7 +76,7 @@ class Config:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     peer: str | None = None  # one of bench.peers.PEERS, instead of the service
-    instances: int = 0  # N single-process instances behind HAProxy (service.cluster); 0: direct
+    instances: int = 0  # N single-process instances behind HAProxy (ops.balancer); 0: direct
     shared_cpus: bool = False  # server and load generator on every CPU (as with several workers)
 
 
@@ -100,9 +100,9 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
     if config.peer:
         command, extra = peers.command(config.peer, bench_settings(), config.workers)
         env.update(extra)
-    server: Server | ClusterServer
+    server: Server | BalancerServer
     if config.instances:
-        server = ClusterServer(config.instances, env)
+        server = BalancerServer(config.instances, env)
     else:
         server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
     samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
@@ -263,8 +263,12 @@ def run(quick: bool) -> dict[str, Any]:
     dsn = prepare_stack()
     plan.deep_before_id = asyncio.run(ceiling.deep_before_id(dsn))
     server_cpu, load_cpu = cpus()
-    results: dict[str, Any] = {"facts": facts(dsn, stack.urls(bench_settings())[1], server_cpu=server_cpu, load_cpu=load_cpu,
-                                              connections=CONNECTIONS, seed=BENCH_SPEC.__dict__),
+    settings = bench_settings()
+    # What the prose of RESULTS.md says of the runs is recorded with them (bench/report/).
+    run_facts = facts(dsn, stack.urls(settings)[1], server_cpu=server_cpu, load_cpu=load_cpu,
+                      connections=CONNECTIONS, seed=BENCH_SPEC.__dict__, login_connections=LOGIN_CONNECTIONS,
+                      hash_admission=settings.hash_threads + settings.hash_queue)
+    results: dict[str, Any] = {"facts": run_facts,
                                "plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
                                "peer": {}, "constant_rate": {}, "visibility": None}
     base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})

@@ -34,9 +34,9 @@ from bench.harness import (
     write_json,
     wrk,
 )
+from bench.paths import RESULTS
 from service.settings import ROOT
 
-RESULTS = ROOT / "bench" / "results"
 PATHS: dict[str, dict[str, str]] = {"hit": {}, "miss": {}, "bypass": {"CACHE_ENABLED": "false"}, "post": {}}
 # A leaf frame's file decides its part; the first pattern that matches wins. Sanic compiles some
 # of its request handling at start-up: those frames carry their function's name as their file.

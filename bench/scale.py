@@ -28,12 +28,14 @@ from bench import ceiling
 from bench.facts import facts
 from bench.harness import HOT_TAG, bench_settings, log, prepare_stack, write_json
 from bench.load import Config, Plan, measure
-from bench.report import SCALE_TITLE, replace_section, scale_plot, scale_section
+from bench.paths import PLOTS, RESULTS, RESULTS_MD
+from bench.report.markdown import publish_section
+from bench.report.plots import scale_plot
+from bench.report.runs import SCALE_TITLE, scale_section
 from bench.seed import BENCH_SPEC
-from service import stack
+from ops import stack
 from service.settings import ROOT
 
-RESULTS = ROOT / "bench" / "results"
 # 4M: the hot tag then holds over a million tweets (a third of all, by the Zipf law of the seed).
 SIZES = (200_000, 2_000_000, 4_000_000, 20_000_000)
 PATHS = ["hit", "miss", "post", "deep_offset", "deep_keyset"]
@@ -114,11 +116,9 @@ def main() -> None:
     results["facts"] = facts(dsn, redis_url)
     results["elapsed_s"] = time.monotonic() - started
     write_json(RESULTS / "scale.json", results)
-    plots = ROOT / "bench" / "plots"
+    plots = PLOTS
     scale_plot(results, plots)
-    path = ROOT / "RESULTS.md"
-    section = "\n".join(scale_section(results, plots.relative_to(ROOT).as_posix())) + "\n"
-    path.write_text(replace_section(path.read_text() if path.exists() else "# RESULTS\n", SCALE_TITLE, section))
+    publish_section(RESULTS_MD, SCALE_TITLE, scale_section(results, plots.relative_to(ROOT).as_posix()))
     log(f"scale run done in {results['elapsed_s']:.0f} s: {json.dumps([s['tweets'] for s in results['sizes']])}")
 
 

@@ -142,7 +142,7 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
 
 
 def main() -> None:
-    from service import stack
+    from ops import stack
     from service.db.migrate import migrate
     from service.settings import load_settings
 

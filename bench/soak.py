@@ -22,12 +22,14 @@ import psutil
 import redis
 
 from bench.harness import Server, bench_settings, log, prepare_stack, write_json
-from bench.report import SOAK_TITLE, replace_section, soak_section
-from service import stack
+from bench.paths import PLOTS, RESULTS, RESULTS_MD
+from bench.report.markdown import publish_section
+from bench.report.runs import SOAK_TITLE, soak_section
+from ops import stack
 from service.settings import ROOT
 
-OUT = ROOT / "bench" / "results" / "soak.json"
-PLOT = ROOT / "bench" / "plots" / "soak.png"
+OUT = RESULTS / "soak.json"
+PLOT = PLOTS / "soak.png"
 SAMPLE_SECONDS = 5
 
 
@@ -66,7 +68,7 @@ def run(minutes: float, users: int, warmup: float) -> dict[str, Any]:
     settings = bench_settings()
     pg_port, redis_port = settings.stack_pg_port, settings.stack_redis_port
     client = redis.Redis.from_url(stack.urls(settings)[1])
-    out_dir = ROOT / "bench" / "results" / "soak-locust"
+    out_dir = RESULTS / "soak-locust"
     out_dir.mkdir(parents=True, exist_ok=True)
     samples: list[dict[str, Any]] = []
     with Server({"WORKERS": "2"}, "0") as server:
@@ -148,8 +150,7 @@ def main() -> None:
     result = run(args.minutes, args.users, min(args.warmup, args.minutes * 60 / 3))
     write_json(OUT, result)
     plot(result)
-    path = ROOT / "RESULTS.md"
-    path.write_text(replace_section(path.read_text(), SOAK_TITLE, "\n".join(soak_section(result)) + "\n"))
+    publish_section(RESULTS_MD, SOAK_TITLE, soak_section(result))
     log(f"soak: {result['failures']} failures; RSS growth per worker after warm-up: "
         + ", ".join(f"{w['rss_mb']['end'] - w['rss_mb']['start']:+.1f} MB" for w in result["per_worker"].values()))
     if result["failures"]:

@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 
 from bench.scrape import between, try_scrape
-from service import stack
-from service.__main__ import start
+from ops import stack
+from ops.__main__ import start
 from service.db.migrate import migrate
 from service.settings import ROOT, load_settings
 

@@ -22,7 +22,7 @@ from sanic.response import BaseHTTPResponse
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
-from service.errors import INTERNAL_ERROR, error_parts
+from service.errors import INTERNAL_ERROR, error_code, error_parts
 from service.metrics import CONTENT_TYPE, FLUSH_SECONDS, Metrics
 from service.resources import Resources, close_resources, open_resources
 from service.settings import Settings
@@ -180,20 +180,12 @@ def error_response(app: App, exc: BaseException) -> HTTPResponse:
         status, body, headers = parts
     elif isinstance(exc, SanicException):
         status = exc.status_code
-        body = {"message": _sanic_message(exc), "code": _code(status)}
+        body = {"message": _sanic_message(exc), "code": error_code(status)}
         headers.update(getattr(exc, "headers", None) or {})
     else:
         log.exception("unhandled error", exc_info=exc)
         status, body = 500, INTERNAL_ERROR
     return raw(app.ctx.codec.dumps(body), status, headers)
-
-
-CODES = {400: "badRequest", 401: "unauthorized", 404: "notFound", 405: "methodNotAllowed",
-         408: "requestTimeout", 413: "payloadTooLarge", 503: "serviceUnavailable"}
-
-
-def _code(status: int) -> str:
-    return CODES.get(status, "badRequest" if status < 500 else "internalError")
 
 
 def _sanic_message(exc: SanicException) -> str:

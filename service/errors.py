@@ -1,7 +1,9 @@
-"""Domain errors and the one JSON envelope they are rendered in.
+"""The API's two JSON envelopes: success ({"data", "code": "success"}) and error ({"message",
+"code", "errors"?}), with the domain errors and the one table of error codes.
 
 Handlers raise these; error_parts() maps them, and a dependency that is away, to status, body
-and headers without any web framework, so the Sanic app and the peer stack answer alike.
+and headers without any web framework, so the Sanic app, the balancer's own error pages and the
+peer stack answer alike.
 """
 
 from __future__ import annotations
@@ -10,10 +12,25 @@ from typing import Any
 
 from service.db.pool import unavailable
 
+# The error code for each HTTP status the service (or its balancer) answers with.
+CODES = {400: "badRequest", 401: "unauthorized", 404: "notFound", 405: "methodNotAllowed",
+         408: "requestTimeout", 413: "payloadTooLarge", 422: "invalidInput", 500: "internalError",
+         502: "serviceUnavailable", 503: "serviceUnavailable", 504: "serviceUnavailable"}
+
+
+def error_code(status: int) -> str:
+    return CODES.get(status, "badRequest" if status < 500 else "internalError")
+
+
+def success(data: bytes, extra: bytes = b"") -> bytes:
+    """The success envelope around already-serialized data: {"data": ..., "code": "success"...}.
+    The one place it is written (post, search, register, and the peer stacks)."""
+    return b'{"data":' + data + b',"code":"success"' + extra + b"}"
+
 
 class AppError(Exception):
     status = 500
-    code = "internalError"
+    code = CODES[500]
     message = "Internal server error"
 
     def __init__(self, errors: Any = None, message: str | None = None) -> None:
@@ -31,31 +48,31 @@ class AppError(Exception):
 
 class BadRequest(AppError):
     status = 400
-    code = "badRequest"
+    code = CODES[400]
     message = "Bad request"
 
 
 class Unauthorized(AppError):
     status = 401
-    code = "unauthorized"
+    code = CODES[401]
     message = "Unauthorized"
 
 
 class NotFound(AppError):
     status = 404
-    code = "notFound"
+    code = CODES[404]
     message = "Not found"
 
 
 class InvalidInput(AppError):
     status = 422
-    code = "invalidInput"
+    code = CODES[422]
     message = "Invalid input"
 
 
 class ServiceUnavailable(AppError):
     status = 503
-    code = "serviceUnavailable"
+    code = CODES[503]
     message = "Service temporarily unavailable"
     retry_after = 1
 
@@ -88,4 +105,4 @@ def error_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]
     return exc.status, exc.body(), headers
 
 
-INTERNAL_ERROR: dict[str, Any] = {"message": "Internal server error", "code": "internalError"}
+INTERNAL_ERROR: dict[str, Any] = {"message": AppError.message, "code": CODES[500]}

@@ -51,7 +51,7 @@ class Settings:
     # one transaction that sets its own statement timeout (service/db/pool.py).
     db_transaction_pooler: bool = False
     # A streaming replica for searches that miss the cache, used only once it has replayed every
-    # commit acknowledged before the search began (service/db/replica.py); empty: the primary.
+    # commit acknowledged before the search began (service/db/database.py); empty: the primary.
     replica_database_url: str = ""
     # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
     # take local ports from that range and once made a stack fail to bind (Address in use).
@@ -172,7 +172,7 @@ class Settings:
                    if not getattr(self, name) and (name != "redis_url" or self.cache_enabled)]
         if missing:
             raise SettingsError(f"{', '.join(missing)} not set: resolve the settings first "
-                                "(service.stack.resolve fills in the embedded stack's)")
+                                "(python -m ops run starts the embedded stack and fills in its URLs)")
 
     def _check(self) -> None:
         if self.env not in ("development", "production", "test"):

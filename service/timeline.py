@@ -31,7 +31,7 @@ from service.cache.tags import Page, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
-from service.errors import USER_GONE, Unauthorized
+from service.errors import USER_GONE, Unauthorized, success
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
 
@@ -67,12 +67,6 @@ def _burn(microseconds: int) -> None:
     end = time.perf_counter() + microseconds / 1e6
     while time.perf_counter() < end:
         pass
-
-
-def success(data: bytes, extra: bytes = b"") -> bytes:
-    """The success envelope around already-serialized data: {"data": ..., "code": "success"...}.
-    The one place it is written (post, search, and the peer stack)."""
-    return b'{"data":' + data + b',"code":"success"' + extra + b"}"
 
 
 class Timeline:

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import stack
+from ops import stack
+from ops.process import ServiceProcess
 from service.db.migrate import migrate
-from service.process import ServiceProcess
 from service.settings import Settings
 
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from service import stack
+from ops import stack
 from service.db.migrate import migrate
 from service.settings import ROOT, Settings
 from tests.conftest import TEST_ENV, Server, register_and_login

@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service import stack
+from ops import stack
+from ops.system import ensure_tool
 from service.cache.tags import ADD, FILL
 from service.db import tweets
 from service.settings import ROOT, Settings
-from service.stack import ensure_tool
 
 PEERS = ("fastapi", "node", "gevent")
 SECRETS = frozenset({"DATABASE_URL", "REDIS_URL", "TOKEN_SECRET"})  # handed to a peer, never recorded

@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from service import stack, validate
-from service.errors import INTERNAL_ERROR, error_parts
+from ops import stack
+from service import validate
+from service.errors import INTERNAL_ERROR, error_parts, success
 from service.resources import close_resources, open_resources
 from service.settings import load_settings
-from service.timeline import success
 
 JSON = "application/json"
 state: dict[str, object] = {}

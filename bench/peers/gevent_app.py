@@ -31,10 +31,13 @@ from psycopg_pool import ConnectionPool  # noqa: E402
 from service import validate  # noqa: E402
 from service.cache.tags import ADD, FILL, TOTAL, window_answers  # noqa: E402
 from service.db import tweets  # noqa: E402
-from service.errors import INTERNAL_ERROR, error_parts  # noqa: E402
+from service.errors import (  # noqa: E402
+    INTERNAL_ERROR,
+    error_parts,
+    success,
+)
 from service.security.tokens import Tokens  # noqa: E402
 from service.settings import load_settings  # noqa: E402
-from service.timeline import success  # noqa: E402
 from service.validate import SearchQuery  # noqa: E402
 
 settings = load_settings()

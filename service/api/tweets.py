@@ -7,7 +7,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from service import validate
 from service.api.auth import identify
 from service.api.respond import raw
-from service.timeline import success
+from service.errors import success
 
 bp = Blueprint("tweets", url_prefix="/api/v1")
 

@@ -18,17 +18,18 @@ import httpx
 import psutil
 import pytest
 
-from service import cluster, stack
+from ops import balancer
+from ops.system import port_open
 from service.settings import ROOT, Settings
 from tests.conftest import TEST_ENV, free_port, register_and_login, tag_ids, unique
 
 
 @pytest.fixture(scope="module")
-def three(resolved: Settings) -> Iterator[cluster.Cluster]:
+def three(resolved: Settings) -> Iterator[balancer.Balancer]:
     settings = dataclasses.replace(resolved, port=free_port())
     ports = [free_port() for _ in range(3)]
     env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    with cluster.Cluster(settings, ports, env=env) as running:
+    with balancer.Balancer(settings, ports, env=env) as running:
         yield running
 
 
@@ -39,7 +40,7 @@ def search_ids(url: str, tag: str, auth: dict[str, str]) -> list[int]:
     return [t["id"] for t in r.json()["data"]]
 
 
-def test_balancer_spreads_requests_over_every_instance(three: cluster.Cluster) -> None:
+def test_balancer_spreads_requests_over_every_instance(three: balancer.Balancer) -> None:
     assert three.server_states() == {"i1": "UP", "i2": "UP", "i3": "UP"}
     answered = set()
     for _ in range(9):  # a new connection each: HAProxy takes turns
@@ -49,7 +50,7 @@ def test_balancer_spreads_requests_over_every_instance(three: cluster.Cluster) -
     assert len(answered) == 3
 
 
-def test_a_post_through_one_instance_is_in_every_others_next_search(three: cluster.Cluster) -> None:
+def test_a_post_through_one_instance_is_in_every_others_next_search(three: balancer.Balancer) -> None:
     urls = [p.url for p in three.instances]
     with httpx.Client(base_url=urls[0], timeout=10) as client:
         _, auth = register_and_login(client)
@@ -67,7 +68,7 @@ def test_a_post_through_one_instance_is_in_every_others_next_search(three: clust
             assert search_ids(url, tag, auth)[0] == posted, (round_, url)
 
 
-def test_an_instance_stopped_under_load_loses_nothing(three: cluster.Cluster) -> None:
+def test_an_instance_stopped_under_load_loses_nothing(three: balancer.Balancer) -> None:
     with httpx.Client(base_url=three.url, timeout=10) as client:
         _, auth = register_and_login(client)
     tag = unique("drain")
@@ -118,7 +119,7 @@ def test_an_instance_stopped_under_load_loses_nothing(three: cluster.Cluster) ->
 def test_no_instance_up_gives_the_services_json_503(resolved: Settings) -> None:
     settings = dataclasses.replace(resolved, port=free_port())
     env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    with cluster.Cluster(settings, [free_port()], env=env) as one:
+    with balancer.Balancer(settings, [free_port()], env=env) as one:
         one.instances[0].stop()
         deadline = time.monotonic() + 5
         while one.server_states()["i1"] == "UP" and time.monotonic() < deadline:
@@ -133,7 +134,8 @@ def test_two_clusters_side_by_side_each_stop_their_own_balancer(resolved: Settin
     """Each cluster keeps its files apart and stops the HAProxy it started (two clusters of one
     stack used to share a pid file, and the first one's balancer outlived it)."""
     env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    first, second = (cluster.Cluster(dataclasses.replace(resolved, port=free_port()), [free_port()], env=env)
+    first, second = (balancer.Balancer(dataclasses.replace(resolved, port=free_port()), [free_port()],
+                                       env=env)
                      for _ in range(2))
     try:
         first.start()
@@ -146,14 +148,14 @@ def test_two_clusters_side_by_side_each_stop_their_own_balancer(resolved: Settin
         second.stop()
         first.stop()
     assert not any(psutil.pid_exists(pid) for pid in pids if pid is not None)
-    assert not stack.port_open(first.settings.port) and not stack.port_open(second.settings.port)
+    assert not port_open(first.settings.port) and not port_open(second.settings.port)
 
 
 def test_cluster_command_up_status_down() -> None:
-    """python -m service cluster up / status / down on the test stack, as make cluster runs it."""
+    """python -m ops balancer up / status / down on the test stack, as make cluster runs it."""
     port = free_port()
     env = {**os.environ, **TEST_ENV, "PORT": str(port)}
-    run = [sys.executable, "-m", "service", "cluster"]
+    run = [sys.executable, "-m", "ops", "balancer"]
     up = subprocess.run([*run, "up", "--instances", "2", "--base-port", str(free_port())], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=120, check=False)
     try:
@@ -162,19 +164,19 @@ def test_cluster_command_up_status_down() -> None:
         status = json.loads(subprocess.run([*run, "status"], cwd=ROOT, env=env, capture_output=True,
                                            text=True, timeout=30, check=True).stdout)
         assert status["instances"] == {"i1": "UP", "i2": "UP"}
-        overall = json.loads(subprocess.run([sys.executable, "-m", "service", "status"], cwd=ROOT, env=env,
+        overall = json.loads(subprocess.run([sys.executable, "-m", "ops", "status"], cwd=ROOT, env=env,
                                             capture_output=True, text=True, timeout=30, check=True).stdout)
-        assert overall["cluster"] == f"http://127.0.0.1:{port}" and overall["service"].startswith("up on")
+        assert overall["balancer"] == f"http://127.0.0.1:{port}" and overall["service"].startswith("up on")
         assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).json() == {"ready": True}
     finally:
         down = subprocess.run([*run, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                               check=False)
     assert down.returncode == 0, down.stderr
     assert "stopped HAProxy and 2 instances" in down.stdout
-    assert not stack.port_open(port)
+    assert not port_open(port)
 
 
-def test_non_ascii_through_the_balancer_is_answered_as_directly(three: cluster.Cluster) -> None:
+def test_non_ascii_through_the_balancer_is_answered_as_directly(three: balancer.Balancer) -> None:
     """An encoded non-ASCII tag works through HAProxy; raw bytes outside ASCII in the request line
     get the instance's own JSON answer, not HAProxy's HTML page."""
     with httpx.Client(base_url=three.url, timeout=10) as client:

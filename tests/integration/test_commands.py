@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service import stack
+from ops import stack
 from service.db.migrate import migrate
 from service.settings import ROOT, Settings
 from tests.conftest import TEST_ENV, free_port, start_server
@@ -36,7 +36,7 @@ def test_run_says_where_the_service_and_swagger_are(urls: tuple[str, str],
 
 
 def reset(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", "reset", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "ops", "reset", *args], cwd=ROOT, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service import cluster
+from ops import balancer
+from ops.system import ensure_tool
 from service.settings import ROOT
-from service.stack import ensure_tool
 
 PROFILES = ["", "pooler", "replica", "redis-cluster", "load"]
 SECRETS = {"TOKEN_SECRET": "t" * 48, "POSTGRES_PASSWORD": "p", "APP_DB_PASSWORD": "a", "REDIS_PASSWORD": "r"}
@@ -112,11 +112,11 @@ def test_profiles_tiers_and_what_switches_the_api_to_them() -> None:
 def test_the_balancers_files_are_the_services_own(tmp_path: Path) -> None:
     """deploy/haproxy is what service/cluster.py writes, and HAProxy accepts it."""
     folder = ROOT / "deploy" / "haproxy"
-    assert (folder / "haproxy.cfg").read_text() == cluster.compose_config()
-    for status in cluster.ERRORS:
-        assert (folder / "errors" / f"{status}.http").read_bytes() == cluster.error_page(status)
+    assert (folder / "haproxy.cfg").read_text() == balancer.compose_config()
+    for status in balancer.ERRORS:
+        assert (folder / "errors" / f"{status}.http").read_bytes() == balancer.error_page(status)
     config = tmp_path / "haproxy.cfg"  # checked here with the error pages where this machine has them
-    here = cluster.compose_config().replace("/usr/local/etc/haproxy/errors", str(folder / "errors"))
+    here = balancer.compose_config().replace("/usr/local/etc/haproxy/errors", str(folder / "errors"))
     config.write_text(here)
     checked = subprocess.run([ensure_tool("haproxy", "haproxy"), "-c", "-f", str(config)],
                              capture_output=True, text=True, check=False)

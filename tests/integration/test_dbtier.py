@@ -1,5 +1,5 @@
 """The service through a real PgBouncer in transaction mode, and with a real streaming replica
-made by pg_basebackup (service/dbtier.py), on the test stack."""
+made by pg_basebackup (ops/pgbouncer.py, ops/replica.py), on the test stack."""
 
 from __future__ import annotations
 
@@ -13,23 +13,24 @@ import psutil
 import pytest
 
 from bench.scrape import scrape, total
-from service import dbtier
+from ops import pgbouncer
+from ops import replica as standby
 from service.settings import Settings
 from tests.conftest import Server, post_while_locked, register_and_login, start_server, unique
 
 
 @pytest.fixture(scope="module")
 def pooler(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
-    url = dbtier.pooler_start(settings)
+    url = pgbouncer.start(settings)
     yield url
-    dbtier.pooler_stop(settings)
+    pgbouncer.stop(settings)
 
 
 @pytest.fixture(scope="module")
 def replica(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
-    url = dbtier.replica_start(settings)
+    url = standby.start(settings)
     yield url
-    dbtier.replica_stop(settings)
+    standby.stop(settings)
 
 
 def server_connections(settings: Settings) -> int:
@@ -87,7 +88,7 @@ def test_many_clients_through_pgbouncer_share_its_few_server_connections(
     assert set(statuses) == {200, 201}, sorted(set(statuses))
     assert page["pagination"]["total"] == len(posted) == 200
     assert [t["id"] for t in page["data"]] == sorted(posted, reverse=True)[:100]
-    assert 0 < max(seen) <= dbtier.POOL_SIZE, max(seen)
+    assert 0 < max(seen) <= pgbouncer.POOL_SIZE, max(seen)
 
 
 def test_the_statement_timeout_holds_through_pgbouncer(
@@ -162,10 +163,10 @@ def test_searches_go_on_when_the_replica_is_down(
             _, auth = register_and_login(c)
             tag = unique("nore")
             assert c.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth).status_code == 201
-            dbtier.replica_stop(settings)
+            standby.stop(settings)
             for _ in range(10):
                 r = c.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
                 assert r.status_code == 200 and len(r.json()["data"]) == 1
-            dbtier.replica_start(settings)
+            standby.start(settings)
     finally:
         srv.stop()

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from service import stack
+from ops import redis_server, stack
 from service.codec import ORJSON
 from service.resources import Resources, close_resources, open_resources
 from service.security.tokens import Identity
@@ -95,7 +95,7 @@ def test_a_post_during_a_redis_freeze_is_seen_by_the_other_worker(settings: Sett
             await search(b, tag)
             assert (await search(b, tag))[2] == "HIT"
             seen: list[tuple[float, list[str], int, str]] = []
-            pid = stack.redis_pid(settings)
+            pid = redis_server.pid(settings)
             assert pid is not None
             os.kill(pid, signal.SIGSTOP)
             try:
@@ -114,7 +114,7 @@ def test_a_post_during_a_redis_freeze_is_seen_by_the_other_worker(settings: Sett
     try:
         seen = asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:  # never leave the test stack's Redis stopped, whatever happened
-        os.kill(stack.redis_pid(settings) or 0, signal.SIGCONT)
+        os.kill(redis_server.pid(settings) or 0, signal.SIGCONT)
     stale = [s for s in seen if s[2] != 2 or not s[1] or not s[1][0].startswith("two")]
     assert not stale, stale[:5]
     assert any(s[3] in ("HIT", "MISS") for s in seen[-20:]), "the cache was not used again after the freeze"
@@ -136,8 +136,8 @@ def test_redis_restarted_from_an_old_snapshot_is_not_trusted(settings: Settings,
             await admin.aclose()
             await a.timeline.post(user, NewTweet(f"two #{tag}", [tag]))
             await asyncio.sleep(3)  # older than the repair window of an ordinary outage
-            await asyncio.to_thread(stack.redis_stop, settings)  # the workers keep running meanwhile
-            await asyncio.to_thread(stack.redis_start, settings)
+            await asyncio.to_thread(redis_server.stop, settings)  # the workers keep running meanwhile
+            await asyncio.to_thread(redis_server.start, settings)
             (settings.data_dir / "redis" / "dump.rdb").unlink(missing_ok=True)
             assert a.feed is not None
             await until(lambda: a.feed.trusted() and not a.timeline.dirty)
@@ -188,7 +188,7 @@ def test_posts_right_after_redis_comes_back_are_seen_by_the_other_worker(
     proxy = Proxy(settings.stack_redis_port)
 
     async def scenario() -> list[tuple[float, int, int, str]]:
-        async with workers(settings, redis_url=stack.redis_url_at(settings, proxy.port),
+        async with workers(settings, redis_url=redis_server.url_at(settings, proxy.port),
                            database_url=urls[0]) as (a, b):
             user = await new_user(a.pool)
             tag = unique("fc")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from service import stack
+from ops import postgres, redis_server, stack
 from service.settings import Settings
 from tests.conftest import register_and_login, start_server, unique
 from tests.proxy import Proxy
@@ -51,7 +51,7 @@ def test_redis_stopped_then_restarted(client: httpx.Client, auth: dict[str, str]
     tag = unique("rd")
     assert tweet(client, auth, f"before #{tag}").status_code == 201
     assert search(client, auth, tag).status_code == 200  # cached now
-    stack.redis_stop(settings)
+    redis_server.stop(settings)
     states, ids = [], []
     for i in range(20):
         started = time.perf_counter()
@@ -66,7 +66,7 @@ def test_redis_stopped_then_restarted(client: httpx.Client, auth: dict[str, str]
     assert set(states) == {"BYPASS"}
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["redis"] == "down"
-    stack.redis_start(settings)
+    redis_server.start(settings)
     eventually(lambda: search(client, auth, tag).headers["x-cache"] == "HIT")
     body = search(client, auth, tag).json()
     assert body["pagination"]["total"] == 21
@@ -79,7 +79,7 @@ def test_redis_partition_keeps_data_but_cache_is_repaired(urls: tuple[str, str],
     reachable again it still holds the old entry, which must not hide the tweets acknowledged
     while it was away."""
     proxy = Proxy(settings.stack_redis_port)
-    srv = start_server(urls, tmp_path_factory, REDIS_URL=stack.redis_url_at(settings, proxy.port),
+    srv = start_server(urls, tmp_path_factory, REDIS_URL=redis_server.url_at(settings, proxy.port),
                        DATABASE_URL=urls[0])
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as client:
@@ -110,7 +110,7 @@ def test_postgres_stopped_then_restarted(client: httpx.Client, auth: dict[str, s
     assert tweet(client, auth, f"#{cached}").status_code == 201
     assert tweet(client, auth, f"#{uncached}").status_code == 201
     assert search(client, auth, cached).status_code == 200
-    stack.pg_stop(settings)
+    postgres.stop(settings)
     try:
         hit = search(client, auth, cached)
         assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
@@ -124,7 +124,7 @@ def test_postgres_stopped_then_restarted(client: httpx.Client, auth: dict[str, s
             else:
                 assert response.json()["code"] == "serviceUnavailable" and response.headers["retry-after"]
     finally:
-        stack.pg_start(settings)
+        postgres.start(settings)
     eventually(lambda: tweet(client, auth, f"#{cached} after").status_code == 201)
     assert client.get("/health").status_code == 200
     body = search(client, auth, cached).json()

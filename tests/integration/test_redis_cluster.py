@@ -1,4 +1,4 @@
-"""The cache on a real Redis Cluster of three masters (service/dbtier.py starts it): a post whose
+"""The cache on a real Redis Cluster of three masters (ops/redis_cluster.py starts it): a post whose
 tags live on different masters is in every worker's next search, and a master killed and
 restarted under load loses no acknowledged post and serves no stale page."""
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from service import dbtier
+from ops import redis_cluster
 from service.cache.tags import TagCache
 from service.settings import Settings
 from tests.conftest import Server, register_and_login, start_server, tag_ids, unique
@@ -23,9 +23,9 @@ from tests.conftest import Server, register_and_login, start_server, tag_ids, un
 
 @pytest.fixture(scope="module")
 def cluster_url(settings: Settings, urls: tuple[str, str]) -> Iterator[str]:
-    url = dbtier.redis_cluster_start(settings)
+    url = redis_cluster.start(settings)
     yield url
-    dbtier.redis_cluster_stop(settings)
+    redis_cluster.stop(settings)
 
 
 @pytest.fixture
@@ -111,11 +111,11 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     for t in threads:
         t.start()
     time.sleep(1.5)
-    pid = dbtier.redis_cluster_node_pid(settings, victim)
+    pid = redis_cluster.node_pid(settings, victim)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)
-    dbtier.redis_cluster_node_start(settings, victim)  # back empty, with its slots and no scripts
+    redis_cluster.node_start(settings, victim)  # back empty, with its slots and no scripts
     states_before = states["HIT"]
     time.sleep(4.0)
     done.set()

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service import stack
+from ops import postgres, stack
+from ops.system import StackError
 from service.settings import Settings
 from tests.conftest import free_port
 
@@ -68,8 +69,8 @@ def test_a_taken_port_is_refused_before_anything_is_created(private_settings: Se
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", private_settings.stack_pg_port))
         squatter.listen()
-        with pytest.raises(stack.StackError, match="taken by another server"):
-            stack.pg_start(private_settings)
+        with pytest.raises(StackError, match="taken by another server"):
+            postgres.start(private_settings)
     link = private_settings.data_dir / "pg"
     assert not (link.exists() and any(link.resolve().iterdir()))
     stack.up(private_settings)  # and once the port is free, the start works

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import stack
+from ops import redis_server
 from service.cache.wire import WireClient
 from service.settings import Settings
 from tests.conftest import unique
@@ -64,7 +64,7 @@ def test_a_silent_redis_times_out_and_the_client_recovers(settings: Settings, ur
     proxy = Proxy(settings.stack_redis_port)
 
     async def scenario() -> tuple[float, object, object]:
-        wire = WireClient(stack.redis_url_at(settings, proxy.port), timeout=0.3, connect_timeout=1.0)
+        wire = WireClient(redis_server.url_at(settings, proxy.port), timeout=0.3, connect_timeout=1.0)
         try:
             assert await wire.call("PING") == b"PONG"
             proxy.blackhole = True

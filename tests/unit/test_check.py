@@ -38,7 +38,7 @@ def test_failure_message_names_path_ratio_rounds_and_baseline() -> None:
 
 
 def test_results_section_is_replaced_in_place_or_appended() -> None:
-    from bench.report import replace_section
+    from bench.report.markdown import replace_section
 
     text = "# R\n\n## A\n\na\n\n## CI check\n\nold\n\n## Z\n\nz\n"
     assert replace_section(text, "## CI check", "## CI check\n\nnew\n") == \

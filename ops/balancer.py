@@ -1,6 +1,7 @@
-"""N single-process instances of the service behind HAProxy: `python -m service cluster up`.
+"""N single-process instances of the service behind HAProxy: `python -m ops balancer up`
+(`make cluster`).
 
-Each instance is `python -m service run` with WORKERS=1 on its own loopback port, all sharing one
+Each instance is `python -m ops run` with WORKERS=1 on its own loopback port, all sharing one
 PostgreSQL and one Redis (the embedded stack, or DATABASE_URL / REDIS_URL); HAProxy (Debian's
 package, installed like the project's other servers) listens on HOST:PORT and spreads requests.
 
@@ -19,34 +20,34 @@ Timeouts, ordered so no side reuses a connection the other has closed:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
-from service import stack
-from service.process import ServiceProcess
+from ops import pgbouncer, redis_cluster, replica, stack
+from ops.process import ServiceProcess, terminate
+from ops.system import StackError, ensure_tool, port_open
+from service.db.migrate import migrate
+from service.errors import error_code
 from service.settings import Settings
 
 CLIENT_KEEP_ALIVE = 20  # seconds HAProxy keeps an idle client connection
 SERVER_TIMEOUT = 15  # seconds HAProxy waits for an instance's answer
 CHECK_INTERVAL_MS = 250
-# HAProxy's own answers, in the service's JSON shape: (reason, code, message).
+# HAProxy's own answers, in the service's JSON shape (its codes from service/errors.py):
+# (reason, message).
 ERRORS = {
-    400: ("Bad Request", "badRequest",
+    400: ("Bad Request",
           "malformed HTTP request (bytes outside ASCII in the request line must be percent-encoded)"),
-    408: ("Request Timeout", "requestTimeout", "the request did not arrive in time"),
-    502: ("Bad Gateway", "serviceUnavailable", "an instance failed to answer; retry shortly"),
-    503: ("Service Unavailable", "serviceUnavailable",
-          "no instance of the service is taking requests; retry shortly"),
-    504: ("Gateway Timeout", "serviceUnavailable", "no answer from an instance in time; retry shortly"),
+    408: ("Request Timeout", "the request did not arrive in time"),
+    502: ("Bad Gateway", "an instance failed to answer; retry shortly"),
+    503: ("Service Unavailable", "no instance of the service is taking requests; retry shortly"),
+    504: ("Gateway Timeout", "no answer from an instance in time; retry shortly"),
 }
 
 
@@ -71,7 +72,7 @@ def haproxy_config(settings: Settings, ports: list[int], directory: Path) -> str
 
 
 def compose_config() -> str:
-    """deploy/haproxy.cfg, compose's balancer: the api replicas found through Docker's DNS, so
+    """deploy/haproxy/haproxy.cfg, compose's balancer: the api replicas found through Docker's DNS, so
     `docker compose up --scale api=N` needs no edit (a test keeps the file equal to this)."""
     return balancer_config(
         bind=":2080", errors="/usr/local/etc/haproxy/errors", request_timeout=Settings().request_timeout,
@@ -81,7 +82,7 @@ def compose_config() -> str:
 
 def balancer_config(*, bind: str, errors: str, request_timeout: float, servers: str, process: str) -> str:
     errorfiles = "\n".join(f"    errorfile {status} {errors}/{status}.http" for status in ERRORS)
-    return f"""# Written by service/cluster.py; its docstring explains the timeouts.
+    return f"""# Written by ops/balancer.py; its docstring explains the timeouts.
 global
     maxconn 4096
 {process}
@@ -119,8 +120,8 @@ backend instances
 
 def error_page(status: int) -> bytes:
     """One of HAProxy's own answers as a whole HTTP response: the service's JSON error body."""
-    reason, code, message = ERRORS[status]
-    body = json.dumps({"code": code, "message": message}).encode()
+    reason, message = ERRORS[status]
+    body = json.dumps({"code": error_code(status), "message": message}).encode()
     retry = "Retry-After: 1\r\n" if status in (502, 503, 504) else ""
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry}"
             f"Cache-Control: no-store\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n")
@@ -128,10 +129,10 @@ def error_page(status: int) -> bytes:
 
 
 @dataclasses.dataclass
-class Cluster:
+class Balancer:
     """The instances and the balancer; the tests hold one to stop an instance under load."""
 
-    settings: Settings  # resolved (service.stack.resolve): every instance gets the same URLs and secret
+    settings: Settings  # resolved (ops.stack.resolve): every instance gets the same URLs and secret
     ports: list[int]
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # extra settings for every instance
     instances: list[ServiceProcess] = dataclasses.field(default_factory=list)
@@ -140,7 +141,7 @@ class Cluster:
 
     @property
     def directory(self) -> Path:
-        """Its own files (config, pid, socket, logs), apart from any other cluster's."""
+        """Its own files (config, pid, socket, logs), apart from any other balancer's."""
         return folder(self.settings) / str(self.settings.port)
 
     @property
@@ -155,11 +156,11 @@ class Cluster:
                 "REPLICA_DATABASE_URL": s.replica_database_url, "REDIS_CLUSTER": str(s.redis_cluster).lower(),
                 **self.env}
 
-    def start(self) -> Cluster:
-        haproxy = stack.ensure_tool("haproxy", "haproxy")
+    def start(self) -> Balancer:
+        haproxy = ensure_tool("haproxy", "haproxy")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if stack.port_open(self.settings.port):
-            raise stack.StackError(f"port {self.settings.port} is taken: stop what runs there (make stop) "
+        if port_open(self.settings.port):
+            raise StackError(f"port {self.settings.port} is taken: stop what runs there (make stop) "
                                    "or set PORT")
         self.instances = [ServiceProcess(self.instance_env(port), self.directory / f"instance-{port}.log")
                           for port in self.ports]
@@ -167,7 +168,7 @@ class Cluster:
             failures = [f for f in [pool.submit(p.start) for p in self.instances] if f.exception()]
         if failures:
             self.stop()
-            raise stack.StackError(f"an instance did not start: {failures[0].exception()}")
+            raise StackError(f"an instance did not start: {failures[0].exception()}")
         for status in ERRORS:
             (self.directory / f"{status}.http").write_bytes(error_page(status))
         config = self.directory / "haproxy.cfg"
@@ -175,12 +176,12 @@ class Cluster:
         checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
         if checked.returncode:
             self.stop()
-            raise stack.StackError(f"haproxy rejected {config}: {checked.stderr}")
+            raise StackError(f"haproxy rejected {config}: {checked.stderr}")
         started = subprocess.run([haproxy, "-D", "-f", str(config)], capture_output=True, text=True,
                                  cwd=self.directory)
         if started.returncode:
             self.stop()
-            raise stack.StackError(f"haproxy did not start: {started.stderr}")
+            raise StackError(f"haproxy did not start: {started.stderr}")
         self.haproxy_pid = int((self.directory / "haproxy.pid").read_text().split()[0])
         if self.record:
             self.write_state()
@@ -192,7 +193,7 @@ class Cluster:
             time.sleep(0.1)
         states = self.server_states()
         self.stop()
-        raise stack.StackError(f"HAProxy does not see every instance up within 30 s: {states}")
+        raise StackError(f"HAProxy does not see every instance up within 30 s: {states}")
 
     def write_state(self) -> None:
         state = {"url": self.url, "directory": str(self.directory), "haproxy_pid": self.haproxy_pid,
@@ -204,14 +205,14 @@ class Cluster:
 
     def stop(self) -> None:
         if self.haproxy_pid is not None:
-            stop_haproxy(self.haproxy_pid)
+            terminate(self.haproxy_pid, grace=5)
             self.haproxy_pid = None
         for process in self.instances:
             process.stop()
         if self.record:
             (folder(self.settings) / "state.json").unlink(missing_ok=True)
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> Balancer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -242,57 +243,33 @@ def server_states(directory: Path) -> dict[str, str]:
             if r["pxname"] == "instances" and r["svname"] not in ("BACKEND", "FRONTEND")}
 
 
-def _gone(probe: Callable[[], None], seconds: float) -> bool:
-    """Wait until probe (a signal 0) raises ProcessLookupError: True if it did within seconds."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            probe()
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def stop_haproxy(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if not _gone(partial(os.kill, pid, 0), 5):
-        os.kill(pid, signal.SIGKILL)
-
-
-def up(settings: Settings, instances: int, base_port: int = 0, pooler: bool = False,
-       replica: bool = False, redis_cluster: bool = False) -> Cluster:
+def up(settings: Settings, instances: int, base_port: int = 0, with_pooler: bool = False,
+       with_replica: bool = False, with_redis_cluster: bool = False) -> Balancer:
     """Stack up, migrations applied once, N instances and HAProxy started in the background;
-    with pooler, the instances reach PostgreSQL through the stack's PgBouncer, with replica,
-    searches that miss the cache may read the stack's streaming replica, and with redis_cluster
-    the cache is a Redis Cluster of three masters (service/dbtier.py)."""
-    from service import dbtier
-    from service.__main__ import migrate
-
+    with_pooler: the instances reach PostgreSQL through the stack's PgBouncer; with_replica:
+    searches that miss the cache may read the stack's streaming replica; with_redis_cluster: the
+    cache is a Redis Cluster of three masters (ops/pgbouncer.py, replica.py, redis_cluster.py)."""
     if stack.embedded(settings):
         stack.up(settings)
     resolved = stack.resolve(settings)
-    migrate(resolved)
+    asyncio.run(migrate(settings.migrate_database_url or resolved.database_url))
     down(settings)
-    if (pooler or replica) and settings.database_url:
-        raise stack.StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
-                               "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
-    if redis_cluster and settings.redis_url:
-        raise stack.StackError("--redis-cluster starts one beside the embedded Redis: with REDIS_URL set, "
-                               "set REDIS_CLUSTER=true")
-    if redis_cluster:
-        resolved = dataclasses.replace(resolved, redis_url=dbtier.redis_cluster_start(settings),
+    if (with_pooler or with_replica) and settings.database_url:
+        raise StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
+                         "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
+    if with_redis_cluster and settings.redis_url:
+        raise StackError("--redis-cluster starts one beside the embedded Redis: with REDIS_URL set, "
+                         "set REDIS_CLUSTER=true")
+    if with_redis_cluster:
+        resolved = dataclasses.replace(resolved, redis_url=redis_cluster.start(settings),
                                        redis_cluster=True)
-    if pooler:
-        resolved = dataclasses.replace(resolved, database_url=dbtier.pooler_start(settings),
+    if with_pooler:
+        resolved = dataclasses.replace(resolved, database_url=pgbouncer.start(settings),
                                        db_transaction_pooler=True)
-    if replica:
-        resolved = dataclasses.replace(resolved, replica_database_url=dbtier.replica_start(settings))
-    cluster = Cluster(resolved, instance_ports(settings, instances, base_port), record=True)
-    return cluster.start()
+    if with_replica:
+        resolved = dataclasses.replace(resolved, replica_database_url=replica.start(settings))
+    balancer = Balancer(resolved, instance_ports(settings, instances, base_port), record=True)
+    return balancer.start()
 
 
 def down(settings: Settings) -> str:
@@ -302,15 +279,9 @@ def down(settings: Settings) -> str:
     if not state_file.exists():
         return "not running"
     state = json.loads(state_file.read_text())
-    if state.get("haproxy_pid"):
-        stop_haproxy(int(state["haproxy_pid"]))
+    terminate(state.get("haproxy_pid"), grace=5)
     for pid in state["instances"].values():
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        if not _gone(partial(os.killpg, pid, 0), 30):  # each drains, then stops
-            os.killpg(pid, signal.SIGKILL)
+        terminate(pid, group=True, grace=30)  # each drains, then stops
     state_file.unlink()
     return f"stopped HAProxy and {len(state['instances'])} instances"
 
@@ -318,7 +289,18 @@ def down(settings: Settings) -> str:
 def status(settings: Settings) -> dict[str, object]:
     directory = folder(settings)
     if not (directory / "state.json").exists():
-        return {"cluster": "down"}
+        return {"balancer": "down"}
     state = json.loads((directory / "state.json").read_text())
-    return {"cluster": state["url"],
+    return {"balancer": state["url"],
             "instances": server_states(Path(state["directory"])) or "HAProxy not answering"}
+
+
+def instance_urls(settings: Settings, url: str) -> list[str]:
+    """The instances behind the balancer `make cluster` runs at url; [url] when none runs there
+    (a scrape of /metrics through the balancer reaches one instance only)."""
+    state_file = folder(settings) / "state.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state["url"] == url.rstrip("/"):
+            return [f"http://127.0.0.1:{port}" for port in state["instances"]]
+    return [url]

@@ -1,0 +1,55 @@
+"""python -m bench.report [--quick]: RESULTS.md (or RESULTS-quick.md) and its plots from the
+results on disk; after a full run, docs/SCALING.md's measured section too."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.paths import PLOTS, RESULTS, RESULTS_MD
+from bench.report import plots, runs, sections
+from bench.report.results import Results, load
+from service.settings import ROOT
+
+
+def render(r: Results, plot_dir: str) -> list[str]:
+    """RESULTS.md's sections in order, each from what its run recorded (absent runs left out)."""
+    out = [*sections.header(r), "", *sections.method(r), "", *sections.targets(r), "", *sections.ceiling(r),
+           "", *sections.cpu(r)]
+    if r.profile is not None:
+        out += ["", *runs.profile_section(r.profile)]
+    out += ["", *sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)]
+    if r.http["workers"]:
+        out += ["", *sections.worker_counts(r, plot_dir)]
+    if r.http["ablation"]:
+        out += ["", *sections.ablation(r, plot_dir)]
+    out += ["", *sections.constant_rate(r, plot_dir), "", *sections.visibility(r), "", *sections.micro(r)]
+    if r.soak is not None:
+        out += ["", *runs.soak_section(r.soak)]
+    if r.instances is not None:
+        out += ["", *runs.instances_section(r.instances)]
+    if r.scale is not None:
+        out += ["", *runs.scale_section(r.scale, plot_dir)]
+    if r.chaos is not None:
+        out += ["", *runs.chaos_section(r.chaos)]
+    return [*out, "", *runs.detection_section(r.detection), "", *sections.run_settings(r)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    r = load(args.quick)
+    # The full run's plots are committed with RESULTS.md; a quick run's stay in the ignored results.
+    folder = RESULTS / "quick" if args.quick else PLOTS
+    images = plots.plots(r, folder)
+    if r.scale is not None:
+        images.append(plots.scale_plot(r.scale, folder))
+    target = ROOT / "RESULTS-quick.md" if args.quick else RESULTS_MD
+    target.write_text("\n".join(render(r, folder.relative_to(ROOT).as_posix())) + "\n")
+    if not args.quick:
+        runs.publish_scaling(r.http, r.scale, r.instances)
+    print(f"wrote {target.name} and {', '.join(images)}")
+
+
+if __name__ == "__main__":
+    main()

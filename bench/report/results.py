@@ -1,0 +1,59 @@
+"""Every run's measurements, loaded once into one typed object (bench/results/*.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.paths import RESULTS
+
+
+def load_json(path: Path) -> Any:
+    """A results file, or None when that run has not been made."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Results:
+    """make bench's own runs (http, micro, profile) and the other commands' latest (make soak,
+    chaos, bench-instances, bench-scale, bench-detect), each None until it has run."""
+
+    quick: bool
+    http: dict[str, Any]
+    micro: dict[str, Any]
+    profile: dict[str, Any] | None
+    detection: dict[str, Any] | None
+    soak: dict[str, Any] | None
+    instances: dict[str, Any] | None
+    scale: dict[str, Any] | None
+    chaos: dict[str, Any] | None
+
+    @property
+    def default(self) -> dict[str, Any]:
+        """The endpoints with every tuning on, cache on."""
+        return dict(self.http["endpoints"]["default"])
+
+    @property
+    def cold(self) -> dict[str, Any]:
+        """The endpoints with CACHE_ENABLED=false (bypass is measured there)."""
+        return dict(self.http["endpoints"]["cache off"])
+
+    @property
+    def cores(self) -> int:
+        return int(self.http["facts"]["machine"]["cores"])
+
+    def run(self, path: str) -> dict[str, Any]:
+        """A path's run: bypass from the cache-off server, every other from the default one."""
+        return dict((self.cold if path == "bypass" else self.default)[path])
+
+
+def load(quick: bool = False, folder: Path = RESULTS) -> Results:
+    suffix = "-quick" if quick else ""
+    return Results(
+        quick=quick, http=json.loads((folder / f"http{suffix}.json").read_text()),
+        micro=json.loads((folder / f"micro{suffix}.json").read_text()),
+        profile=load_json(folder / f"profile{suffix}.json"), detection=load_json(folder / "detection.json"),
+        soak=load_json(folder / "soak.json"), instances=load_json(folder / "instances.json"),
+        scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"))

@@ -1,0 +1,329 @@
+"""The sections of RESULTS.md and docs/SCALING.md that other commands measure (make bench's
+profiles, make bench-detect, make soak, make chaos, make bench-instances, make bench-scale), each
+rendered from its recorded results only, and published in place by the command that measured it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.paths import RESULTS_MD, SCALING_MD
+from bench.report.markdown import f0, f2, publish_section, table
+from bench.report.plots import SCALE_PATHS
+from bench.report.verdicts import MET, MISSED, Projection, project, relative_change
+
+
+def profile_section(profiles: dict[str, Any]) -> list[str]:
+    parts = list(dict.fromkeys(name for p in profiles.values() for name in p["parts"]))
+    out = ["## Where the server's CPU goes (py-spy)", "",
+           "py-spy sampled the one server worker at 250 Hz while wrk loaded one path (bench/profile.py; "
+           "a fresh server per path, pinned as above, bypass with the cache off). Shares of the samples "
+           "in which the worker was running, by the part of the code the innermost Python frame belongs "
+           "to (time in C code counts towards the Python frame that called it).", "",
+           table(["path", "req/s while sampled", "samples", *parts],
+                 [[path, f0(p["rps_while_sampled"]), str(p["samples"]),
+                   *[f"{p['parts'].get(name, 0):.0%}" for name in parts]] for path, p in profiles.items()]),
+           "", "The innermost frames with the most samples, per path:", ""]
+    for path, p in profiles.items():
+        out += [f"- {path}: " + "; ".join(f"`{frame}` {share:.0%}" for frame, share in p["top_own"][:6])]
+    out += ["", "Collapsed stacks for flame graph tools: bench/results/profiles/ (after a run)."]
+    return out
+
+
+
+
+DETECTION_TITLE = "## CI performance regression check"
+
+
+def detection_section(detection: dict[str, Any] | None) -> list[str]:
+    """RESULTS.md's section on the CI check, from bench/results/detection.json (bench/detect.py)."""
+    out = [DETECTION_TITLE, ""]
+    if not detection or "paths" not in detection:
+        return [*out, "Not measured yet: run `make bench-detect`."]
+    settings = detection["settings"]
+    runs = detection["runs"]
+    out += [
+        f"Measured by `make bench-detect` on {detection['measured_at']} at commit "
+        f"{detection['commit'][:12]}, on this machine. `make bench-check` compares the working tree "
+        "with a baseline commit run beside it in the same job (here the baseline is the same commit, "
+        "so a clean run compares identical code): both servers pinned to one CPU, both loaded at the "
+        f"same time by wrk on the other ({settings['wrk_connections_per_side']} connections each), "
+        f"{settings['rounds']} rounds of {settings['seconds_per_run']} s per path; a path fails when "
+        "the median of its per-round candidate / baseline throughput ratios falls below the allowed "
+        f"ratio. A check takes {detection['check_seconds']:.0f} s (median, servers and all).",
+        "",
+        "The slowdown is busy work on one path only (SLOWDOWN_<PATH>_US), calibrated beforehand in "
+        "longer side-by-side runs until that path ran at about 0.80x the baseline's throughput, i.e. "
+        "each request took 25% longer. Each slowed run carries every path's slowdown; each lies on "
+        "its own path only, so a path's verdict in that run answers for its own slowdown.",
+        "",
+        table(["path", "slowdown (µs per request)", "its measured effect", "allowed ratio",
+               "slowed runs caught", "clean runs failing", "clean medians (min - max, sd)",
+               "slowed medians (min - max)", "lowest clean median above the allowed ratio, in sd"],
+              [[p, str(v["slowdown_us"]), f"{v['calibrated_ratio']:.2f}x", f"{v['allowed']:.2f}",
+                f"{v['caught']} / {runs}", f"{v['false_alarms']} / {runs}",
+                f"{min(v['clean_ratios']):.3f} - {max(v['clean_ratios']):.3f}, {v['clean_sd']:.3f}",
+                f"{min(v['slow_ratios']):.3f} - {max(v['slow_ratios']):.3f}",
+                f"{(min(v['clean_ratios']) - v['allowed']) / v['clean_sd']:.1f}" if v["clean_sd"] else "-"]
+               for p, v in detection["paths"].items()]),
+        "",
+        f"Whole check: {detection['clean_runs_failed']} of {runs} clean runs failed, "
+        f"{detection['slow_runs_failed']} of {runs} slowed runs failed. CI measures a failed check "
+        "once more and fails only when both runs fail.",
+    ]
+    return out
+
+
+
+
+SOAK_TITLE = "## Soak"
+CHAOS_TITLE = "## Faults under load (chaos)"
+FAULT_WORDS = {"steady": "none (warm-up)", "redis-kill": "Redis killed (-9), restarted",
+               "redis-freeze": "Redis frozen (SIGSTOP/SIGCONT)", "redis-cut": "Redis cut off (proxy)",
+               "pg-kill": "PostgreSQL postmaster killed (-9), restarted",
+               "worker-kill": "one service worker killed (-9)", "sigterm": "service SIGTERM, started again"}
+
+
+def chaos_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's chaos section, from bench/results/chaos.json (bench/chaos.py)."""
+    s = result["settings"]
+    lines = [
+        CHAOS_TITLE, "",
+        f"`make chaos` on {s['measured_at']} (commit {s['commit']}): {s['writers']} writers and "
+        f"{s['readers']} readers against {s['workers']} workers, {s['tags']} shared tags; each fault "
+        f"lasts {s['fault_s']:g} s, then {s['steady_s']:g} s of steady load. A write is *acknowledged* "
+        "(201), *refused* (a 4xx, or no connection), *503* (the service said unavailable) or *no answer* "
+        "(sent, connection lost before a response); whether each write that was not acknowledged "
+        "landed anyway is looked up in PostgreSQL afterwards. "
+        "A *stale read* started after a tweet of its tag was acknowledged and did not show it (or "
+        "counted fewer tweets than were acknowledged). *Recovery*: from healing to the first "
+        "acknowledged write and successful read that started after it.", "",
+        "| fault (in order) | writes | acked | lost | 503 (landed) | no answer (landed) | refused (landed) | "
+        "reads | stale reads | 500 | 503 | recovery s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["phases"]:
+        recover = "" if r["recover_s"] is None else f"{r['recover_s']:.2f}"
+        lines.append(f"| {FAULT_WORDS.get(r['phase'], r['phase'])} | {r['writes']} | {r['acked']} | "
+                     f"{r['lost']} | {r['unavailable']} ({r['unavailable_landed']}) | "
+                     f"{r['indeterminate']} ({r['indeterminate_landed']}) | "
+                     f"{r['refused']} ({r['refused_landed']}) | {r['reads']} | {r['stale_reads']} | "
+                     f"{r['status_500']} | {r['status_503']} | {recover} |")
+    f = result["final"]
+    lines += [
+        "", f"After healing: {f['acked']} acknowledged tweets, {f['lost']} missing from PostgreSQL, "
+        f"{f['missing_from_search']} missing from a search of one of their tags; search and PostgreSQL "
+        f"disagree on {f['search_differs_from_db']} tags' tweets and {f['total_differs_from_db']} tags' "
+        f"totals. Tracebacks in the service's log (other than asyncpg's while PostgreSQL was down): "
+        f"{s['server_tracebacks']} (and {s.get('sanic_shutdown_races', 0)} from Sanic stopping a worker: "
+        "one still starting, or its loop stopped under Sanic's own cleanup; not counted against "
+        "the run, and any request it cut shows as no answer above). Targets: nothing lost, no stale "
+        "read, no 500, 503 (always with Retry-After) only while PostgreSQL is down (a request is "
+        "counted in the phase it began in; a 503 there overlapped the next fault's PostgreSQL kill). "
+        + ("**All met.**" if not result["problems"] else "**Missed:** " + "; ".join(result["problems"])),
+        "", "Statuses per fault are in bench/results/chaos.json (transport errors by name). CI runs "
+        "the same experiment with shorter periods (`make chaos CHAOS_SHORT=1`).", "",
+    ]
+    return lines
+
+
+def soak_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's soak section, from bench/results/soak.json (bench/soak.py)."""
+    rows = []
+    for i, (_, w) in enumerate(sorted(result["per_worker"].items())):
+        rows.append([f"worker {i + 1}"] + [
+            f"{w[k]['start']:.1f} -> {w[k]['end']:.1f} ({w[k]['slope_per_10min']:+.2f} per 10 min)" if k == "rss_mb"
+            else f"{w[k]['start']:.0f} -> {w[k]['end']:.0f} (max {w[k]['max']:.0f})"
+            for k in ("rss_mb", "fds", "pg_conns", "redis_conns")])
+    r = result["redis_mb"]
+    return [
+        SOAK_TITLE, "",
+        f"`make soak` on {result['measured_at']}: Locust MixedUser, {result['users']} users, "
+        f"{result['minutes']:g} minutes against 2 workers (bench stack), sampled every {result['sample_s']} s; "
+        f"growth is measured from the end of a {result['warmup_s']:.0f} s warm-up to the end of the run. "
+        f"{result['requests']:,} requests at {result['rps']:.0f} req/s, {result['failures']} failures, "
+        f"p95 {result['p95_ms']:.0f} ms.", "",
+        "![soak](bench/plots/soak.png)", "",
+        table(["", "RSS MB (after warm-up -> end)", "open fds", "PostgreSQL connections", "Redis connections"], rows),
+        "",
+        f"Redis used memory: {r['start']:.1f} -> {r['end']:.1f} MB ({r['slope_per_10min']:+.2f} MB per 10 min; "
+        "it holds the cache of every tag searched, bounded by maxmemory with LRU eviction).",
+    ]
+
+
+INSTANCES_TITLE = "## Instances behind a load balancer"
+
+
+def instances_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's section from bench/results/instances.json (bench/instances.py)."""
+    rows, paths, plan = result["rows"], result["paths"], result["plan"]
+    out = [INSTANCES_TITLE, "",
+           f"`make bench-instances` (bench/instances.py, commit {result['facts']['commit']}, "
+           f"{result['versions']['haproxy']}; {result['versions']['pgbouncer']}): the bench data and paths "
+           f"as above, {plan['rounds']} rounds of {plan['seconds']} s per path, medians. Every row shares both "
+           f"CPUs between the server side (instances, HAProxy, PgBouncer) and wrk, so on this "
+           f"{result['facts']['machine']['cores']}-core machine "
+           "more instances only divide the same cores: reported, not gated. Instances are single-process "
+           "(WORKERS=1) and share the one PostgreSQL and Redis; HAProxy (`make cluster`, ops/balancer.py) "
+           "keeps connections alive on both sides and its CPU counts as the server's. PgBouncer runs in "
+           f"transaction mode with {result['pgbouncer_pool_size']} server connections "
+           "(DB_TRANSACTION_POOLER=true: no prepared statements, each use of a connection one transaction).",
+           "", "req/s (p99 ms) and the server side's CPU µs per request:", ""]
+    body = []
+    for label in result.get("order", list(rows)):
+        runs = rows[label]
+        body.append([label, *[f"{f0(runs[p]['rps'])} ({f2(runs[p]['p99_ms'])})" for p in paths],
+                     *[f0(runs[p]["cpu_us_per_request"]["server"]) for p in paths]])
+    out.append(table(["configuration", *[f"{p} req/s (p99)" for p in paths], *[f"{p} µs" for p in paths]],
+                     body))
+
+    def ratio(a: str, b: str) -> list[str]:
+        return [f"{rows[a][p]['rps'] / rows[b][p]['rps']:.2f}" for p in paths]
+
+    comparisons = [
+        ("the balancer's cost: 1 instance behind HAProxy / direct", "1 instance behind HAProxy",
+         "1 instance, direct"),
+        ("2 instances / 1 instance, both behind HAProxy", "2 instances behind HAProxy", "1 instance behind HAProxy"),
+        ("2 instances behind HAProxy / 1 instance of 2 workers", "2 instances behind HAProxy",
+         "1 instance of 2 workers, direct"),
+        ("PgBouncer's cost: 1 instance through PgBouncer / direct", "1 instance, direct, through PgBouncer",
+         "1 instance, direct"),
+        ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / without",
+         "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),
+    ]
+    if "wal" in result:
+        w = result["wal"]
+        out += ["", f"PostgreSQL's WAL per acknowledged post (the post path under wrk on one instance for "
+                    f"{w['seconds']} s, {w['posts']:,} posts, {w['rps']:,.0f} req/s): "
+                    f"**{w['wal_bytes_per_post']:,.0f} bytes** ({w['wal_bytes'] / 1e6:,.1f} MB in all; fsync and "
+                    "full-page writes on, so pages touched first after a checkpoint are written whole)."]
+    out += ["", "Ratios of req/s, same run:", "",
+            table(["comparison", *paths], [[name, *ratio(a, b)] for name, a, b in comparisons if a in rows and b in rows])]
+    return out
+
+
+SCALING_TITLE = "## Measured here"
+
+
+def scaling_section(http: dict[str, Any], scale: dict[str, Any] | None,
+                    instances: dict[str, Any] | None) -> list[str]:
+    """docs/SCALING.md's figures, from the committed results (bench/results/*.json): the cost of
+    each operation here, storage per tweet and per cached tag, WAL per post, and what 10x, 100x and
+    1000x the measured single-worker rates would need, by plain multiplication."""
+    d, bypass = http["endpoints"]["default"], http["endpoints"]["cache off"]["bypass"]
+    runs = {"hit": d["hit"], "miss": d["miss"], "bypass": bypass, "post": d["post"]}
+    cores = http["facts"]["machine"]["cores"]
+    out = [SCALING_TITLE, "",
+           f"Written by bench/report/ from bench/results/*.json (make bench, commit {http['facts']['commit']}"
+           + (f"; make bench-instances, commit {instances['facts']['commit']}" if instances else "")
+           + (f"; make bench-scale, commit {scale['facts']['commit']}" if scale else "")
+           + f"); do not edit. One worker on one core of this {cores}-core machine, PostgreSQL and Redis on "
+           "the other:",
+           "", table(["operation", "req/s", "server µs", "PostgreSQL µs", "Redis µs"],
+                     [[k, f0(r["rps"]), f0(r["cpu_us_per_request"]["server"]),
+                       f0(r["cpu_us_per_request"]["postgres"]), f0(r["cpu_us_per_request"]["redis"])]
+                      for k, r in runs.items()])]
+    wal = instances["wal"]["wal_bytes_per_post"] if instances and "wal" in instances else None
+    per_tweet, storage = storage_facts(scale)
+    facts = ([["PostgreSQL WAL per post", f"{wal:,.0f} bytes"]] if wal is not None else []) + storage
+    out += ["", table(["quantity", "measured"], facts + tier_costs(instances))]
+    return out + projections(d["post"], d["hit"], d["miss"], wal, per_tweet)
+
+
+def storage_facts(scale: dict[str, Any] | None) -> tuple[float | None, list[list[str]]]:
+    """(bytes per tweet, rows of storage facts) at the largest size make bench-scale measured."""
+    if not scale or not scale["sizes"]:
+        return None, []
+    big = scale["sizes"][-1]
+    sizes = big["sizes"]
+    stored = sum(sizes[t]["table_bytes"] + sizes[t]["index_bytes"] for t in ("tweets", "tweet_tags"))
+    per_tweet = stored / sizes["tweet_rows"]
+    return per_tweet, [
+        ["tables and indexes per tweet (tweets, tweet_tags)",
+         f"{per_tweet:,.0f} bytes (at {sizes['tweet_rows']:,} tweets)"],
+        ["Redis memory, a hot tag's entry (its newest 1,000 tweets)", f"{big['redis_bytes']['hot tag entry']:,} bytes"],
+        ["Redis memory, a 2-tweet tag's entry", f"{big['redis_bytes']['cold tag entry (mean)']:,} bytes"]]
+
+
+def tier_costs(instances: dict[str, Any] | None) -> list[list[str]]:
+    """HAProxy's and PgBouncer's cost, as ratios to direct, from make bench-instances."""
+    if not instances:
+        return []
+    rows = instances["rows"]
+    direct, lb = rows["1 instance, direct"], rows["1 instance behind HAProxy"]
+    pooled = rows["1 instance, direct, through PgBouncer"]
+    return ([[f"HAProxy in front of one instance, {p}", f"{lb[p]['rps'] / direct[p]['rps']:.2f} of direct"]
+             for p in ("hit", "post")]
+            + [[f"PgBouncer (transaction mode) in front of PostgreSQL, {p}",
+                f"{pooled[p]['rps'] / direct[p]['rps']:.2f} of direct"] for p in ("miss", "post")])
+
+
+def projections(post: dict[str, Any], hit: dict[str, Any], miss: dict[str, Any], wal: float | None,
+                per_tweet: float | None) -> list[str]:
+    def row(k: int, p: Projection) -> list[str]:
+        return [f"{k}x", f0(p.posts), f0(p.searches), f"{p.api_cores:,.1f}", f"{p.postgres_cores:,.1f}",
+                "-" if p.wal_bytes_per_s is None else f"{p.wal_bytes_per_s / 1e6:,.1f} MB/s",
+                "-" if p.table_bytes_per_day is None else f"{p.table_bytes_per_day / 1e9:,.0f} GB",
+                f0(p.invalidations_per_s)]
+
+    return ["", f"Load at multiples of what one worker serves here ({f0(post['rps'])} posts/s and "
+            f"{f0(hit['rps'])} cached searches/s, together): the cores each tier would need at this machine's "
+            "cost per request (1% of searches missing the cache), the WAL and new table data written, and the "
+            "invalidation messages Redis delivers (one per post to every worker, one worker per API core):", "",
+            table(["load", "posts/s", "searches/s", "API cores", "PostgreSQL cores", "WAL",
+                   "new table data per day", "invalidation deliveries/s"],
+                  [row(k, project(k, post, hit, miss, wal, per_tweet)) for k in (1, 10, 100, 1000)])]
+
+
+def publish_scaling(http: dict[str, Any], scale: dict[str, Any] | None, instances: dict[str, Any] | None) -> None:
+    """Rewrite docs/SCALING.md's measured section."""
+    publish_section(SCALING_MD, SCALING_TITLE, scaling_section(http, scale, instances), empty="# Scaling\n")
+
+
+def publish_detection(detection: dict[str, Any]) -> None:
+    """Replace RESULTS.md's CI check section in place (the rest of the file is left as measured)."""
+    publish_section(RESULTS_MD, DETECTION_TITLE, detection_section(detection))
+
+
+SCALE_TITLE = "## Cost versus data size"
+SCALE_FLAT = {"hit": 0.10, "miss": 0.10, "post": 0.10, "deep_keyset": 0.20}  # largest vs smallest
+
+
+def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
+    """RESULTS.md's section from bench/results/scale.json (bench/scale.py, make bench-scale)."""
+    runs = result["sizes"]
+    paths = [p for p in SCALE_PATHS if p in runs[0]["paths"]]
+    out = [SCALE_TITLE, "",
+           f"`make bench-scale` (bench/scale.py, commit {result['facts']['commit']}): the bench data at "
+           "growing numbers of tweets, each path measured as above (1 worker, pinned, "
+           f"{result['plan']['rounds']} rounds of {result['plan']['seconds']} s, medians), within a "
+           f"budget of {result['budget_s']:.0f} s. "
+           + (f"Stopped {result['stopped']}." if result["stopped"] else "Every size ran."), "",
+           f"![scale]({plot_dir}/scale.png)", "",
+           table(["tweets", "hot tag's tweets", "seed s", *[f"{p} req/s (p99 ms)" for p in paths]],
+                 [[f0(r["tweets"]), f0(r["sizes"]["hot_tag_tweets"]), f0(r["seed_s"]),
+                   *[f"{f0(r['paths'][p]['rps'])} ({f2(r['paths'][p]['p99_ms'])})" for p in paths]]
+                  for r in runs]), "",
+           "Sizes on disk and in Redis:", "",
+           table(["tweets", *[f"{t} table + indexes MB" for t in ("tweets", "tweet_tags", "tags")],
+                  "Redis: hot tag entry KB", "Redis: cold tag entry bytes"],
+                 [[f0(r["tweets"]),
+                   *[f"{r['sizes'][t]['table_bytes'] / 2**20:,.0f} + {r['sizes'][t]['index_bytes'] / 2**20:,.0f}"
+                     for t in ("tweets", "tweet_tags", "tags")],
+                   f"{r['redis_bytes']['hot tag entry'] / 1024:,.0f}", f0(r["redis_bytes"]["cold tag entry (mean)"])]
+                  for r in runs])]
+    out += ["", "CPU per request by size (µs: server / PostgreSQL), which part grows with the data:", "",
+            table(["tweets", *paths],
+                  [[f0(r["tweets"]), *[f"{f0(r['paths'][p]['cpu_us_per_request']['server'])} / "
+                                       f"{f0(r['paths'][p]['cpu_us_per_request']['postgres'])}" for p in paths]]
+                   for r in runs])]
+    if len(runs) > 1:
+        rows = []
+        for path, allowed in SCALE_FLAT.items():
+            change, met = relative_change(runs[0]["paths"][path]["rps"], runs[-1]["paths"][path]["rps"], allowed)
+            rows.append([path, f"within ±{allowed:.0%}", f"{change:+.1%}", MET if met else MISSED])
+        out += ["", f"Targets, {f0(runs[0]['tweets'])} to {f0(runs[-1]['tweets'])} tweets (req/s, largest "
+                "against smallest; deep offset pages are capped by the API at offset 9,900 instead):", "",
+                table(["path", "goal", "change", ""], rows)]
+    return out
+
+

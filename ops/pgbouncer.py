@@ -1,0 +1,71 @@
+"""PgBouncer in transaction mode in front of the embedded PostgreSQL, on STACK_PG_PORT + 1
+(Debian's package, installed on demand), for the tests, `make cluster POOLER=1` and the
+benchmarks. Its files live beside the cluster's (DATA_DIR/pg/pgbouncer)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ops import postgres
+from ops.process import read_pid, terminate
+from ops.system import ensure_tool, give_to_server_user, port_open, server_user, wait_port, write_private
+from service.settings import Settings
+
+POOL_SIZE = 20  # server connections PgBouncer opens to PostgreSQL, whatever the clients number
+
+
+def port(settings: Settings) -> int:
+    return settings.stack_pg_port + 1
+
+
+def url(settings: Settings) -> str:
+    return postgres.url_at(settings, port(settings))
+
+
+def start(settings: Settings, pool_size: int = POOL_SIZE) -> str:
+    """PgBouncer in transaction mode, POOL_SIZE server connections at most; returns its URL (the
+    service needs DB_TRANSACTION_POOLER=true behind it)."""
+    binary = ensure_tool("pgbouncer", "pgbouncer")
+    directory = postgres.data_root(settings) / "pgbouncer"
+    if port_open(port(settings)):
+        return url(settings)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    give_to_server_user(directory)
+    # PgBouncer logs in to PostgreSQL with the password from this file, and checks clients
+    # against it (SCRAM on both sides).
+    users = directory / "userlist.txt"
+    write_private(users, f'"{postgres.DB_USER}" "{postgres.password(settings)}"\n')
+    config = directory / "pgbouncer.ini"
+    write_private(config, f"""[databases]
+{postgres.DB_NAME} = host=127.0.0.1 port={settings.stack_pg_port} dbname={postgres.DB_NAME}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port(settings)}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {users}
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = 5000
+server_reset_query =
+server_check_delay = 10
+logfile = {directory}/pgbouncer.log
+pidfile = {directory}/pgbouncer.pid
+""")
+    for path in (users, config):
+        give_to_server_user(path)
+    user = server_user()
+    subprocess.run([binary, "-d", *(["-u", user] if user else []), str(config)],
+                   check=True, capture_output=True, cwd="/")
+    wait_port(port(settings), "PgBouncer")
+    return url(settings)
+
+
+def pid(settings: Settings) -> int | None:
+    link = settings.data_dir / "pg"
+    return read_pid(link.resolve() / "pgbouncer" / "pgbouncer.pid") if link.exists() else None
+
+
+def stop(settings: Settings) -> None:
+    terminate(pid(settings), grace=10)

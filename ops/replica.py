@@ -1,0 +1,64 @@
+"""A hot standby of the embedded PostgreSQL on STACK_PG_PORT + 2, made by pg_basebackup and
+streaming from it through a replication slot, for the tests, `make cluster REPLICA=1` and the
+benchmarks. Its data lives beside the cluster's (DATA_DIR/pg/replica)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from ops import postgres
+from ops.system import StackError, port_open, run_checked, server_user, wait_port
+from service.settings import Settings
+
+SLOT = "simple_twitter_replica"
+DROP_SLOT = ("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+             "WHERE slot_name = 'simple_twitter_replica'")  # SLOT
+
+
+def port(settings: Settings) -> int:
+    return settings.stack_pg_port + 2
+
+
+def url(settings: Settings) -> str:
+    return postgres.url_at(settings, port(settings))
+
+
+def start(settings: Settings) -> str:
+    """The standby (the primary keeps the WAL it has not received, up to 1 GB). Made anew at every
+    start: a copy left stopped while the primary went on could not catch up. Returns its URL."""
+    root = postgres.data_root(settings)
+    data = root / "replica"
+    if port_open(port(settings)):
+        return url(settings)
+    user = server_user()
+    if data.exists():
+        shutil.rmtree(data)
+    postgres.psql(settings, "ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'")
+    postgres.psql(settings, "SELECT pg_reload_conf()")
+    postgres.psql(settings, DROP_SLOT)
+    env = {**os.environ, "PGPASSWORD": postgres.password(settings)}
+    # -R: standby.signal and primary_conninfo (with the slot), so it starts as a replica.
+    made = subprocess.run([postgres.binary("pg_basebackup"), "-h", "127.0.0.1", "-p",
+                           str(settings.stack_pg_port), "-U", postgres.DB_USER, "-D", str(data), "-R",
+                           "-X", "stream", "-c", "fast", "-C", "-S", SLOT],
+                          user=user, env=env, capture_output=True, text=True, cwd="/", check=False)
+    if made.returncode:
+        raise StackError(f"pg_basebackup failed: {made.stderr}")
+    run_checked([postgres.binary("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data), "-l",
+                 str(root / "replica.log"), "-o", f"-p {port(settings)}"], user)
+    wait_port(port(settings), "the replica")
+    return url(settings)
+
+
+def stop(settings: Settings) -> None:
+    """Stop the replica and drop its slot (so the primary keeps no WAL for it)."""
+    link = settings.data_dir / "pg"
+    data = link.resolve() / "replica" if link.exists() else None
+    if data is None or not (data / "postmaster.pid").exists():
+        return
+    run_checked([postgres.binary("pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)], server_user(),
+                check=False)
+    if port_open(settings.stack_pg_port):
+        postgres.psql(settings, DROP_SLOT)
