@@ -137,20 +137,24 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         for _ in range(rounds):
             for endpoint in endpoints:
                 samples[endpoint].append(run(endpoint, plan.seconds))
-    out = {}
-    for endpoint, runs in samples.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
-        med["errors"] = sum(r["errors"] for r in runs)
-        med["cpu_us_per_request"] = {part: statistics.median(r["cpu_us_per_request"][part] for r in runs)
-                                     for part in runs[0]["cpu_us_per_request"]}
-        med["metrics"] = median_metrics([r["metrics"] for r in runs])
-        out[endpoint] = {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"],
-                         "server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
-                         "settings": {k: v for k, v in env.items() if k not in peers.SECRETS},
-                         "seconds": plan.seconds, "rounds": rounds}
-        log(f"  {config.label:<34} {endpoint:<11} {out[endpoint]['rps']:>8.0f} req/s  "
-            f"p99 {out[endpoint]['p99_ms']:.1f} ms  errors {out[endpoint]['errors']}")
+    setup = {"server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
+             "settings": {k: v for k, v in env.items() if k not in peers.SECRETS},
+             "seconds": plan.seconds, "rounds": rounds}
+    out = {endpoint: {**medians(runs), **setup} for endpoint, runs in samples.items()}
+    for endpoint, r in out.items():
+        log(f"  {config.label:<34} {endpoint:<11} {r['rps']:>8.0f} req/s  p99 {r['p99_ms']:.1f} ms  "
+            f"errors {r['errors']}")
     return out
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """An endpoint's rounds summed up: the median of each figure, errors added, every round's req/s."""
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
+    med["errors"] = sum(r["errors"] for r in runs)
+    med["cpu_us_per_request"] = {part: statistics.median(r["cpu_us_per_request"][part] for r in runs)
+                                 for part in runs[0]["cpu_us_per_request"]}
+    med["metrics"] = median_metrics([r["metrics"] for r in runs])
+    return {**med, "runs": [round(r["rps"]) for r in runs], "tool": runs[0]["tool"]}
 
 
 def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -284,28 +288,7 @@ def run(quick: bool) -> dict[str, Any]:
             "cache off": measure(Config(f"{peer} cache off", {"CACHE_ENABLED": "false"}, peer=peer),
                                  ["floor", "bypass"], plan, plan.rounds)}
     if plan.full:
-        log("worker counts")
-        for workers in (1, 2):
-            results["workers"][str(workers)] = {
-                **measure(Config(f"{workers} workers", workers=workers), ["floor", "hit", "post"], plan,
-                          plan.ablation_rounds),
-                **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
-                                            ["bypass"], plan, plan.ablation_rounds).items()}}
-        log("ablation: each tuning switched off in turn")
-        for label, env in ABLATIONS.items():
-            hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
-            row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
-            if (label, "bypass") not in NOT_ON_PATH:
-                row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
-                                                     ["bypass"], plan, plan.ablation_rounds).items()})
-            results["ablation"][label] = row
-        log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
-        storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
-        results["ablation"]["refill storm, single-flight on"] = measure(
-            Config("storm, single-flight on", storm), ["hit"], plan, plan.ablation_rounds)
-        results["ablation"]["refill storm, single-flight off"] = measure(
-            Config("storm, single-flight off", {**storm, "USE_SINGLEFLIGHT": "false"}), ["hit"], plan,
-            plan.ablation_rounds)
+        measure_full(results, plan, cold)
     log("constant rate at 50% of each endpoint's measured maximum")
     for endpoint, config, source in (("floor", base, "default"), ("hit", base, "default"),
                                      ("bypass", cold, "cache off")):
@@ -317,6 +300,32 @@ def run(quick: bool) -> dict[str, Any]:
     results["postgres_ceiling"] = postgres_ceiling(dsn, 3 if quick else 5)
     results["elapsed_s"] = time.time() - started
     return results
+
+
+def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
+    """The full run's extras: worker counts, each tuning switched off, single-flight under a storm."""
+    log("worker counts")
+    for workers in (1, 2):
+        results["workers"][str(workers)] = {
+            **measure(Config(f"{workers} workers", workers=workers), ["floor", "hit", "post"], plan,
+                      plan.ablation_rounds),
+            **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
+                                        ["bypass"], plan, plan.ablation_rounds).items()}}
+    log("ablation: each tuning switched off in turn")
+    for label, env in ABLATIONS.items():
+        hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
+        row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
+        if (label, "bypass") not in NOT_ON_PATH:
+            row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
+                                                 ["bypass"], plan, plan.ablation_rounds).items()})
+        results["ablation"][label] = row
+    log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
+    storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
+    results["ablation"]["refill storm, single-flight on"] = measure(
+        Config("storm, single-flight on", storm), ["hit"], plan, plan.ablation_rounds)
+    results["ablation"]["refill storm, single-flight off"] = measure(
+        Config("storm, single-flight off", {**storm, "USE_SINGLEFLIGHT": "false"}), ["hit"], plan,
+        plan.ablation_rounds)
 
 
 def main() -> None:

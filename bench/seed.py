@@ -77,59 +77,9 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
                 DROP TABLE IF EXISTS seed_mark;
                 TRUNCATE seed_info, tweet_tags, tags, tweets, users RESTART IDENTITY CASCADE""")
         started = time.perf_counter()
-        rng = random.Random(spec.seed)
-        pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
-        password_hash = HASHER.hash(BENCH_PASSWORD)
         async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO users (username, full_name, password_hash) "
-                "SELECT 'bench_' || i, 'Bench User ' || i, $1 FROM generate_series(1, $2) i "
-                "ON CONFLICT DO NOTHING", password_hash, spec.users)
-            # The ids the users really have: a sequence with gaps (a failed insert consumes a
-            # value) or users from an earlier partial seed must not shift them.
-            names = [f"bench_{i}" for i in range(1, spec.users + 1)]
-            found = await conn.fetch("SELECT id, lower(username) AS name FROM users "
-                                     "WHERE lower(username) = ANY($1::text[])", names)
-            ids = {r["name"]: r["id"] for r in found}
-            user_ids = [ids[n] for n in names]
-            start = datetime.now(UTC) - timedelta(days=30)
-            step = timedelta(days=30) / spec.tweets
-            Row = tuple[int, int, str, list[str], datetime]
-
-            def rows() -> Iterator[Row]:  # generated as copied: millions of rows never sit in memory
-                k = 0
-                for i in range(spec.tweets):
-                    tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
-                    msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
-                    yield k, user_ids[rng.randrange(spec.users)], msg, tags, start + step * i
-                    k += 1
-                for c in range(1, spec.cold_tags + 1):
-                    for j in range(spec.cold_tweets_per_tag):
-                        yield (k, user_ids[rng.randrange(spec.users)], f"cold tweet {j} about #cold{c}",
-                               [f"cold{c}"], start + step * rng.randrange(spec.tweets))
-                        k += 1
-
-            # Copied into a staging table, then written as the post statement writes a tweet: ids
-            # in row order, each tweet's JSON built by tweet_json() (sql/006) and stored with it.
-            await conn.execute("CREATE TEMP TABLE seed_rows (k int, user_id bigint, msg text, tags text[], "
-                               "created_at timestamptz) ON COMMIT DROP")
-            await conn.copy_records_to_table("seed_rows", records=rows(),
-                                             columns=["k", "user_id", "msg", "tags", "created_at"])
-            await conn.execute("""
-                INSERT INTO tweets (id, user_id, msg, tags, created_at, body) OVERRIDING SYSTEM VALUE
-                    SELECT n.id, n.user_id, n.msg, n.tags, n.created_at,
-                           tweet_json(n.id, n.msg, n.user_id, u.username, n.created_at, n.tags)
-                    FROM (SELECT nextval('tweets_id_seq') AS id, r.* FROM seed_rows r ORDER BY r.k) n
-                    JOIN users u ON u.id = n.user_id;
-                DROP TABLE seed_rows;
-            """)
-            await conn.execute("""
-                INSERT INTO tweet_tags (tag, tweet_id)
-                    SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n ON CONFLICT DO NOTHING;
-                DELETE FROM tags;
-                INSERT INTO tags (name, shard, tweet_count)
-                    SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
-            """)
+            rng = random.Random(spec.seed)
+            await _write_tweets(conn, _rows(spec, await _users(conn, spec), rng))
             await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", _spec_json(spec))
         await conn.execute("ANALYZE")
         if not quiet:
@@ -139,6 +89,67 @@ async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, repla
         return True
     finally:
         await conn.close()
+
+
+async def _users(conn: asyncpg.Connection, spec: SeedSpec) -> list[int]:
+    """The bench users (created where missing), by number: user i is bench_i."""
+    await conn.execute(
+        "INSERT INTO users (username, full_name, password_hash) "
+        "SELECT 'bench_' || i, 'Bench User ' || i, $1 FROM generate_series(1, $2) i "
+        "ON CONFLICT DO NOTHING", HASHER.hash(BENCH_PASSWORD), spec.users)
+    # The ids the users really have: a sequence with gaps (a failed insert consumes a value) or
+    # users from an earlier partial seed must not shift them.
+    names = [f"bench_{i}" for i in range(1, spec.users + 1)]
+    found = await conn.fetch("SELECT id, lower(username) AS name FROM users "
+                             "WHERE lower(username) = ANY($1::text[])", names)
+    ids = {r["name"]: r["id"] for r in found}
+    return [ids[n] for n in names]
+
+
+Row = tuple[int, int, str, list[str], datetime]
+
+
+def _rows(spec: SeedSpec, user_ids: list[int], rng: random.Random) -> Iterator[Row]:
+    """Every tweet as (k, user, msg, tags, created_at), generated as copied: millions of rows never
+    sit in memory. Tags follow the spec's Zipf law; cold tags get a few tweets each."""
+    pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
+    start = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=30) / spec.tweets
+    k = 0
+    for i in range(spec.tweets):
+        tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
+        msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
+        yield k, user_ids[rng.randrange(spec.users)], msg, tags, start + step * i
+        k += 1
+    for c in range(1, spec.cold_tags + 1):
+        for j in range(spec.cold_tweets_per_tag):
+            yield (k, user_ids[rng.randrange(spec.users)], f"cold tweet {j} about #cold{c}",
+                   [f"cold{c}"], start + step * rng.randrange(spec.tweets))
+            k += 1
+
+
+async def _write_tweets(conn: asyncpg.Connection, rows: Iterator[Row]) -> None:
+    """Copied into a staging table, then written as the post statement writes a tweet: ids in row
+    order, each tweet's JSON built by tweet_json() (sql/006) and stored with it."""
+    await conn.execute("CREATE TEMP TABLE seed_rows (k int, user_id bigint, msg text, tags text[], "
+                       "created_at timestamptz) ON COMMIT DROP")
+    await conn.copy_records_to_table("seed_rows", records=rows,
+                                     columns=["k", "user_id", "msg", "tags", "created_at"])
+    await conn.execute("""
+        INSERT INTO tweets (id, user_id, msg, tags, created_at, body) OVERRIDING SYSTEM VALUE
+            SELECT n.id, n.user_id, n.msg, n.tags, n.created_at,
+                   tweet_json(n.id, n.msg, n.user_id, u.username, n.created_at, n.tags)
+            FROM (SELECT nextval('tweets_id_seq') AS id, r.* FROM seed_rows r ORDER BY r.k) n
+            JOIN users u ON u.id = n.user_id;
+        DROP TABLE seed_rows;
+    """)
+    await conn.execute("""
+        INSERT INTO tweet_tags (tag, tweet_id)
+            SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n ON CONFLICT DO NOTHING;
+        DELETE FROM tags;
+        INSERT INTO tags (name, shard, tweet_count)
+            SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
+    """)
 
 
 def main() -> None:

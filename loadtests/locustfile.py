@@ -15,33 +15,31 @@ the run exit with code 3 and say which bound broke and where.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import logging
 import os
 import random
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, between, events, tag, task
 from locust.runners import WorkerRunner
 
-TOPICS = 1000
-ZIPF_S = 1.1
+# Locust imports this file by path: the project's packages are found from its root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.seed import SeedSpec, topic, zipf_sampler
+
+SPEC = SeedSpec()  # the data make loadtest seeds: the same topics and Zipf law
 PASSWORD = "load-test-password"
 SEARCH = "/api/v1/search-tweets"
-_CDF = list(itertools.accumulate(1 / (k**ZIPF_S) for k in range(1, TOPICS + 1)))
 log = logging.getLogger("loadtests")
-
-
-def hot_topic(rng: random.Random) -> str:
-    return f"topic{bisect.bisect_left(_CDF, rng.random() * _CDF[-1]) + 1}"
 
 
 def cold_topic(rng: random.Random) -> str:
     """The long tail (rarely searched, so rarely cached), or a tag nobody ever used."""
     if rng.random() < 0.5:
-        return f"topic{rng.randint(TOPICS // 2, TOPICS)}"
+        return topic(rng.randint(SPEC.topics // 2, SPEC.topics))
     return f"never_{uuid.uuid4().hex[:10]}"
 
 
@@ -60,9 +58,14 @@ class ServiceUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.rng = random.Random()
+        self.pick_topic = zipf_sampler(SPEC.topics, SPEC.zipf_s, self.rng)
         self.username = f"lt_{uuid.uuid4().hex[:16]}"
         self.register(self.username)
         self.token = self.login(self.username)
+
+    def hot_topic(self) -> str:
+        """A tag drawn by the seed's Zipf law (topic1 the hottest)."""
+        return topic(self.pick_topic())
 
     @property
     def auth(self) -> dict[str, str]:
@@ -92,7 +95,7 @@ class ServiceUser(FastHttpUser):
                 r.failure("search: no pagination in the body")
 
     def post_tweet(self) -> None:
-        topics = sorted({hot_topic(self.rng) for _ in range(self.rng.randint(1, 3))})
+        topics = sorted({self.hot_topic() for _ in range(self.rng.randint(1, 3))})
         if self.rng.random() < 0.5:  # some tags as #hashtags in the text, some in the list
             body = {"msg": "load test " + " ".join(f"#{t}" for t in topics), "tags": []}
         else:
@@ -115,7 +118,7 @@ class ReaderUser(ServiceUser):
     @task
     def read(self) -> None:
         page = 1 if self.rng.random() < 0.85 else self.rng.randint(2, 5)
-        self.search(hot_topic(self.rng), page)
+        self.search(self.hot_topic(), page)
 
 
 @tag("cold")
@@ -160,7 +163,7 @@ class MixedUser(ServiceUser):
 
     @task(80)
     def read(self) -> None:
-        self.search(hot_topic(self.rng), 1 if self.rng.random() < 0.9 else self.rng.randint(2, 5))
+        self.search(self.hot_topic(), 1 if self.rng.random() < 0.9 else self.rng.randint(2, 5))
 
     @task(15)
     def write(self) -> None:

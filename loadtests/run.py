@@ -21,14 +21,16 @@ from typing import Any
 import psutil
 
 from bench.scrape import between, try_scrape
-from ops import stack
-from ops.__main__ import start
+from bench.seed import SeedSpec
+from ops import balancer, stack
+from ops.background import LOCUST_UI_PORT as UI_PORT
+from ops.background import start
+from ops.process import terminate
 from service.db.migrate import migrate
 from service.settings import ROOT, load_settings
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 SHAPES = ROOT / "loadtests" / "shapes.py"
-UI_PORT = 8089
 SCENARIOS = {"reader": "ReaderUser", "cold": "ColdReaderUser", "poster": "PosterUser",
              "registrar": "RegistrarUser", "mixed": "MixedUser"}
 
@@ -42,8 +44,9 @@ def bring_up(seed_data: bool) -> str:
     if seed_data:
         from bench.seed import seed
 
-        if asyncio.run(seed(dsn)):
-            print("seeded the database (10,000 users, 200,000 tweets)", flush=True)
+        spec = SeedSpec()
+        if asyncio.run(seed(dsn, spec, quiet=True)):
+            print(f"seeded the database ({spec.users:,} users, {spec.tweets:,} tweets)", flush=True)
     return start(settings)
 
 
@@ -64,18 +67,9 @@ def ui_processes() -> list[psutil.Process]:
 def stop_ui() -> bool:
     """Stop a Locust web UI (and its worker processes); True if one was running."""
     procs = ui_processes()
-    family = [q for p in procs for q in (p, *p.children(recursive=True))]
-    for proc in family:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=10)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    workers = [child for proc in procs for child in proc.children(recursive=True)]
+    for proc in [*procs, *workers]:  # the master stops its workers; any left are stopped after it
+        terminate(proc.pid, grace=10)
     return bool(procs)
 
 
@@ -88,16 +82,6 @@ def summary(csv_path: Path) -> str:
     return "\n".join(lines)
 
 
-def metrics_urls(host: str) -> list[str]:
-    """Behind `make cluster`'s balancer a scrape reaches one instance: scrape each one instead."""
-    state = load_settings().data_dir / "cluster" / "state.json"
-    if state.exists():
-        cluster = json.loads(state.read_text())
-        if cluster["url"] == host.rstrip("/"):
-            return [f"http://127.0.0.1:{port}" for port in cluster["instances"]]
-    return [host]
-
-
 def metrics_line(counted: dict[str, Any]) -> str:
     """The target's own count of the run (its /metrics, scraped before and after)."""
     if "cache" not in counted:
@@ -108,7 +92,7 @@ def metrics_line(counted: dict[str, Any]) -> str:
             f"lent, mean wait {'-' if wait is None else f'{wait:,.0f} µs'}")
 
 
-def main() -> int:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ui", action="store_true", help="open the web UI instead of a headless run")
     parser.add_argument("--stop", action="store_true", help=f"stop a Locust UI on port {UI_PORT}")
@@ -127,35 +111,37 @@ def main() -> int:
                              "else the target)")
     parser.add_argument("--no-seed", action="store_true")
     parser.add_argument("--out", default="", help="results folder (default results/loadtest/<scenario>-<time>)")
-    args = parser.parse_args()
-    if args.stop:
-        print(f"Locust UI {'stopped' if stop_ui() else 'not running'}")
-        return 0
-    host = args.host or bring_up(seed_data=not args.no_seed)
-    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
-    if args.processes != 1:
-        base += ["--processes", str(args.processes)]
-    if args.ui:
-        offered = "all" if args.scenario == "all" else SCENARIOS[args.scenario]
-        os.environ["LOCUST_SCENARIOS"] = offered
-        print(f"Locust web UI on http://127.0.0.1:{UI_PORT} (target {host}), offering {offered} and the "
-              "load shapes (Default, or StepLoadShape: +10 users every 15 s up to 100; STEP_USERS, "
-              "STEP_SECONDS, MAX_USERS change it); make stop or Ctrl-C stops it", flush=True)
-        ui = [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host]
-        os.execv(sys.executable, [*ui, "--web-host", "127.0.0.1", "--web-port", str(UI_PORT), "--class-picker"])
+    return parser.parse_args()
+
+
+def open_ui(args: argparse.Namespace, host: str) -> None:
+    """Replace this process with Locust's web UI, the scenario offered ticked."""
+    offered = "all" if args.scenario == "all" else SCENARIOS[args.scenario]
+    os.environ["LOCUST_SCENARIOS"] = offered
+    print(f"Locust web UI on http://127.0.0.1:{UI_PORT} (target {host}), offering {offered} and the "
+          "load shapes (Default, or StepLoadShape: +10 users every 15 s up to 100; STEP_USERS, "
+          "STEP_SECONDS, MAX_USERS change it); make stop or Ctrl-C stops it", flush=True)
+    ui = [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host]
+    os.execv(sys.executable, [*ui, "--web-host", "127.0.0.1", "--web-port", str(UI_PORT), "--class-picker"])
+
+
+def headless(args: argparse.Namespace, host: str) -> int:
+    """A headless run with its gates; its reports and the target's own counts in the results folder."""
     classes = list(SCENARIOS.values()) if args.scenario == "all" else [SCENARIOS[args.scenario]]
-    out = Path(args.out) if args.out else ROOT / "results" / "loadtest" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else \
+        ROOT / "results" / "loadtest" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [*base, "--headless", "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.duration,
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
+           *(["--processes", str(args.processes)] if args.processes != 1 else []),
+           "--headless", "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.duration,
            "--csv", str(out / "stats"), "--html", str(out / "report.html"), "--json-file", str(out / "stats"),
            "--only-summary", "--max-fail-ratio", str(args.max_fail_ratio), "--max-p95-ms", str(args.max_p95_ms),
            *classes]
     print(f"running {', '.join(classes)}: {args.users} users for {args.duration} against {host}", flush=True)
-    scraped = args.metrics.split(",") if args.metrics else metrics_urls(host)
+    scraped = args.metrics.split(",") if args.metrics else balancer.instance_urls(load_settings(), host)
     before = try_scrape(scraped)
     code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
-    counted = between(before, try_scrape(scraped))
-    counted["scraped"] = scraped
+    counted = {**between(before, try_scrape(scraped)), "scraped": scraped}
     (out / "metrics.json").write_text(json.dumps(counted, indent=2))
     stats = out / "stats_stats.csv"
     if stats.exists():
@@ -166,6 +152,17 @@ def main() -> int:
     if code:
         print(f"load test FAILED its gates (exit {code})", file=sys.stderr)
     return code
+
+
+def main() -> int:
+    args = arguments()
+    if args.stop:
+        print(f"Locust UI {'stopped' if stop_ui() else 'not running'}")
+        return 0
+    host = args.host or bring_up(seed_data=not args.no_seed)
+    if args.ui:
+        open_ui(args, host)
+    return headless(args, host)
 
 
 if __name__ == "__main__":

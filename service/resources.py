@@ -23,7 +23,7 @@ from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.database import Database, Replica
-from service.db.pool import begin_statement, create_pool
+from service.db.pool import PoolStats, begin_statement, create_pool
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
@@ -44,6 +44,7 @@ class Resources:
     accounts: Accounts
     timeline: Timeline
     replica: asyncpg.Pool | None  # REPLICA_DATABASE_URL's, for searches that miss the cache
+    db_stats: PoolStats  # this worker's pool waits and replica reads (/metrics)
 
 
 async def open_resources(settings: Settings) -> Resources:
@@ -51,12 +52,12 @@ async def open_resources(settings: Settings) -> Resources:
     settings.require_resolved()
     chosen = codec(settings.use_orjson)
     pool = await create_pool(settings, settings.database_url)
-    begin = begin_statement(settings)
+    begin, stats = begin_statement(settings), PoolStats()
     replica = None
     if settings.replica_database_url:
         replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
-                          settings.db_acquire_timeout, begin)
-    db = Database(pool, settings.db_acquire_timeout, begin, replica)
+                          settings.db_acquire_timeout, begin, stats)
+    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats)
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.
@@ -99,7 +100,7 @@ async def open_resources(settings: Settings) -> Resources:
     loop = asyncio.get_running_loop()
     tasks = (loop.create_task(feed.run()),) if feed is not None else ()
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
-                     Accounts(db, passwords, tokens), timeline, replica.pool if replica else None)
+                     Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
 
 
 async def close_resources(res: Resources, seconds: float = 5.0) -> None:

@@ -24,11 +24,12 @@ def normalise(raw: str) -> str:
     """'#Python' -> 'python': strip one leading '#', NFKC + casefold, word characters only."""
     if len(raw) > MAX_RAW_LENGTH:
         raise TagError(f"tag longer than {MAX_TAG_LENGTH} characters: {raw[:80]!r}")
-    return _normalise(raw)
+    return normalise_memoised(raw)
 
 
 @functools.lru_cache(maxsize=8192)  # a pure function of hot inputs (search tags) on the hit path
-def _normalise(raw: str) -> str:
+def normalise_memoised(raw: str) -> str:
+    """normalise() without the length guard, memoised: call normalise(), which bounds the memo's keys."""
     tag = unicodedata.normalize("NFKC", raw.strip()).casefold()
     if tag.startswith("#"):
         tag = tag[1:]

@@ -136,14 +136,15 @@ def search_query_string(query_string: str) -> SearchQuery:
     parameters are ignored, so a valid string can be long) are not kept."""
     if len(query_string) > MEMO_MAX_CHARS:
         return _search_query_string(query_string)
-    return _memo_search_query_string(query_string)
+    return search_query_string_memoised(query_string)
 
 
 def _search_query_string(query_string: str) -> SearchQuery:
     return search_query({k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()})
 
 
-_memo_search_query_string = functools.lru_cache(maxsize=4096)(_search_query_string)
+# search_query_string() for strings short enough to keep: a search's query string is hot on the hit path.
+search_query_string_memoised = functools.lru_cache(maxsize=4096)(_search_query_string)
 
 
 def search_query(args: Mapping[str, str]) -> SearchQuery:

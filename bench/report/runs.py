@@ -84,7 +84,7 @@ FAULT_WORDS = {"steady": "none (warm-up)", "redis-kill": "Redis killed (-9), res
 
 
 def chaos_section(result: dict[str, Any]) -> list[str]:
-    """RESULTS.md's chaos section, from bench/results/chaos.json (bench/chaos.py)."""
+    """RESULTS.md's chaos section, from bench/results/chaos.json (bench/chaos/)."""
     s = result["settings"]
     lines = [
         CHAOS_TITLE, "",

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from service.db.pool import PooledConnection
+from service.db.pool import PooledConnection, PoolStats
 
 log = logging.getLogger(__name__)
 PRIMARY_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
@@ -61,16 +61,14 @@ class Fresh:
 class Replica:
     """The replica's pool and the two positions compared for each search."""
 
-    reads_replica = 0  # this process's searches answered by the replica, and by the primary
-    reads_primary = 0
-
-    def __init__(self, primary: asyncpg.Pool, pool: asyncpg.Pool, timeout: float, begin: str | None) -> None:
+    def __init__(self, primary: asyncpg.Pool, pool: asyncpg.Pool, timeout: float, begin: str | None,
+                 stats: PoolStats) -> None:
         self.pool = pool
         self._paused_until = 0.0
 
         def reader(target: asyncpg.Pool, sql: str) -> Callable[[], Awaitable[int]]:
             async def read() -> int:
-                async with PooledConnection(target, timeout, begin) as conn:
+                async with PooledConnection(target, timeout, begin, stats) as conn:
                     return int(await conn.fetchval(sql))
             return read
 
@@ -97,19 +95,20 @@ class Database:
     the cache (the replica when caught up)."""
 
     def __init__(self, primary: asyncpg.Pool, acquire_timeout: float, begin: str | None = None,
-                 replica: Replica | None = None) -> None:
+                 replica: Replica | None = None, stats: PoolStats | None = None) -> None:
         self.primary = primary
         self.replica = replica
+        self.stats = stats if stats is not None else PoolStats()
         self._timeout = acquire_timeout
         self._begin = begin
 
     def connection(self) -> PooledConnection:
-        return PooledConnection(self.primary, self._timeout, self._begin)
+        return PooledConnection(self.primary, self._timeout, self._begin, self.stats)
 
     async def reader(self) -> PooledConnection:
         if self.replica is not None:
             if await self.replica.caught_up():
-                Replica.reads_replica += 1
-                return PooledConnection(self.replica.pool, self._timeout, self._begin)
-            Replica.reads_primary += 1
+                self.stats.replica_reads += 1
+                return PooledConnection(self.replica.pool, self._timeout, self._begin, self.stats)
+            self.stats.replica_behind_reads += 1
         return self.connection()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
 
@@ -92,6 +93,18 @@ def begin_statement(settings: Settings) -> str | None:
     return f"BEGIN; SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
 
 
+@dataclass(slots=True)
+class PoolStats:
+    """One worker's use of its PostgreSQL pools, read by /metrics: built with the worker's
+    resources (service/resources.py) and held by them, so two apps in one process count apart."""
+
+    waiting: int = 0  # requests waiting for a connection now
+    acquires: int = 0  # connections lent (or timed out waiting), ever
+    wait_seconds: float = 0.0  # seconds spent waiting for them, in all
+    replica_reads: int = 0  # searches that missed the cache answered by the replica
+    replica_behind_reads: int = 0  # ... and by the primary, the replica being behind or away
+
+
 class PooledConnection:
     """pool.acquire(), except that a connection an error may have left mid-operation is closed
     instead of going back to the pool, where the next request would inherit its broken state.
@@ -99,27 +112,24 @@ class PooledConnection:
     rolled back otherwise.
     A class rather than a generator-based context manager: it is on every request's path."""
 
-    __slots__ = ("_begin", "_conn", "_pool", "_timeout")
-    # This process's requests waiting for a connection now, every acquire, and the seconds they
-    # spent waiting in all (the metrics read them).
-    waiting = 0
-    acquires = 0
-    wait_seconds = 0.0
+    __slots__ = ("_begin", "_conn", "_pool", "_stats", "_timeout")
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None, stats: PoolStats) -> None:
         self._pool = pool
         self._timeout = timeout
         self._begin = begin
+        self._stats = stats
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
-        PooledConnection.waiting += 1
+        stats = self._stats
+        stats.waiting += 1
         began = perf_counter()
         try:
             self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
         finally:
-            PooledConnection.waiting -= 1
-            PooledConnection.acquires += 1
-            PooledConnection.wait_seconds += perf_counter() - began
+            stats.waiting -= 1
+            stats.acquires += 1
+            stats.wait_seconds += perf_counter() - began
         if self._begin is not None:
             try:
                 await self._conn.execute(self._begin)
@@ -142,5 +152,3 @@ class PooledConnection:
         finally:
             await self._pool.release(self._conn)
 
-
-connection = PooledConnection

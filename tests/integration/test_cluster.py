@@ -1,4 +1,4 @@
-"""Three single-process instances behind a real HAProxy (service/cluster.py), on the test stack:
+"""Three single-process instances behind a real HAProxy (ops/balancer.py), on the test stack:
 a post through one instance is in every other's next search, and an instance stopped under load
 loses no acknowledged post while the balancer stops sending to it."""
 

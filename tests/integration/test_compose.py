@@ -110,7 +110,7 @@ def test_profiles_tiers_and_what_switches_the_api_to_them() -> None:
 
 
 def test_the_balancers_files_are_the_services_own(tmp_path: Path) -> None:
-    """deploy/haproxy is what service/cluster.py writes, and HAProxy accepts it."""
+    """deploy/haproxy is what ops/balancer.py writes, and HAProxy accepts it."""
     folder = ROOT / "deploy" / "haproxy"
     assert (folder / "haproxy.cfg").read_text() == balancer.compose_config()
     for status in balancer.ERRORS:

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.db.pool import connection, create_pool, unavailable
+from service.db.pool import PooledConnection, PoolStats, create_pool, unavailable
 from service.settings import Settings
 from tests.conftest import post_while_locked, register_and_login, start_server, unique
 
@@ -39,11 +39,11 @@ def test_a_connection_left_mid_operation_is_closed_not_reused(settings: Settings
         pool = await create_pool(dataclasses.replace(settings, db_pool_min=1, db_pool_max=1), urls[0])
         try:
             with pytest.raises(asyncpg.exceptions.InternalClientError):
-                async with connection(pool, 1.0) as conn:
+                async with PooledConnection(pool, 1.0, None, PoolStats()) as conn:
                     broken = conn._con  # the raw connection behind the pool's proxy
                     raise asyncpg.exceptions.InternalClientError(
                         "cannot switch to state 12; another operation (2) is in progress")
-            async with connection(pool, 1.0) as conn:
+            async with PooledConnection(pool, 1.0, None, PoolStats()) as conn:
                 fresh = conn._con
                 value = await conn.fetchval("SELECT 1")
             return broken.is_closed(), fresh is not broken, value

@@ -44,7 +44,7 @@ def test_hashtags_fill_the_room_in_order_and_bad_ones_stay_text() -> None:
 def test_long_raw_input_is_refused_before_the_memo() -> None:
     from service import tagrules
 
-    before = tagrules._normalise.cache_info().currsize
+    before = tagrules.normalise_memoised.cache_info().currsize
     with pytest.raises(tagrules.TagError):
         tagrules.normalise(" " * 100_000 + "python")
-    assert tagrules._normalise.cache_info().currsize == before
+    assert tagrules.normalise_memoised.cache_info().currsize == before

@@ -75,7 +75,7 @@ def test_deepest_offset_page_and_keyset_beyond_it() -> None:
 
 
 def test_long_query_strings_are_parsed_but_not_kept() -> None:
-    info = validate._memo_search_query_string.cache_info
+    info = validate.search_query_string_memoised.cache_info
     before = info().currsize
     q = validate.search_query_string("tag=python&junk=" + "x" * 10_000)
     assert q.tag == "python" and info().currsize == before

@@ -1,0 +1,123 @@
+"""python -m bench.chaos [--short] [--publish]: the run (bench/chaos/__init__.py says what it does)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import facts
+from bench.chaos.faults import FAULTS, Faults, log, schedule
+from bench.chaos.load import READERS, TAGS, WRITERS, Load, Phase
+from bench.chaos.verdicts import report, traceback_kind, tracebacks
+from bench.harness import BENCH_ENV
+from bench.paths import RESULTS, RESULTS_MD
+from bench.report.markdown import publish_section
+from bench.report.runs import CHAOS_TITLE, chaos_section
+from ops import redis_server, stack
+from ops.process import ServiceProcess
+from service.db.migrate import migrate
+from service.settings import Settings
+from tests.proxy import Proxy
+
+# The bench run's settings on a stack of its own (its faults must not touch the bench data).
+CHAOS_ENV = {**BENCH_ENV, **stack.named_env("chaos"), "PORT": "2096"}
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="make chaos: faults injected under load")
+    parser.add_argument("--short", action="store_true", help="shorter periods (CI): steady 2 s, faults 1.5 s")
+    parser.add_argument("--steady", type=float, default=None, help="seconds of steady load between faults")
+    parser.add_argument("--fault", type=float, default=None, help="seconds each fault lasts")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
+    parser.add_argument("--publish", action="store_true", help="write RESULTS.md's Chaos section")
+    args = parser.parse_args()
+    args.steady = args.steady if args.steady is not None else (2.0 if args.short else 5.0)
+    args.fault = args.fault if args.fault is not None else (1.5 if args.short else 3.0)
+    args.faults = [f for f in args.faults.split(",") if f]
+    if unknown := set(args.faults) - set(FAULTS):
+        parser.error(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    return args
+
+
+def experiment(settings: Settings, service: ServiceProcess, proxy: Proxy, args: argparse.Namespace) -> dict[str, Any]:
+    """The load under the faults, then the state after healing, judged."""
+    load, phases = Load(service.url, uuid.uuid4().hex[:6]), list[Phase]()
+
+    async def run() -> None:
+        faults = Faults(settings, service, proxy, args.fault)
+        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop), load.run())
+
+    asyncio.run(run())
+    time.sleep(1.0)  # the last in-flight cache repairs
+    final = asyncio.run(load.final_state(stack.urls(settings)[0]))
+    return report(phases, load.writes, load.reads, load.tags, final)
+
+
+def judge_log(result: dict[str, Any], log_path: Path) -> None:
+    """The service's tracebacks: noise and shutdown races counted apart, any other one a problem."""
+    blocks = tracebacks(log_path)
+    service_blocks = [block for block in blocks if traceback_kind(block) == "service"]
+    for block in service_blocks[:3]:  # in the output too: CI deletes the log with the checkout
+        log("service traceback:\n" + block)
+    result["settings"].update(server_tracebacks=len(service_blocks),
+                              sanic_shutdown_races=sum(1 for b in blocks if traceback_kind(b) == "shutdown"))
+    if service_blocks:
+        result["problems"].append(f"the service logged {len(service_blocks)} tracebacks (see {log_path})")
+
+
+def show(result: dict[str, Any]) -> None:
+    for row in result["phases"]:
+        log(f"{row['phase']:>12}: writes {row['writes']:4} acked {row['acked']:4} lost {row['lost']} "
+            f"503 {row['unavailable']} (landed {row['unavailable_landed']}) "
+            f"no answer {row['indeterminate']} (landed {row['indeterminate_landed']}) "
+            f"refused {row['refused']} stale reads {row['stale_reads']}/{row['reads']} "
+            f"500s {row['status_500']} 503s {row['status_503']} recover {row['recover_s']} s")
+    log(f"after healing: {result['final']}")
+    for problem in result["problems"]:
+        log(f"MISSED: {problem}")
+
+
+def main() -> int:
+    args = arguments()
+    two_cpus = len(os.sched_getaffinity(0)) > 1
+    if two_cpus:
+        os.sched_setaffinity(0, {1})  # the load generator off the service's CPU
+    settings = Settings.from_env(CHAOS_ENV)
+    stack.up(settings)
+    asyncio.run(migrate(stack.urls(settings)[0]))
+    proxy = Proxy(settings.stack_redis_port)
+    log_path = settings.data_dir / "logs" / "service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    service = ServiceProcess({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": redis_server.url_at(settings, proxy.port),
+                              "DATABASE_URL": stack.urls(settings)[0]}, log_path, cpus="0" if two_cpus else None)
+    service.start(append_log=True)
+    log(f"chaos: {WRITERS} writers, {READERS} readers, 2 workers; steady {args.steady:g} s, faults "
+        f"{args.fault:g} s: " + ", ".join(args.faults))
+    try:
+        result = experiment(settings, service, proxy, args)
+    finally:
+        service.stop()
+        proxy.close()
+        stack.up(settings)  # leave the stack whole (a fault may have been mid-way)
+    result["settings"] = {"writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
+                          "steady_s": args.steady, "fault_s": args.fault, "short": args.short,
+                          "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                          "commit": facts.commit()}
+    judge_log(result, log_path)
+    (RESULTS / ("chaos-short.json" if args.short else "chaos.json")).write_text(json.dumps(result, indent=1) + "\n")
+    show(result)
+    if args.publish:
+        publish_section(RESULTS_MD, CHAOS_TITLE, chaos_section(result))
+    return 1 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The chaos run's faults, injected one after another with steady periods between."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from bench.chaos.load import Phase
+from bench.harness import children_connected_to
+from ops import postgres, redis_server
+from ops.process import ServiceProcess
+from ops.system import StackError
+from service.settings import Settings
+from tests.proxy import Proxy
+
+FAULTS = ["redis-kill", "redis-freeze", "redis-cut", "pg-kill", "worker-kill", "sigterm"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def signal_pid(pid: int | None, signum: signal.Signals) -> None:
+    """Signal one process; a missing pid is an error here, never os.kill(0, ...) (our own group)."""
+    if pid is None or pid <= 0:
+        raise RuntimeError(f"no process to send {signum.name} to (its pid file is missing)")
+    os.kill(pid, signum)
+
+
+class Faults:
+    def __init__(self, settings: Settings, service: ServiceProcess, proxy: Proxy, fault: float) -> None:
+        self.settings = settings
+        self.service = service
+        self.proxy = proxy
+        self.fault = fault
+
+    async def inject(self, name: str) -> None:
+        """One fault, held for the fault period, then healed."""
+        await getattr(self, name.replace("-", "_"))()
+
+    async def redis_kill(self) -> None:
+        signal_pid(redis_server.pid(self.settings), signal.SIGKILL)
+        await asyncio.sleep(self.fault)
+        await asyncio.to_thread(redis_server.start, self.settings)
+
+    async def redis_freeze(self) -> None:
+        pid = redis_server.pid(self.settings)
+        signal_pid(pid, signal.SIGSTOP)
+        await asyncio.sleep(self.fault)
+        signal_pid(pid, signal.SIGCONT)
+
+    async def redis_cut(self) -> None:
+        self.proxy.blackhole = True
+        await asyncio.sleep(self.fault)
+        self.proxy.blackhole = False
+
+    async def pg_kill(self) -> None:
+        signal_pid(postgres.pid(self.settings), signal.SIGKILL)
+        await asyncio.sleep(self.fault)
+        for attempt in range(20):  # the old backends notice the postmaster's death and exit
+            try:
+                await asyncio.to_thread(postgres.start, self.settings)
+                return
+            except StackError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def worker_kill(self) -> None:
+        signal_pid(min(children_connected_to(self.service.pid, self.settings.stack_pg_port)), signal.SIGKILL)
+        await asyncio.sleep(self.fault)
+
+    async def sigterm(self) -> None:
+        await asyncio.to_thread(self.service.stop)
+        await asyncio.to_thread(self.service.start, append_log=True)
+
+
+async def schedule(faults: Faults, names: list[str], steady: float, phases: list[Phase],
+                   stop: asyncio.Event) -> None:
+    """Steady load, then each fault and steady load again; phases records when each happened."""
+    phases.append(Phase("steady", time.monotonic()))
+    await asyncio.sleep(steady)
+    for name in names:
+        phase = Phase(name, time.monotonic())
+        phases[-1].end = phase.start
+        phases.append(phase)
+        log(f"fault: {name}")
+        await faults.inject(name)
+        phase.healed = time.monotonic()
+        await asyncio.sleep(steady)
+    phases[-1].end = time.monotonic()
+    stop.set()

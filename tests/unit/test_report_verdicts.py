@@ -1,0 +1,88 @@
+"""The report's and the chaos run's judgements, on numbers made up to sit on each side of a line."""
+
+from __future__ import annotations
+
+from bench.chaos.load import Phase, Read, Write
+from bench.chaos.verdicts import acked_by_tag, missed, phase_of, report, unexpected_503s
+from bench.report.verdicts import (
+    MET,
+    MISSED,
+    at_least,
+    at_most,
+    binding,
+    per_round_ratios,
+    project,
+    relative_change,
+    speedups,
+    target_verdict,
+)
+
+
+def test_a_target_met_in_every_round_missed_in_every_round_or_judged_by_the_median() -> None:
+    assert target_verdict([0.95, 0.97], 0.96, 0.90)[1] == MET
+    assert target_verdict([0.80, 0.85], 0.82, 0.90)[1] == MISSED
+    noise, verdict = target_verdict([0.85, 0.95], 0.91, 0.90)
+    assert noise == "2 rounds, 85.0% - 95.0%" and verdict == "met by the median, within the noise"
+    assert target_verdict([0.85, 0.95], 0.89, 0.90)[1] == "missed by the median, within the noise"
+    assert target_verdict([0.95], 0.95, 0.90) == ("1 round: spread not measured", MET)
+    assert target_verdict([0.5], 0.5, 0.90)[1] == f"{MISSED} (1 round)"
+
+
+def test_bounds_and_ratios() -> None:
+    assert (at_least(1.0, 1.0), at_least(0.99, 1.0)) == (MET, MISSED)
+    assert (at_most(5.0, 5.0), at_most(5.01, 5.0)) == (MET, MISSED)
+    assert per_round_ratios([10, 30], [20, 30]) == [0.5, 1.0]
+    raw, vs_floor = speedups(base=200, base_floor=400, off=100, off_floor=100)
+    assert (raw, vs_floor) == (2.0, 0.5)  # twice the req/s, but on a server twice as fast
+    assert relative_change(100, 109, 0.10) == (0.09000000000000008, True)
+    assert relative_change(100, 89, 0.10)[1] is False
+
+
+def test_what_binds_a_path_is_the_servers_core_when_it_is_full_else_every_core() -> None:
+    busy = {"server_cpu_pct": 97, "cpu_us_per_request": {"server": 150, "postgres": 0, "redis": 10}}
+    assert binding(busy, 2).startswith("the server's core: 97% busy at 150 µs")
+    shared = {"server_cpu_pct": 60, "cpu_us_per_request": {"server": 400, "postgres": 500, "redis": 100}}
+    assert binding(shared, 2).endswith("at most 2,000 req/s") and binding(shared, 2).startswith("both cores")
+    assert binding(shared, 4).startswith("all 4 cores") and binding(shared, 4).endswith("at most 4,000 req/s")
+
+
+def test_a_projection_multiplies_what_one_worker_costs() -> None:
+    post = {"rps": 1000, "cpu_us_per_request": {"server": 500, "postgres": 400}}
+    hit = {"rps": 5000, "cpu_us_per_request": {"server": 100, "postgres": 0}}
+    miss = {"rps": 800, "cpu_us_per_request": {"server": 700, "postgres": 1000}}
+    p = project(10, post, hit, miss, wal_per_post=2000, bytes_per_tweet=None)
+    assert (p.posts, p.searches) == (10_000, 50_000)
+    assert p.api_cores == (10_000 * 500 + 50_000 * 100) / 1e6 == 10.0
+    assert p.postgres_cores == (10_000 * 400 + 500 * 1000) / 1e6
+    assert p.wal_bytes_per_s == 20_000_000 and p.table_bytes_per_day is None
+    assert p.invalidations_per_s == 10_000 * 10.0
+
+
+def test_a_read_that_began_after_an_ack_and_missed_it_is_stale() -> None:
+    acked = Write(0, "m1", ["t"], start=1.0, end=2.0, outcome="acked", status="201", tweet_id=7)
+    by_tag = acked_by_tag([acked, Write(0, "m2", ["t"], 1.0, 2.0, outcome="refused")])
+    assert by_tag["t"] == [acked]
+    assert missed(Read("t", start=2.5, status="200", total=0, ids=[]), by_tag) == [acked]
+    assert missed(Read("t", start=2.5, status="200", total=1, ids=[7]), by_tag) == []
+    assert missed(Read("t", start=1.5, status="200", total=0, ids=[]), by_tag) == []  # began before the ack
+    assert missed(Read("t", start=2.5, status="503"), by_tag) == []
+
+
+def test_phases_and_503s_while_postgresql_was_up() -> None:
+    phases = [Phase("steady", 0.0, end=10.0), Phase("pg-kill", 10.0, healed=12.0, end=20.0)]
+    assert [phase_of(phases, t) for t in (0.0, 9.9, 10.0, 25.0)] == [0, 0, 1, 1]
+    expected = Read("t", start=11.0, end=11.5, status="503")
+    late = Read("t", start=14.0, end=14.5, status="503")  # more than a second after PostgreSQL was back
+    early = Read("t", start=2.0, end=2.5, status="503")
+    assert unexpected_503s(phases, [expected, late, early]) == {"pg-kill": 1, "steady": 1}
+
+
+def test_the_chaos_report_names_every_lost_write() -> None:
+    phases = [Phase("steady", 0.0, end=10.0)]
+    writes = [Write(0, "m1", ["t"], 1.0, 2.0, outcome="acked", status="201", tweet_id=1),
+              Write(0, "m2", ["t"], 3.0, 4.0, outcome="acked", status="201", tweet_id=2)]
+    final = {"landed": {"m1": 1}, "db_ids": {"t": {1}}, "searched": {"t": {1}}, "totals": {"t": 1}}
+    result = report(phases, writes, [], ["t"], final)
+    assert result["phases"][0]["lost"] == 1 and result["final"]["lost"] == 1
+    assert result["final"]["missing_from_search"] == 1
+    assert any("lost 1" in p for p in result["problems"]) and "after healing: lost = 1" in result["problems"]
