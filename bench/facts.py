@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ops.system import ensure_tool
 from service.settings import ROOT
 
 PACKAGES = ["sanic", "uvloop", "asyncpg", "redis", "hiredis", "orjson", "fastapi", "uvicorn", "locust",
@@ -56,7 +57,8 @@ def versions(database_url: str, redis_url: str) -> dict[str, str]:
         asyncio.run(server_versions())
     except Exception as exc:
         out["servers"] = f"not reachable ({exc!r})"
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    # wrk is installed on first use (bench/harness.py): a run's facts are read before its first load.
+    wrk = subprocess.run([ensure_tool("wrk", "wrk"), "--version"], capture_output=True, text=True, check=False)
     out["wrk"] = (wrk.stdout + wrk.stderr).split()[1] if wrk.stdout or wrk.stderr else "n/a"
     return out
 
