@@ -111,6 +111,9 @@ USE_UVLOOP=true
 USE_ORJSON=true
 USE_HIREDIS=true
 USE_PIPELINE=true
+# Cached searches answered at the protocol from the in-process page, before Sanic builds a request
+# (service/fastpath.py); off with ACCESS_LOG=true, which only the framework writes.
+USE_FAST_HITS=true
 # Cache commands on the request path through the lean pipelined client instead of redis-py.
 USE_WIRE_CLIENT=true
 USE_SINGLEFLIGHT=true

@@ -43,6 +43,7 @@ from service.settings import ROOT
 LOGIN_CONNECTIONS = 16
 # Each tuning and the setting that switches it off.
 ABLATIONS: dict[str, dict[str, str]] = {
+    "protocol fast path off (cached searches through Sanic)": {"USE_FAST_HITS": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     # The lean client always parses with hiredis: this row is redis-py with its pure-Python parser,
@@ -59,7 +60,9 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "metrics off": {"METRICS_ENABLED": "false"},
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
-NOT_ON_PATH = {("redis-py, hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
+NOT_ON_PATH = {("protocol fast path off (cached searches through Sanic)", "miss"),
+               ("protocol fast path off (cached searches through Sanic)", "bypass"),
+               ("protocol fast path off (cached searches through Sanic)", "post"),("redis-py, hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
                ("redis-py for cache commands (lean client off)", "bypass"),
                ("in-process cache off", "bypass"), ("in-process cache off", "post"),
                ("in-process cache off", "miss"), ("version read in its own round trip", "bypass"),
@@ -158,12 +161,15 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rounds' median hit ratio and pool wait (bench.scrape), where the service reported them."""
+    """The rounds' median hit ratio, share answered at the protocol and pool wait (bench.scrape),
+    where the service reported them, and the searches answered at the protocol in all."""
     out: dict[str, Any] = {}
-    for key in ("hit_ratio", "pool_wait_us_mean"):
+    for key in ("hit_ratio", "fast_share", "pool_wait_us_mean"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             out[key] = statistics.median(values)
+    if any("fast_hits" in r for r in runs):
+        out["fast_hits"] = sum(r.get("fast_hits", 0) for r in runs)
     return out
 
 

@@ -64,6 +64,8 @@ def between(before: Samples | None, after: Samples | None) -> dict[str, Any]:
     acquires = grew("db_pool_acquires_total")
     return {"cache": {k: int(v) for k, v in outcomes.items()},
             "hit_ratio": round(outcomes["HIT"] / searches, 4) if searches else None,
+            "fast_hits": int(grew("fast_hits_total")),  # of the HITs, answered at the protocol
+            "fast_share": round(grew("fast_hits_total") / searches, 4) if searches else None,
             "pool_acquires": int(acquires),
             "pool_wait_us_mean": round(grew("db_pool_wait_seconds_total") / acquires * 1e6, 1)
             if acquires else None}

@@ -11,8 +11,12 @@ import logging
 import shutil
 import sys
 from functools import partial
+from typing import TYPE_CHECKING
 
 from service.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sanic.server.protocols.http_protocol import HttpProtocol
 
 
 def migrate(settings: Settings) -> list[str]:
@@ -43,8 +47,18 @@ def serve(settings: Settings) -> None:
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
-                access_log=settings.access_log, motd=False, backlog=1024)
+                access_log=settings.access_log, motd=False, backlog=1024, protocol=protocol(settings))
     Sanic.serve(primary=app, app_loader=loader)
+
+
+def protocol(settings: Settings) -> type[HttpProtocol]:
+    """Sanic's HTTP/1.1 protocol, or the one that answers cached searches itself (USE_FAST_HITS;
+    not with the access log on, which it would not write)."""
+    from sanic.server.protocols.http_protocol import HttpProtocol
+
+    from service.fastpath import FastHitProtocol
+
+    return FastHitProtocol if settings.use_fast_hits and not settings.access_log else HttpProtocol
 
 
 def main(argv: list[str] | None = None) -> int:

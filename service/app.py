@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> App:
         app.blueprint(bp)
     add_lifecycle(app, settings)
     metrics = add_metrics(app, settings) if settings.metrics_enabled else None
+    app.ctx.metrics = metrics  # the protocol's fast path counts its answers there too
     app.register_middleware(finishing(app, metrics), "response")
 
     @app.exception(Exception)
@@ -71,8 +72,7 @@ def add_lifecycle(app: App, settings: Settings) -> None:
         app.ctx.resources = res
         for field in dataclasses.fields(res):  # handlers read app.ctx.timeline, app.ctx.pool, ...
             setattr(app.ctx, field.name, getattr(res, field.name))
-        app.ctx.request_ids = itertools.count(1)
-        app.ctx.request_id_prefix = f"{os.getpid():x}"
+        app.ctx.request_id = RequestIds(f"{os.getpid():x}")
         app.ctx.stopping = False
         if settings.workers > 1 and settings.restart_dead_workers:
             app.add_task(restart_dead_siblings(app, settings.post_deadline_ms / 1000),
@@ -111,12 +111,24 @@ def finishing(app: App, metrics: Metrics | None) -> Finisher:
     return finish
 
 
+class RequestIds:
+    """X-Request-ID: the client's when it is a valid one, else this worker's next (pid-prefixed).
+    One per worker, used by the framework path and the protocol's fast path alike."""
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._next = itertools.count(1)
+
+    def __call__(self, incoming: str | None) -> str:
+        if incoming is None or not REQUEST_ID.fullmatch(incoming):
+            return f"{self._prefix}-{next(self._next)}"
+        return incoming
+
+
 def tag_request_id(app: App, request: Request, response: BaseHTTPResponse) -> None:
-    """X-Request-ID: the client's when it is a valid one, else this worker's next (pid-prefixed)."""
-    incoming = request.headers.get("x-request-id")
-    if incoming is None or not REQUEST_ID.fullmatch(incoming):
-        incoming = f"{app.ctx.request_id_prefix}-{next(app.ctx.request_ids)}"
-    response.headers["X-Request-ID"] = incoming
+    response.headers["X-Request-ID"] = app.ctx.request_id(request.headers.get("x-request-id"))
 
 
 def count_request(metrics: Metrics, request: Request, response: BaseHTTPResponse) -> None:
@@ -146,7 +158,8 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
         metrics.totals.update({"db_pool_acquires": res.db_stats.acquires,
                                "db_pool_wait_seconds": res.db_stats.wait_seconds,
                                "db_replica_reads": res.db_stats.replica_reads,
-                               "db_replica_behind_reads": res.db_stats.replica_behind_reads})
+                               "db_replica_behind_reads": res.db_stats.replica_behind_reads,
+                               "fast_hits": metrics.fast_hits})
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:

@@ -39,6 +39,7 @@ TOTALS = {
     "db_pool_wait_seconds": "Seconds requests spent waiting for a PostgreSQL connection",
     "db_replica_reads": "Searches that missed the cache answered by the replica (REPLICA_DATABASE_URL)",
     "db_replica_behind_reads": "Searches that missed the cache sent to the primary: the replica was behind",
+    "fast_hits": "Cached searches answered at the protocol, before the framework (USE_FAST_HITS)",
 }
 
 
@@ -53,6 +54,7 @@ class Metrics:
         self.cache: dict[str, int] = {}
         self.gauges: dict[str, float] = {}
         self.totals: dict[str, float] = {}
+        self.fast_hits = 0  # cached searches answered by service/fastpath.py
 
     def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None) -> None:
         """One answered request: a few dict updates, nothing else."""

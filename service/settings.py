@@ -110,6 +110,9 @@ class Settings:
     use_orjson: bool = True
     use_hiredis: bool = True
     use_pipeline: bool = True
+    # Cached searches answered at the protocol from the in-process page, before Sanic builds a
+    # request (service/fastpath.py); off: every request through the framework.
+    use_fast_hits: bool = True
     # The cache's request-path commands through the lean pipelined client (service/cache/wire.py)
     # instead of redis-py (which keeps pub/sub, SCAN and administration either way).
     use_wire_client: bool = True

@@ -142,16 +142,28 @@ class Timeline:
         key = (q.tag, q.page, q.page_size, q.before_id)
         local = self._local
         if local is not None:
-            body = local.get(key)
+            body = self._local_hit(local, q)
             if body is not None:
-                if self._slowdown.hit_us:
-                    _burn(self._slowdown.hit_us)
                 return body, HIT
             token = local.token(q.tag)
         body, state = await self._search_cached(q)
         if local is not None and state != BYPASS:
             local.put(key, body, token)
         return body, state
+
+    def cached_page(self, q: SearchQuery) -> bytes | None:
+        """The page's body from the in-process cache while the cache is trusted, else None: the
+        answer of search() when it is a local hit (the protocol's fast path asks it directly)."""
+        local = self._local
+        if local is None or self._cache is None or not self._cache_usable():
+            return None
+        return self._local_hit(local, q)
+
+    def _local_hit(self, local: LocalCache, q: SearchQuery) -> bytes | None:
+        body = local.get((q.tag, q.page, q.page_size, q.before_id))
+        if body is not None and self._slowdown.hit_us:
+            _burn(self._slowdown.hit_us)
+        return body
 
     async def _search_cached(self, q: SearchQuery) -> tuple[bytes, str]:
         assert self._cache is not None

@@ -17,14 +17,17 @@ CEILING_TARGETS = {"bypass": 0.90, "miss": 0.75, "post": 0.75}
 PEER_HIT_TARGET = 5.0
 PEER_PATHS = ("floor", "hit", "miss", "bypass", "post", "deep_offset", "deep_keyset")
 ENDPOINT_HEAD = ["endpoint", "req/s (median)", "/ floor", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-                 "errors", "server CPU", "cache hits (/metrics)", "pool wait µs (/metrics)", "req/s of each round"]
+                 "errors", "server CPU", "cache hits (/metrics)", "answered at the protocol (/metrics)",
+                 "pool wait µs (/metrics)", "req/s of each round"]
 
 
 def scraped(r: dict[str, Any]) -> list[str]:
-    """The cache hit ratio and mean pool wait the service's /metrics counted during the runs."""
+    """The cache hit ratio, the share of searches answered at the protocol (USE_FAST_HITS) and the
+    mean pool wait the service's /metrics counted during the runs."""
     m = r.get("metrics", {})
-    ratio, wait = m.get("hit_ratio"), m.get("pool_wait_us_mean")
-    return ["-" if ratio is None else f"{ratio:.1%}", "-" if wait is None else f"{wait:,.0f}"]
+    ratio, fast, wait = m.get("hit_ratio"), m.get("fast_share"), m.get("pool_wait_us_mean")
+    return ["-" if ratio is None else f"{ratio:.1%}", "-" if fast is None else f"{fast:.1%}",
+            "-" if wait is None else f"{wait:,.0f}"]
 
 
 def endpoint_rows(runs: dict[str, dict[str, Any]], floor: float) -> list[list[str]]:

@@ -1,0 +1,57 @@
+"""What the protocol's fast path reads of a request head, and what it leaves to Sanic."""
+
+from __future__ import annotations
+
+from service.fastpath import bearer_and_id, parse_head, plain_query, request_query, response
+
+HEAD = b"GET /api/v1/search-tweets?tag=python&page=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc.def\r\n"
+
+
+def head(*lines: bytes, line: bytes = b"GET /api/v1/search-tweets?tag=python HTTP/1.1") -> bytes:
+    return b"\r\n".join((line, *lines))
+
+
+def test_a_plain_search_is_read_whole() -> None:
+    parsed = parse_head(HEAD.rstrip(b"\r\n") + b"\r\nX-Request-ID: r-1")
+    assert parsed is not None
+    query, token, rid = parsed
+    assert (query.tag, query.page, token, rid) == ("python", 2, "abc.def", "r-1")
+    assert request_query(HEAD) == (b"tag=python&page=2", HEAD.find(b"\r\n"))
+
+
+def test_anything_else_is_left_to_sanic() -> None:
+    auth = b"Authorization: Bearer t"
+    for other in (head(auth, line=b"HEAD /api/v1/search-tweets?tag=a HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweets?tag=a HTTP/1.0"),
+                  head(auth, line=b"GET /api/v1/search-tweets/?tag=a HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweetsX?tag=a HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweets?tag=a#f HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweets?tag=a b HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweets?tag=caf\xc3\xa9 HTTP/1.1"),
+                  head(auth, line=b"GET /api/v1/search-tweets?page=0&tag=a HTTP/1.1"),
+                  head(auth, b"Content-Length: 0"), head(auth, b"Transfer-Encoding: chunked"),
+                  head(auth, b"Expect: 100-continue"), head(auth, b"Upgrade: websocket"),
+                  head(auth, b"Connection: close"), head(auth, b"connection: keep-alive"),
+                  head(auth, auth), head(auth, b"X-Request-ID: a", b"x-request-id: b"),
+                  head(b"Authorization: Basic dTpw"), head(b"Authorization: Bearer"), head(b"Host: x"),
+                  head(auth, b"no colon here")):
+        assert parse_head(other) is None, other
+
+
+def test_header_names_are_matched_as_sanic_matches_them() -> None:
+    line_end = len(head())
+    assert bearer_and_id(head(b"AUTHORIZATION:   bearer tok"), line_end) == ("tok", None)
+    assert bearer_and_id(head(b"Authorization: Bearer tok", b"X-Other: 1"), line_end) == ("tok", None)
+
+
+def test_queries_are_remembered_valid_or_not() -> None:
+    good = plain_query(b"tag=%23Python&page_size=5")
+    assert good is not None and (good.tag, good.page_size) == ("python", 5)
+    assert plain_query(b"tag=%23Python&page_size=5") is good  # the same object: one dict lookup
+    assert plain_query(b"tag=") is None and plain_query(b"tag=") is None
+
+
+def test_the_response_is_framed_by_its_body() -> None:
+    assert response(b'{"a":1}', "id-1") == (b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nX-Request-ID: id-1\r\n"
+                                           b"content-length: 7\r\nconnection: keep-alive\r\n"
+                                           b"content-type: application/json\r\n\r\n" b'{"a":1}')
