@@ -286,6 +286,8 @@ def run(quick: bool) -> dict[str, Any]:
     results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login", "deep_offset",
                                                            "deep_keyset"], plan, plan.rounds)
     results["endpoints"]["cache off"] = measure(cold, ["floor", "bypass"], plan, plan.rounds)
+    log("the framework's floor: /ping on a bare Sanic app (bench/peers/bare_sanic.py)")
+    results["bare_floor"] = measure(Config("bare Sanic", peer="bare-sanic"), ["floor"], plan, plan.rounds)["floor"]
     for peer in peers.PEERS:
         log(f"peer stack {peer}: over the same data, settings and cache design")
         results["peer"][peer] = {

@@ -5,7 +5,8 @@ same PostgreSQL, Redis, data and settings: how to start each one.
 - node: Fastify, pg and ioredis (bench/peers/node/server.js) with the same cache design, the
   service's SQL and Redis scripts handed over in a spec file written here;
 - gevent: a WSGI app on gevent's server with psycopg 3 and redis-py (bench/peers/gevent_app.py),
-  the same cache design, SQL and scripts.
+  the same cache design, SQL and scripts;
+- bare-sanic: /ping alone on a bare Sanic app (bench/peers/bare_sanic.py), the framework's floor.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def command(peer: str, settings: Settings, workers: int) -> tuple[list[str], dic
         return ([sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop", "--http",
                  "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024", "--port",
                  str(PORT), "--workers", str(workers)], {"PORT": str(PORT)})
+    if peer == "bare-sanic":
+        return [sys.executable, "-m", "bench.peers.bare_sanic"], {"PORT": str(PORT)}
     if peer not in ("node", "gevent"):
         raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
     if workers != 1:

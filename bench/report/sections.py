@@ -8,7 +8,16 @@ from typing import Any
 
 from bench.report.markdown import f0, f2, table
 from bench.report.results import Results
-from bench.report.verdicts import at_least, at_most, binding, per_round_ratios, speedups, target_verdict
+from bench.report.verdicts import (
+    at_least,
+    at_most,
+    binding,
+    claim,
+    peer_goal,
+    per_round_ratios,
+    speedups,
+    target_verdict,
+)
 
 TARGETS = [("search HIT / floor", "hit", 0.90), ("search BYPASS (cache off) / floor", "bypass", 0.30),
            ("search MISS / floor", "miss", 0.25), ("post / floor", "post", 0.25)]
@@ -92,6 +101,10 @@ def targets(r: Results) -> list[str]:
         runs = r.cold if k == "bypass" else r.default
         noise, verdict = target_verdict(per_round_ratios(runs[k]["runs"], runs["floor"]["runs"]), ratio[k], goal)
         rows.append([name, f"≥ {goal:.0%}", f"{ratio[k]:.1%}", noise, verdict])
+    if "bare_floor" in r.http:  # the service's own per-request code on every route
+        floor = r.default["floor"]["rps"] / r.http["bare_floor"]["rps"]
+        rows.append(["/ping / a bare Sanic app's /ping", "≥ 95%", f"{floor:.1%}", "medians, same run",
+                     at_least(floor, 0.95)])
     hit_rate, vis = r.http["constant_rate"]["hit"], r.http["visibility"]
     rows.append(["p99 of search HIT at 50% of its max rate", "≤ 5 ms", f"{hit_rate['p99_ms']:.2f} ms",
                  f"one run of {hit_rate['seconds']} s", at_most(hit_rate["p99_ms"], 5)])
@@ -201,6 +214,11 @@ def peers(r: Results) -> list[str]:
            table(["path", "ours µs", *[f"{name} µs" for name in stacks]],
                  [[path, f0(server_us(ours, path)), *[f0(server_us(runs, path)) for runs in stacks.values()]]
                   for path in PEER_PATHS])]
+    out += ["", "The original's claim and this project's goals against each peer, path by path (ours / "
+            "peer req/s, same run):", "", table(["path", *stacks], [
+                [path, *[claim(r.run(path)["rps"] / runs["cache off" if path == "bypass" else "default"][path]["rps"],
+                               peer_goal(name, path)) for name, runs in stacks.items()]]
+                for path in PEER_PATHS if path != "floor"])]
     for name, runs in stacks.items():
         out += ["", f"{name}:", "",
                 table(ENDPOINT_HEAD, endpoint_rows(runs["default"], runs["default"]["floor"]["rps"])), "",

@@ -55,6 +55,22 @@ def binding(r: dict[str, Any], cores: int) -> str:
             f"{cores * 1e6 / whole:,.0f} req/s")
 
 
+# The goals of issue 19 against each peer, as ours / peer req/s on the same path and run: the
+# original's "at least 2x" against the Python peers, and against Node.js 3x on a cached search
+# and at least even (server µs per request no more than Node's) on every other path.
+PEER_GOALS = {"fastapi": {}, "gevent": {}, "node": {"hit": 3.0}}
+PEER_DEFAULT_GOAL = {"fastapi": 2.0, "gevent": 2.0, "node": 1.0}
+
+
+def peer_goal(peer: str, path: str) -> float:
+    return PEER_GOALS.get(peer, {}).get(path, PEER_DEFAULT_GOAL.get(peer, 2.0))
+
+
+def claim(ratio: float, goal: float) -> str:
+    """Does ours / peer meet its goal? Said in words, for the Peers section."""
+    return f"holds ({ratio:.2f}x, goal {goal:g}x)" if ratio >= goal else f"**not yet** ({ratio:.2f}x, goal {goal:g}x)"
+
+
 def relative_change(first: float, last: float, allowed: float) -> tuple[float, bool]:
     """A rate's change from first to last, and whether it stays within ±allowed."""
     change = last / first - 1

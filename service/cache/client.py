@@ -13,6 +13,28 @@ from service.settings import Settings
 
 # Everything a cache call may raise when Redis is slow, gone or restarting.
 CACHE_ERRORS = (redis.RedisError, OSError, TimeoutError)
+# A connection that went away under redis-py while it wrote to it surfaces as a bare error from
+# its write path, not a ConnectionError: uvloop's RuntimeError ("unable to perform operation on
+# <TCPTransport closed=True ...>; the handler is closed") or, when another task dropped the
+# connection meanwhile, an AttributeError on its writer (None). Both seen when a Redis Cluster
+# master restarts under load (tests/integration/test_redis_cluster.py).
+LOST_WRITE = (RuntimeError, AttributeError)
+WRITE_PATH = ("send_packed_command", "_send_packed_command")
+
+
+def cache_error(exc: BaseException) -> bool:
+    """Does this error mean Redis is away or slow (the cache bypassed), rather than a bug (500)?"""
+    if isinstance(exc, CACHE_ERRORS):
+        return True
+    if not isinstance(exc, LOST_WRITE):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:  # raised inside redis-py's connection write path?
+        code = tb.tb_frame.f_code
+        if code.co_name in WRITE_PATH and code.co_filename.endswith(("redis/asyncio/connection.py",)):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def create_client(settings: Settings, url: str) -> redis.Redis | redis.RedisCluster:

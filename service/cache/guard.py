@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from service.cache.client import CACHE_ERRORS, Breaker
+from service.cache.client import Breaker, cache_error
 from service.cache.feed import Feed
 
 T = TypeVar("T")
@@ -29,7 +29,9 @@ class Guard:
         and is raised as CacheDown."""
         try:
             result = await call
-        except CACHE_ERRORS as exc:
+        except Exception as exc:
+            if not cache_error(exc):
+                raise
             self.breaker.failure()
             raise CacheDown(repr(exc)) from exc
         self.breaker.success()

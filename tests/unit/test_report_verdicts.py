@@ -86,3 +86,11 @@ def test_the_chaos_report_names_every_lost_write() -> None:
     assert result["phases"][0]["lost"] == 1 and result["final"]["lost"] == 1
     assert result["final"]["missing_from_search"] == 1
     assert any("lost 1" in p for p in result["problems"]) and "after healing: lost = 1" in result["problems"]
+
+
+def test_a_peer_claim_holds_only_at_its_goal() -> None:
+    from bench.report.verdicts import claim, peer_goal
+
+    goals = (peer_goal("node", "hit"), peer_goal("node", "post"), peer_goal("gevent", "hit"))
+    assert goals == (3.0, 1.0, 2.0)
+    assert claim(3.0, 3.0).startswith("holds") and claim(2.99, 3.0).startswith("**not yet**")

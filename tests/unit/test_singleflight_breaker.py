@@ -81,3 +81,40 @@ def test_breaker_opens_and_probes() -> None:
     assert not b.allow()
     b.success()
     assert b.allow() and not b.open
+
+
+def test_a_connection_closed_under_a_write_is_the_cache_away_and_a_bug_is_not() -> None:
+    """redis-py writing to a connection a restarting Redis Cluster master closed fails with a bare
+    RuntimeError (uvloop) or AttributeError (its writer gone) from its write path: a CacheDown
+    (bypass), counted by the breaker. The same errors from anywhere else are bugs."""
+    import asyncio
+
+    import pytest
+    from redis.asyncio.connection import AbstractConnection
+
+    from service.cache.client import Breaker
+    from service.cache.guard import CacheDown, Guard
+
+    class Lost(AbstractConnection):
+        def __init__(self) -> None:  # no socket: the write fails as when the peer went away
+            self._writer = None
+
+        def repr_pieces(self) -> list[tuple[str, object]]:
+            return []
+
+        async def _connect(self) -> None:
+            raise AssertionError("not connecting")
+
+    async def write() -> None:
+        await Lost()._send_packed_command([b"PING"])  # AttributeError: None has no writelines
+
+    async def bug(exc: Exception) -> None:
+        raise exc
+
+    guard = Guard(Breaker(1, 60))
+    with pytest.raises(CacheDown):
+        asyncio.run(guard(write()))
+    assert not guard.breaker.allow()  # counted: one failure opens this breaker
+    for exc in (RuntimeError("the handler is closed"), AttributeError("x")):
+        with pytest.raises(type(exc)):
+            asyncio.run(Guard(Breaker(1, 60))(bug(exc)))
