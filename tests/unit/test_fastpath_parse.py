@@ -55,3 +55,16 @@ def test_the_response_is_framed_by_its_body() -> None:
     assert response(b'{"a":1}', "id-1") == (b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nX-Request-ID: id-1\r\n"
                                            b"content-length: 7\r\nconnection: keep-alive\r\n"
                                            b"content-type: application/json\r\n\r\n" b'{"a":1}')
+
+
+def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
+    from sanic.server.protocols.http_protocol import HttpProtocol
+
+    from service.__main__ import protocol
+    from service.fastpath import FastHitProtocol
+    from service.settings import Settings
+
+    assert protocol(Settings()) is FastHitProtocol
+    for off in ({"USE_FAST_HITS": "false"}, {"CACHE_ENABLED": "false"}, {"LOCAL_CACHE_TTL": "0"},
+                {"ACCESS_LOG": "true"}):
+        assert protocol(Settings.from_env(off)) is HttpProtocol, off
