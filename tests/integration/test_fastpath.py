@@ -108,6 +108,15 @@ def posted(server: Server, token: str, msg: str) -> int:
     return int(r.json()["data"]["id"])
 
 
+def user_and_tag(server: Server, prefix: str) -> tuple[str, str]:
+    """A new user's token and a new tag with one tweet of theirs."""
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        token = register_and_login(c)[1]["Authorization"].split()[1]
+    tag = unique(prefix)
+    posted(server, token, f"#{tag} first")
+    return token, tag
+
+
 def twice(server: Server, request: bytes) -> tuple[Response, Response]:
     """The request on one connection, then again: the second is answered from the worker's page."""
     conn = Conn(server.port)
@@ -258,10 +267,7 @@ def test_a_post_on_the_other_worker_between_two_pipelined_searches(
         urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
     server = start_server(urls, tmp_path_factory, WORKERS="2", LOCAL_CACHE_TTL="60")
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
-            auth = register_and_login(c)[1]
-        token, tag = auth["Authorization"].split()[1], unique("xw")
-        posted(server, token, f"#{tag} first")
+        token, tag = user_and_tag(server, "xw")
         conns: dict[str, Conn] = {}
         deadline = time.monotonic() + 30
         while len(conns) < 2 and time.monotonic() < deadline:  # one connection to each worker
@@ -298,10 +304,7 @@ def test_shutdown_during_a_pipelined_burst_answers_or_closes(
         urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
     server = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", SHUTDOWN_DRAIN_SECONDS="0.5")
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
-            auth = register_and_login(c)[1]
-        token, tag = auth["Authorization"].split()[1], unique("sd")
-        posted(server, token, f"#{tag} x")
+        token, tag = user_and_tag(server, "sd")
         conn = Conn(server.port)
         conn.send(search(tag, token))
         conn.read()
