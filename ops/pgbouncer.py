@@ -50,6 +50,10 @@ default_pool_size = {pool_size}
 max_client_conn = 5000
 server_reset_query =
 server_check_delay = 10
+# After PostgreSQL fails to accept a login (down, restarting), PgBouncer refuses every client
+# for this long before trying again (15 s by default): the service answers 503 meanwhile, so
+# one second brings posts back within a second or two of PostgreSQL's return.
+server_login_retry = 1
 logfile = {directory}/pgbouncer.log
 pidfile = {directory}/pgbouncer.pid
 """)

@@ -140,15 +140,26 @@ class PooledConnection:
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        conn = self._conn
         try:
             if kind is not None and issubclass(kind, BROKEN):
-                self._conn.terminate()
-            elif self._begin is not None and self._conn.is_in_transaction():
-                await self._conn.execute("COMMIT" if kind is None else "ROLLBACK")
+                _terminate(conn)
+            elif self._begin is not None and not _released(conn) and conn.is_in_transaction():
+                await conn.execute("COMMIT" if kind is None else "ROLLBACK")
         except BaseException:
-            self._conn.terminate()  # never hand back a connection whose transaction is unknown
+            _terminate(conn)  # never hand back a connection whose transaction is unknown
             if kind is None:  # a failed COMMIT: the request must not be acknowledged
                 raise
         finally:
-            await self._pool.release(self._conn)
+            await self._pool.release(conn)
 
+
+def _released(conn: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    """Has the pool taken this connection back already? asyncpg does so by itself when the
+    connection closes under it (a server or PgBouncer hanging up): every call on it then raises."""
+    return conn._con is None  # type: ignore[attr-defined]
+
+
+def _terminate(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    if not _released(conn):
+        conn.terminate()

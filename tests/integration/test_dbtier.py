@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 
 import asyncpg
@@ -13,10 +15,10 @@ import psutil
 import pytest
 
 from bench.scrape import scrape, total
-from ops import pgbouncer
+from ops import pgbouncer, postgres
 from ops import replica as standby
 from service.settings import Settings
-from tests.conftest import Server, post_while_locked, register_and_login, start_server, unique
+from tests.conftest import Server, post_while_locked, register_and_login, start_server, tag_ids, unique
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +107,60 @@ def test_the_statement_timeout_holds_through_pgbouncer(
             assert r.status_code == 503 and r.json()["code"] == "serviceUnavailable", r.text
             assert landed == 0
             assert c.post("/api/v1/tweet", json={"msg": f"#{tag} later"}, headers=auth).status_code == 201
+    finally:
+        srv.stop()
+
+
+def crash_postgres(settings: Settings) -> None:
+    """SIGKILL to the postmaster, as a crash would: returns once it and its backends are gone."""
+    pid = postgres.pid(settings)
+    assert pid is not None
+    postmaster = psutil.Process(pid)
+    backends = postmaster.children(recursive=True)
+    postmaster.kill()
+    _, alive = psutil.wait_procs([postmaster, *backends], timeout=30)
+    assert not alive, alive
+
+
+def test_postgres_crashing_behind_pgbouncer_is_a_503_and_posts_return_within_seconds(
+        settings: Settings, pooler: str, urls: tuple[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """PostgreSQL killed -9 behind PgBouncer: PgBouncer refuses ("server login has been failing"),
+    which is a 503 with Retry-After, not a 500; once PostgreSQL is back, posts are back within
+    5 seconds (PgBouncer's own retry interval is 15 s by default); nothing acknowledged is lost."""
+    srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
+                       MIGRATE_DATABASE_URL=urls[0], WORKERS="2")
+    tag = unique("bounced")
+    posted: set[int] = set()
+
+    def post(c: httpx.Client, auth: dict[str, str], i: int) -> httpx.Response:
+        r = c.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"}, headers=auth)
+        if r.status_code == 201:
+            posted.add(r.json()["data"]["id"])
+        return r
+
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            assert post(c, auth, 0).status_code == 201
+            crash_postgres(settings)
+            try:
+                down = [post(c, auth, i) for i in range(1, 41)]
+                health = c.get("/health")
+            finally:
+                postgres.start(settings)
+            back = time.monotonic()
+            after: Counter[int] = Counter()
+            while time.monotonic() - back < 15 and after[201] < 20:
+                after[post(c, auth, 100 + sum(after.values())).status_code] += 1
+            recovered = time.monotonic() - back
+            assert Counter(r.status_code for r in down) == {503: 40}, [r.text for r in down]
+            assert all(r.headers["retry-after"] and r.json()["code"] == "serviceUnavailable" for r in down)
+            assert health.status_code == 503 and health.json()["postgres"] == "down", health.text
+            assert set(after) <= {201, 503}, after
+            assert after[201] == 20 and recovered < 5, (after, recovered)
+            assert c.get("/health").status_code == 200
+            assert posted <= tag_ids(c, tag, auth)
     finally:
         srv.stop()
 

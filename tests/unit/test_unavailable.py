@@ -18,6 +18,11 @@ from service.db.pool import unavailable
     asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
     asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
     asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+    # PgBouncer's refusals (SQLSTATE 08P01) while PostgreSQL is down or it is full
+    asyncpg.exceptions.ProtocolViolationError(
+        "server login has been failing, try again later (server_login_retry)"),
+    asyncpg.exceptions.ProtocolViolationError("no more connections allowed (max_client_conn)"),
+    asyncpg.exceptions.ProtocolViolationError("query_wait_timeout"),
 ])
 def test_connection_loss_is_unavailable(exc: BaseException) -> None:
     assert unavailable(exc)
