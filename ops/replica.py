@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 from ops import postgres
+from ops.process import read_pid
 from ops.system import StackError, port_open, run_checked, server_user, wait_port
 from service.settings import Settings
 
@@ -50,6 +51,12 @@ def start(settings: Settings) -> str:
                  str(root / "replica.log"), "-o", f"-p {port(settings)}"], user)
     wait_port(port(settings), "the replica")
     return url(settings)
+
+
+def pid(settings: Settings) -> int | None:
+    """The replica's postmaster's process id, or None when it has none."""
+    link = settings.data_dir / "pg"
+    return read_pid(link.resolve() / "replica" / "postmaster.pid") if link.exists() else None
 
 
 def stop(settings: Settings) -> None:

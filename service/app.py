@@ -181,7 +181,7 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
 
 def metrics_folder(settings: Settings) -> Path:
     """Where the workers of the service on settings.port write their metrics (emptied at start)."""
-    return settings.data_dir / "metrics" / str(settings.port)
+    return settings.worker_files()
 
 
 async def restart_dead_siblings(app: App, post_deadline: float) -> None:

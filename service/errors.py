@@ -84,6 +84,10 @@ MISSING_TOKEN = "Missing bearer token"  # noqa: S105 (a message, not a secret)
 INVALID_TOKEN = "Invalid or expired token"  # noqa: S105
 USER_GONE = "User no longer exists"
 DATABASE_DOWN = "Database unavailable, retry shortly"
+# The one 503 after which a write may have landed: the connection was lost after the write was
+# sent and before PostgreSQL's answer came back. Every other 503 on a write means not written.
+WRITE_UNKNOWN = ("Database connection lost during the write: the tweet may have been saved; "
+                 "search for it before posting again")
 HASHING_BUSY = "Too many logins and registrations at once, retry shortly"
 
 BEARER = 'Bearer realm="simple-twitter"'

@@ -17,6 +17,7 @@ from redis.asyncio import RedisCluster
 from service.accounts import Accounts
 from service.cache.client import CACHE_ERRORS, Breaker, create_client, master_clients
 from service.cache.feed import Feed
+from service.cache.generations import SharedGenerations
 from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
@@ -81,7 +82,8 @@ async def open_resources(settings: Settings) -> Resources:
                          settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline,
                          settings.cache_read_version, wire, cluster=settings.redis_cluster)
         if settings.local_cache_ttl > 0:
-            local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes)
+            local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes,
+                               SharedGenerations(settings.worker_files() / "tag-generations"))
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,

@@ -161,6 +161,11 @@ class Settings:
         settings._check()
         return settings
 
+    def worker_files(self) -> Path:
+        """Files the workers of the service on this port share (metrics, tag generations),
+        emptied when it starts."""
+        return self.data_dir / "metrics" / str(self.port)
+
     def with_secret(self) -> Settings:
         """Fill in the token secret: required in production, generated once per data dir otherwise."""
         if self.production:

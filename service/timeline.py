@@ -31,7 +31,8 @@ from service.cache.tags import Page, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
-from service.errors import USER_GONE, Unauthorized, success
+from service.db.pool import outcome_unknown
+from service.errors import USER_GONE, WRITE_UNKNOWN, ServiceUnavailable, Unauthorized, success
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
 
@@ -106,11 +107,18 @@ class Timeline:
     async def _post(self, user: Identity, new: NewTweet) -> bytes:
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
-        async with self._db.connection() as conn:
-            try:
-                row = await tweets.post(conn, user.user_id, user.username, new.msg, new.tags)
-            except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
-                raise Unauthorized(message=USER_GONE) from None
+        sent = False
+        try:
+            async with self._db.connection() as conn:
+                sent = True  # from here a lost connection may follow the commit
+                try:
+                    row = await tweets.post(conn, user.user_id, user.username, new.msg, new.tags)
+                except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
+                    raise Unauthorized(message=USER_GONE) from None
+        except Exception as exc:
+            if sent and outcome_unknown(exc):
+                raise ServiceUnavailable(message=WRITE_UNKNOWN) from exc
+            raise
         body: bytes = row["body"].encode()
         if self._cache is not None and new.tags:
             updated = False
@@ -123,8 +131,7 @@ class Timeline:
                 except CacheDown as exc:
                     log.warning("cache update failed after post %s: %s", row["id"], exc)
             if self._local is not None:
-                for tag in new.tags:
-                    self._local.invalidate(tag)
+                self._local.posted(new.tags)
             if not updated:
                 self.mark_dirty(row["created_at"])
         return body

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import facts
-from bench.chaos.faults import FAULTS, Faults, log, schedule
+from bench.chaos.faults import FAULTS, POOLED_FAULTS, Faults, log, schedule
 from bench.chaos.load import READERS, TAGS, WRITERS, Load, Phase
 from bench.chaos.verdicts import report, traceback_kind, tracebacks
 from bench.harness import BENCH_ENV
 from bench.paths import RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
-from bench.report.runs import CHAOS_TITLE, chaos_section
-from ops import redis_server, stack
+from bench.report.runs import CHAOS_POOLED_TITLE, CHAOS_TITLE, chaos_section
+from ops import pgbouncer, redis_server, replica, stack
 from ops.process import ServiceProcess
 from service.db.migrate import migrate
 from service.settings import Settings
@@ -35,15 +35,30 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="shorter periods (CI): steady 2 s, faults 1.5 s")
     parser.add_argument("--steady", type=float, default=None, help="seconds of steady load between faults")
     parser.add_argument("--fault", type=float, default=None, help="seconds each fault lasts")
-    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
+    parser.add_argument("--tier", choices=["single", "pooled"], default="single",
+                        help="pooled: the service through PgBouncer, with a streaming replica")
+    parser.add_argument("--faults", default=None, help="comma-separated, in order (default: the tier's)")
     parser.add_argument("--publish", action="store_true", help="write RESULTS.md's Chaos section")
     args = parser.parse_args()
+    if args.faults is None:
+        args.faults = ",".join(POOLED_FAULTS if args.tier == "pooled" else FAULTS)
     args.steady = args.steady if args.steady is not None else (2.0 if args.short else 5.0)
     args.fault = args.fault if args.fault is not None else (1.5 if args.short else 3.0)
     args.faults = [f for f in args.faults.split(",") if f]
-    if unknown := set(args.faults) - set(FAULTS):
-        parser.error(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    known = [*FAULTS, *(f for f in POOLED_FAULTS if f not in FAULTS)]
+    if unknown := set(args.faults) - set(known):
+        parser.error(f"unknown faults {sorted(unknown)}; known: {known}")
     return args
+
+
+def database_env(settings: Settings, tier: str) -> dict[str, str]:
+    """The service's database settings: the primary itself, or (pooled) PgBouncer in front of it
+    and the streaming replica for searches, both started here."""
+    primary = stack.urls(settings)[0]
+    if tier == "single":
+        return {"DATABASE_URL": primary}
+    return {"DATABASE_URL": pgbouncer.start(settings), "DB_TRANSACTION_POOLER": "true",
+            "MIGRATE_DATABASE_URL": primary, "REPLICA_DATABASE_URL": replica.start(settings)}
 
 
 def experiment(settings: Settings, service: ServiceProcess, proxy: Proxy, args: argparse.Namespace) -> dict[str, Any]:
@@ -79,6 +94,8 @@ def show(result: dict[str, Any]) -> None:
             f"no answer {row['indeterminate']} (landed {row['indeterminate_landed']}) "
             f"refused {row['refused']} stale reads {row['stale_reads']}/{row['reads']} "
             f"500s {row['status_500']} 503s {row['status_503']} recover {row['recover_s']} s")
+        for example in row["stale_examples"]:
+            log(f"  stale read (seconds after healing; missed writes as (acked at, worker)): {example}")
     log(f"after healing: {result['final']}")
     for problem in result["problems"]:
         log(f"MISSED: {problem}")
@@ -97,25 +114,30 @@ def main() -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     service = ServiceProcess({**CHAOS_ENV, "WORKERS": "2", "REDIS_URL": redis_server.url_at(settings, proxy.port),
-                              "DATABASE_URL": stack.urls(settings)[0]}, log_path, cpus="0" if two_cpus else None)
+                              **database_env(settings, args.tier)}, log_path, cpus="0" if two_cpus else None)
     service.start(append_log=True)
-    log(f"chaos: {WRITERS} writers, {READERS} readers, 2 workers; steady {args.steady:g} s, faults "
-        f"{args.fault:g} s: " + ", ".join(args.faults))
+    log(f"chaos: {WRITERS} writers, {READERS} readers, 2 workers, {args.tier} tier; steady {args.steady:g} s, "
+        f"faults {args.fault:g} s: " + ", ".join(args.faults))
     try:
         result = experiment(settings, service, proxy, args)
     finally:
         service.stop()
         proxy.close()
         stack.up(settings)  # leave the stack whole (a fault may have been mid-way)
-    result["settings"] = {"writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
+        if args.tier == "pooled":
+            replica.stop(settings)
+            pgbouncer.stop(settings)
+    result["settings"] = {"tier": args.tier, "writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
                           "steady_s": args.steady, "fault_s": args.fault, "short": args.short,
                           "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                           "commit": facts.commit()}
     judge_log(result, log_path)
-    (RESULTS / ("chaos-short.json" if args.short else "chaos.json")).write_text(json.dumps(result, indent=1) + "\n")
+    name = "chaos" + ("-pooled" if args.tier == "pooled" else "") + ("-short" if args.short else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     show(result)
     if args.publish:
-        publish_section(RESULTS_MD, CHAOS_TITLE, chaos_section(result))
+        publish_section(RESULTS_MD, CHAOS_POOLED_TITLE if args.tier == "pooled" else CHAOS_TITLE,
+                        chaos_section(result))
     return 1 if result["problems"] else 0
 
 

@@ -6,16 +6,22 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from bench.chaos.load import Phase
 from bench.harness import children_connected_to
-from ops import postgres, redis_server
+from ops import postgres, redis_server, replica
 from ops.process import ServiceProcess
 from ops.system import StackError
 from service.settings import Settings
 from tests.proxy import Proxy
 
 FAULTS = ["redis-kill", "redis-freeze", "redis-cut", "pg-kill", "worker-kill", "sigterm"]
+# Behind PgBouncer with a replica (--tier pooled): PostgreSQL crashing under the pooler, the
+# replica crashing, and Redis, on the tier make cluster POOLER=1 REPLICA=1 runs.
+POOLED_FAULTS = ["pg-kill", "replica-kill", "redis-kill"]
+# Faults that cut the service's own connections: there a request may get no answer at all.
+CUTS = {"worker-kill", "sigterm"}
 
 
 def log(msg: str) -> None:
@@ -27,6 +33,19 @@ def signal_pid(pid: int | None, signum: signal.Signals) -> None:
     if pid is None or pid <= 0:
         raise RuntimeError(f"no process to send {signum.name} to (its pid file is missing)")
     os.kill(pid, signum)
+
+
+async def restart(start: Callable[[Settings], object], settings: Settings, tries: int = 20) -> None:
+    """Start a killed server again, retrying while what it left behind (backends that have not
+    yet noticed their postmaster's death, a replication slot still held) is going away."""
+    for attempt in range(tries):
+        try:
+            await asyncio.to_thread(start, settings)
+            return
+        except StackError:
+            if attempt == tries - 1:
+                raise
+            await asyncio.sleep(0.5)
 
 
 class Faults:
@@ -59,14 +78,12 @@ class Faults:
     async def pg_kill(self) -> None:
         signal_pid(postgres.pid(self.settings), signal.SIGKILL)
         await asyncio.sleep(self.fault)
-        for attempt in range(20):  # the old backends notice the postmaster's death and exit
-            try:
-                await asyncio.to_thread(postgres.start, self.settings)
-                return
-            except StackError:
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.5)
+        await restart(postgres.start, self.settings)  # once the old backends have noticed and exited
+
+    async def replica_kill(self) -> None:
+        signal_pid(replica.pid(self.settings), signal.SIGKILL)
+        await asyncio.sleep(self.fault)
+        await restart(replica.start, self.settings)  # made anew from the primary
 
     async def worker_kill(self) -> None:
         signal_pid(min(children_connected_to(self.service.pid, self.settings.stack_pg_port)), signal.SIGKILL)

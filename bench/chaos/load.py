@@ -12,7 +12,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from service.errors import WRITE_UNKNOWN
+
 WRITERS, READERS, TAGS = 4, 4, 4
+UNKNOWN = WRITE_UNKNOWN.split(":")[0]  # how a 503 says the write may have landed
 
 
 @dataclass
@@ -22,7 +25,7 @@ class Write:
     tags: list[str]
     start: float
     end: float = 0.0
-    outcome: str = ""  # acked | refused | unavailable (5xx) | indeterminate (no answer)
+    outcome: str = ""  # acked | refused | unavailable (5xx) | indeterminate (no answer, or unknown)
     status: str = ""  # HTTP status, or the transport error's name
     tweet_id: int | None = None
     retry_after: bool = True
@@ -87,9 +90,11 @@ class Load:
                     if r.status_code == 201:
                         w.outcome, w.tweet_id = "acked", r.json()["data"]["id"]
                     else:
-                        # A 503 before the commit is a refusal; after it (the commit's answer lost)
-                        # the tweet may exist: whether it landed is looked up at the end.
-                        w.outcome = "refused" if r.status_code < 500 else "unavailable"
+                        # A 503 means not written, unless the service says the connection was lost
+                        # after the write was sent (its outcome unknown, like no answer at all):
+                        # whether each landed is looked up at the end, and judged.
+                        w.outcome = "refused" if r.status_code < 500 else \
+                            "indeterminate" if UNKNOWN in r.text else "unavailable"
                         w.retry_after = r.status_code != 503 or "retry-after" in r.headers
                 except httpx.ConnectError as exc:  # never reached the service: not written
                     w.outcome, w.status = "refused", type(exc).__name__

@@ -7,9 +7,13 @@ import collections
 from pathlib import Path
 from typing import Any
 
+from bench.chaos.faults import CUTS
 from bench.chaos.load import Phase, Read, Write
 
 ByTag = dict[str, list[Write]]
+RECOVERY_S = 2.0  # from healing to the first acknowledged write and successful read after it
+MIN_SUCCESSES = 20  # acknowledged writes, and successful reads, in every phase
+ANSWERS = {"write": {"201", "503"}, "read": {"200", "503"}}  # what the load may be answered
 
 
 def phase_of(phases: list[Phase], t: float) -> int:
@@ -48,7 +52,9 @@ def recovery(phase: Phase, ws: list[Write], rs: list[Read]) -> float | None:
         return None
     ok_w = [w.end - phase.healed for w in ws if w.start >= phase.healed and w.outcome == "acked"]
     ok_r = [r.end - phase.healed for r in rs if r.start >= phase.healed and r.status == "200"]
-    return round(max(min(ok_w, default=float("nan")), min(ok_r, default=float("nan"))), 2)
+    if not ok_w or not ok_r:
+        return None  # never recovered within the phase
+    return round(max(min(ok_w), min(ok_r)), 2)
 
 
 def phase_row(phase: Phase, ws: list[Write], rs: list[Read], landed: dict[str, int], acked: ByTag) -> dict[str, Any]:
@@ -71,6 +77,7 @@ def phase_row(phase: Phase, ws: list[Write], rs: list[Read], landed: dict[str, i
         "indeterminate": len(unsure),
         "indeterminate_landed": sum(1 for w in unsure if w.marker in landed),
         "reads": len(rs),
+        "reads_ok": sum(1 for r in rs if r.status == "200"),
         "stale_reads": len(stale),
         "stale_by_cache": dict(collections.Counter(r.cache for r, _ in stale)),
         "stale_examples": [
@@ -101,22 +108,51 @@ def final_check(writes: list[Write], tags: list[str], final: dict[str, Any]) -> 
 
 def unexpected_503s(phases: list[Phase], spans: list[Write | Read]) -> collections.Counter[str]:
     """503s answered while PostgreSQL was up, by phase. A 503 is expected while it is down: from
-    the kill until a second after it is back (pooled connections are replaced on first use).
-    Judged by each request's own span, so one that began just before the kill is not blamed on
-    the phase before."""
-    down = [(ph.start, ph.healed + 1.0) for ph in phases if ph.name == "pg-kill"]
+    the kill until RECOVERY_S after it is back (pooled connections, and PgBouncer's, are replaced
+    on first use). Judged by each request's own span, so one that began just before the kill is
+    not blamed on the phase before."""
+    down = [(ph.start, ph.healed + RECOVERY_S) for ph in phases if ph.name == "pg-kill"]
     return collections.Counter(phases[phase_of(phases, x.start)].name for x in spans
                                if x.status == "503" and not any(a <= x.end and x.start <= b for a, b in down))
 
 
-def problems(rows: list[dict[str, Any]], final: dict[str, int], unexpected: collections.Counter[str]) -> list[str]:
+def unexpected_cuts(phases: list[Phase], spans: list[Write | Read]) -> collections.Counter[str]:
+    """Requests with no answer (a transport error: reset, refused, timed out), by phase, except
+    those in flight while a fault cut the service's own connections (a worker killed, SIGTERM):
+    from its start until a second after it was healed."""
+    cuts = [(ph.start, ph.healed + 1.0) for ph in phases if ph.name in CUTS]
+    return collections.Counter(phases[phase_of(phases, x.start)].name for x in spans
+                               if not x.status.isdigit() and not any(a <= x.end and x.start <= b for a, b in cuts))
+
+
+def row_problems(row: dict[str, Any]) -> list[str]:
+    """Every count of a phase's row judged: what it may be, given the fault."""
+    name, out = row["phase"], []
+    for key, says in (("lost", "acknowledged writes lost"), ("stale_reads", "stale reads"),
+                      ("status_500", "500s"), ("missing_retry_after", "503s without Retry-After"),
+                      ("refused_landed", "refused writes written anyway"),
+                      ("unavailable_landed", "writes answered 503 (not written) written anyway")):
+        if row[key]:
+            out.append(f"{name}: {row[key]} {says}")
+    for kind in ANSWERS:
+        statuses = {s: n for s, n in row[f"{kind}_statuses"].items() if s.isdigit() and s not in ANSWERS[kind]}
+        if statuses:
+            out.append(f"{name}: {kind}s answered {statuses}")
+    if row["acked"] < MIN_SUCCESSES or row["reads_ok"] < MIN_SUCCESSES:
+        out.append(f"{name}: only {row['acked']} acknowledged writes and {row['reads_ok']} "
+                   f"successful reads (at least {MIN_SUCCESSES} of each)")
+    if name != "steady" and (row["recover_s"] is None or not row["recover_s"] <= RECOVERY_S):
+        out.append(f"{name}: recovered in {row['recover_s']} s after healing (at most {RECOVERY_S:g})")
+    return out
+
+
+def problems(rows: list[dict[str, Any]], final: dict[str, int], unexpected: collections.Counter[str],
+             cut: collections.Counter[str]) -> list[str]:
     out = [f"{name}: {n} answers 503 while PostgreSQL was up" for name, n in unexpected.items()]
+    out += [f"{name}: {n} requests got no answer while no fault cut the service's connections"
+            for name, n in cut.items()]
     for row in rows:
-        if row["lost"] or row["stale_reads"] or row["status_500"] or row["missing_retry_after"] \
-                or row["refused_landed"]:
-            out.append(f"{row['phase']}: lost {row['lost']}, stale reads {row['stale_reads']}, "
-                       f"500s {row['status_500']}, 503 without Retry-After "
-                       f"{row['missing_retry_after']}, refused yet written {row['refused_landed']}")
+        out += row_problems(row)
     for key in ("lost", "missing_from_search", "search_differs_from_db", "total_differs_from_db"):
         if final[key]:
             out.append(f"after healing: {key} = {final[key]}")
@@ -132,7 +168,8 @@ def report(phases: list[Phase], writes: list[Write], reads: list[Read], tags: li
             for i, phase in enumerate(phases)]
     after = final_check(writes, tags, final)
     return {"phases": rows, "final": after,
-            "problems": problems(rows, after, unexpected_503s(phases, [*writes, *reads]))}
+            "problems": problems(rows, after, unexpected_503s(phases, [*writes, *reads]),
+                                 unexpected_cuts(phases, [*writes, *reads]))}
 
 
 def tracebacks(path: Path) -> list[str]:

@@ -29,8 +29,9 @@ def render(r: Results, plot_dir: str) -> list[str]:
         out += ["", *runs.instances_section(r.instances)]
     if r.scale is not None:
         out += ["", *runs.scale_section(r.scale, plot_dir)]
-    if r.chaos is not None:
-        out += ["", *runs.chaos_section(r.chaos)]
+    for chaos in (r.chaos, r.chaos_pooled):
+        if chaos is not None:
+            out += ["", *runs.chaos_section(chaos)]
     return [*out, "", *runs.detection_section(r.detection), "", *sections.run_settings(r)]
 
 

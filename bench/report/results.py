@@ -29,6 +29,7 @@ class Results:
     instances: dict[str, Any] | None
     scale: dict[str, Any] | None
     chaos: dict[str, Any] | None
+    chaos_pooled: dict[str, Any] | None
 
     @property
     def default(self) -> dict[str, Any]:
@@ -56,4 +57,5 @@ def load(quick: bool = False, folder: Path = RESULTS) -> Results:
         micro=json.loads((folder / f"micro{suffix}.json").read_text()),
         profile=load_json(folder / f"profile{suffix}.json"), detection=load_json(folder / "detection.json"),
         soak=load_json(folder / "soak.json"), instances=load_json(folder / "instances.json"),
-        scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"))
+        scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"),
+        chaos_pooled=load_json(folder / "chaos-pooled.json"))

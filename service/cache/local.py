@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import time
 
+from service.cache.generations import SharedGenerations
+
 PageKey = tuple[str, int, int, int | None]  # tag, page, page_size, before_id
 ENTRY_OVERHEAD = 300  # bytes per entry besides the body: key tuple, dict slots, index set
 MAX_GENERATIONS = 100_000  # per-tag generation counters kept before starting a new epoch
 
 
 class LocalCache:
-    def __init__(self, ttl: float, max_bytes: int) -> None:
+    def __init__(self, ttl: float, max_bytes: int, shared: SharedGenerations | None = None) -> None:
         self.ttl = ttl
+        self.shared = shared  # the workers' shared per-tag generations (generations.py)
         self.max_bytes = max_bytes
         self.live_until = 0.0  # monotonic time until which the feed vouches for the pages
         self.bytes = 0
-        self._pages: dict[PageKey, tuple[float, bytes]] = {}
+        self._pages: dict[PageKey, tuple[float, bytes, int]] = {}  # expiry, body, shared generation
         self._by_tag: dict[str, set[PageKey]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
@@ -47,18 +50,19 @@ class LocalCache:
         hit = self._pages.get(key)
         if hit is None:
             return None
-        if hit[0] < time.monotonic():
-            self._drop(key)
+        if hit[0] < time.monotonic() or (self.shared is not None and self.shared.of(key[0]) != hit[2]):
+            self._drop(key)  # expired, or a worker has posted to the tag since it was read
             return None
         return hit[1]
 
-    def token(self, tag: str) -> tuple[int, int]:
+    def token(self, tag: str) -> tuple[int, int, int]:
         """Taken before reading the shared cache; put() refuses if an invalidation came since."""
-        return self._epoch, self._generation.get(tag, 0)
+        shared = self.shared.of(tag) if self.shared is not None else 0
+        return self._epoch, self._generation.get(tag, 0), shared
 
-    def put(self, key: PageKey, body: bytes, token: tuple[int, int]) -> None:
+    def put(self, key: PageKey, body: bytes, token: tuple[int, int, int]) -> None:
         tag = key[0]
-        if not self.active or token != (self._epoch, self._generation.get(tag, 0)):
+        if not self.active or token != self.token(tag):
             return
         size = len(body) + len(tag) + ENTRY_OVERHEAD
         if size > self.max_bytes:
@@ -66,9 +70,17 @@ class LocalCache:
         self._drop(key)
         while self.bytes + size > self.max_bytes:
             self._drop(next(iter(self._pages)))  # oldest first: dicts keep insertion order
-        self._pages[key] = (time.monotonic() + self.ttl, body)
+        self._pages[key] = (time.monotonic() + self.ttl, body, token[2])
         self.bytes += size
         self._by_tag.setdefault(tag, set()).add(key)
+
+    def posted(self, tags: list[str]) -> None:
+        """This worker's post to these tags, its cache update done: dropped here, and every
+        sibling's pages of them stop being served now (before the feed's message reaches them)."""
+        for tag in tags:
+            self.invalidate(tag)
+        if self.shared is not None:
+            self.shared.bump(tags)
 
     def invalidate(self, tag: str) -> None:
         self._generation[tag] = self._generation.get(tag, 0) + 1

@@ -43,6 +43,15 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and any(m in str(exc) for m in LOST_CONNECTION)
 
 
+def outcome_unknown(exc: BaseException) -> bool:
+    """After a write was sent, does this error leave it unknown whether it committed? An error
+    PostgreSQL itself answered (a statement timeout, a constraint) means rolled back; a lost
+    connection (or PgBouncer losing its server, SQLSTATE class 08) may have followed the commit."""
+    if not unavailable(exc):
+        return False
+    return not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError)
+
+
 async def _keep_session(conn: object) -> None:
     """Pool release hook that skips asyncpg's reset query (a round trip per release).
 

@@ -1,5 +1,9 @@
+import itertools
+import multiprocessing
 import time
+from pathlib import Path
 
+from service.cache.generations import SharedGenerations
 from service.cache.local import ENTRY_OVERHEAD, LocalCache
 
 
@@ -84,3 +88,43 @@ def test_pages_stop_being_served_when_the_feed_stops_vouching() -> None:
     assert c.get(("t", 1, 10, None)) == b"x"
     time.sleep(0.04)
     assert c.get(("t", 1, 10, None)) is None
+
+
+def _bump_in_another_process(path: str, tag: str) -> None:
+    SharedGenerations(Path(path)).bump([tag])
+
+
+def test_a_post_on_one_worker_stops_anothers_page_before_any_message(tmp_path: Path) -> None:
+    """Two workers' caches over one shared file: a post on one, its cache update done, and the
+    other no longer serves its page of that tag, with no invalidation message received."""
+    path = tmp_path / "tag-generations"
+    mine, theirs = (LocalCache(60, 1 << 20, SharedGenerations(path)) for _ in range(2))
+    for c in (mine, theirs):
+        c.active = True
+    key, other = ("t", 1, 10, None), ("u", 1, 10, None)
+    theirs.put(key, b"old page", theirs.token("t"))
+    theirs.put(other, b"other page", theirs.token("u"))
+    assert theirs.get(key) == b"old page"
+    mine.posted(["t"])
+    assert theirs.get(key) is None and theirs.get(other) == b"other page"
+    # a read that began before the post may not store what it read
+    token = theirs.token("t")
+    mine.posted(["t"])
+    theirs.put(key, b"read before the post", token)
+    assert theirs.get(key) is None
+    # and from another process, as Sanic's workers are
+    theirs.put(key, b"page", theirs.token("t"))
+    spawn = multiprocessing.get_context("spawn")
+    worker = spawn.Process(target=_bump_in_another_process, args=(str(path), "t"))
+    worker.start()
+    worker.join(30)
+    assert worker.exitcode == 0 and theirs.get(key) is None
+
+
+def test_a_slot_never_returns_to_a_value_it_held(tmp_path: Path) -> None:
+    shared = SharedGenerations(tmp_path / "g", slots=4)
+    seen = [shared.of("t")]
+    for _ in range(1000):
+        shared.bump(["t"])
+        seen.append(shared.of("t"))
+    assert all(b > a for a, b in itertools.pairwise(seen))

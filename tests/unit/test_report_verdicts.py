@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bench.chaos.load import Phase, Read, Write
-from bench.chaos.verdicts import acked_by_tag, missed, phase_of, report, unexpected_503s
+from bench.chaos.verdicts import (
+    MIN_SUCCESSES,
+    acked_by_tag,
+    missed,
+    phase_of,
+    report,
+    row_problems,
+    unexpected_503s,
+    unexpected_cuts,
+)
 from bench.report.verdicts import (
     MET,
     MISSED,
@@ -72,7 +81,7 @@ def test_phases_and_503s_while_postgresql_was_up() -> None:
     phases = [Phase("steady", 0.0, end=10.0), Phase("pg-kill", 10.0, healed=12.0, end=20.0)]
     assert [phase_of(phases, t) for t in (0.0, 9.9, 10.0, 25.0)] == [0, 0, 1, 1]
     expected = Read("t", start=11.0, end=11.5, status="503")
-    late = Read("t", start=14.0, end=14.5, status="503")  # more than a second after PostgreSQL was back
+    late = Read("t", start=14.5, end=14.6, status="503")  # more than 2 s after PostgreSQL was back
     early = Read("t", start=2.0, end=2.5, status="503")
     assert unexpected_503s(phases, [expected, late, early]) == {"pg-kill": 1, "steady": 1}
 
@@ -85,7 +94,37 @@ def test_the_chaos_report_names_every_lost_write() -> None:
     result = report(phases, writes, [], ["t"], final)
     assert result["phases"][0]["lost"] == 1 and result["final"]["lost"] == 1
     assert result["final"]["missing_from_search"] == 1
-    assert any("lost 1" in p for p in result["problems"]) and "after healing: lost = 1" in result["problems"]
+    assert "steady: 1 acknowledged writes lost" in result["problems"]
+    assert "after healing: lost = 1" in result["problems"]
+
+
+def healthy_row(phase: str) -> dict[str, object]:
+    return {"phase": phase, "lost": 0, "stale_reads": 0, "status_500": 0, "missing_retry_after": 0,
+            "refused_landed": 0, "unavailable_landed": 0, "indeterminate": 0,
+            "write_statuses": {"201": 50}, "read_statuses": {"200": 50}, "acked": 50, "reads_ok": 50,
+            "recover_s": 0.1}
+
+
+def test_the_chaos_run_judges_every_count_it_shows() -> None:
+    assert row_problems(healthy_row("redis-kill")) == []
+    spoilt = [("unavailable_landed", 1, "not written) written anyway"),
+              ("recover_s", 2.5, "recovered in 2.5 s"), ("recover_s", None, "recovered in None"),
+              ("acked", MIN_SUCCESSES - 1, "only"), ("reads_ok", 0, "only"),
+              ("write_statuses", {"201": 50, "429": 1}, "writes answered {'429': 1}"),
+              ("read_statuses", {"200": 50, "404": 1}, "reads answered {'404': 1}")]
+    for key, value, says in spoilt:
+        found = row_problems({**healthy_row("redis-kill"), key: value})
+        assert len(found) == 1 and says in found[0], (key, found)
+
+
+def test_no_answer_is_expected_only_while_a_fault_cuts_the_services_connections() -> None:
+    phases = [Phase("steady", 0.0, end=10.0), Phase("sigterm", 10.0, healed=12.0, end=20.0)]
+    cut = Write(0, "m1", ["t"], 11.0, 11.5, outcome="indeterminate", status="ReadError")
+    # began in the steady phase, still in flight when the worker was stopped
+    overlapping = Read("t", start=9.9, end=10.1, status="RemoteProtocolError")
+    stray = Read("t", start=3.0, end=3.1, status="ReadTimeout")
+    answered = Read("t", start=4.0, end=4.1, status="200")
+    assert unexpected_cuts(phases, [cut, overlapping, stray, answered]) == {"steady": 1}
 
 
 def test_a_peer_claim_holds_only_at_its_goal() -> None:

@@ -5,7 +5,7 @@ import socket
 import asyncpg
 import pytest
 
-from service.db.pool import unavailable
+from service.db.pool import outcome_unknown, unavailable
 
 
 @pytest.mark.parametrize("exc", [
@@ -36,3 +36,20 @@ def test_connection_loss_is_unavailable(exc: BaseException) -> None:
 ])
 def test_bugs_are_not_unavailable(exc: BaseException) -> None:
     assert not unavailable(exc)
+
+
+@pytest.mark.parametrize(("exc", "unknown"), [
+    # the connection lost after the write was sent: it may have committed
+    (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle"), True),
+    (ConnectionResetError(), True),
+    (TimeoutError(), True),  # asyncpg's command_timeout: the server may still commit
+    (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+    (asyncpg.exceptions.ProtocolViolationError("server conn crashed?"), True),
+    # PostgreSQL answered with an error: the transaction was rolled back
+    (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), False),
+    (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"), False),
+    # not a database outage at all
+    (ValueError(), False),
+])
+def test_which_lost_writes_may_have_landed(exc: BaseException, unknown: bool) -> None:
+    assert outcome_unknown(exc) is unknown
