@@ -35,8 +35,16 @@ class SharedGenerations:
         self._slots = memoryview(self._map).cast("Q")
         self._mask = slots - 1
 
+    def slot(self, tag: str) -> int:
+        return crc32(tag.encode()) & self._mask
+
     def of(self, tag: str) -> int:
-        return int(self._slots[crc32(tag.encode()) & self._mask])
+        return int(self._slots[self.slot(tag)])
+
+    @property
+    def slots(self) -> memoryview:
+        """The slots themselves: a page kept in process checks its slot on every hit."""
+        return self._slots
 
     def bump(self, tags: Iterable[str]) -> None:
         """A new value in each tag's slot, never one it held before (two workers bumping one slot at

@@ -28,10 +28,12 @@ class LocalCache:
     def __init__(self, ttl: float, max_bytes: int, shared: SharedGenerations | None = None) -> None:
         self.ttl = ttl
         self.shared = shared  # the workers' shared per-tag generations (generations.py)
+        self._slots = shared.slots if shared is not None else None
         self.max_bytes = max_bytes
         self.live_until = 0.0  # monotonic time until which the feed vouches for the pages
         self.bytes = 0
-        self._pages: dict[PageKey, tuple[float, bytes, int]] = {}  # expiry, body, shared generation
+        # expiry, body, and the tag's shared generation when it was read, and its slot
+        self._pages: dict[PageKey, tuple[float, bytes, int, int]] = {}
         self._by_tag: dict[str, set[PageKey]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
@@ -50,7 +52,8 @@ class LocalCache:
         hit = self._pages.get(key)
         if hit is None:
             return None
-        if hit[0] < time.monotonic() or (self.shared is not None and self.shared.of(key[0]) != hit[2]):
+        slots = self._slots
+        if hit[0] < time.monotonic() or (slots is not None and slots[hit[3]] != hit[2]):
             self._drop(key)  # expired, or a worker has posted to the tag since it was read
             return None
         return hit[1]
@@ -70,7 +73,8 @@ class LocalCache:
         self._drop(key)
         while self.bytes + size > self.max_bytes:
             self._drop(next(iter(self._pages)))  # oldest first: dicts keep insertion order
-        self._pages[key] = (time.monotonic() + self.ttl, body, token[2])
+        slot = self.shared.slot(tag) if self.shared is not None else 0
+        self._pages[key] = (time.monotonic() + self.ttl, body, token[2], slot)
         self.bytes += size
         self._by_tag.setdefault(tag, set()).add(key)
 
