@@ -95,10 +95,14 @@ HASH_QUEUE=16
 HASH_NICENESS=10
 # Largest request body in bytes (413 above it).
 REQUEST_MAX_SIZE=65536
-# Seconds for a whole request (headers and body) to arrive (408 after), and before an idle
+# Seconds for a whole request (headers and body) to arrive from its first byte, however it
+# trickles (408 after), and before an idle
 # keep-alive connection is closed: slow or idle clients cannot hold connections for ever.
 REQUEST_TIMEOUT=10.0
 KEEP_ALIVE_TIMEOUT=30.0
+# Connections one worker holds; beyond it a new one replaces the longest-idle keep-alive
+# connection, or is answered 503 (Retry-After) when none is idle. Capped by the open-file limit.
+WORKER_MAX_CONNECTIONS=4096
 # On SIGTERM, keep serving this long with keep-alive off (clients move to other connections),
 # then stop accepting and let requests in flight finish.
 SHUTDOWN_DRAIN_SECONDS=0.5

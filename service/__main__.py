@@ -52,15 +52,16 @@ def serve(settings: Settings) -> None:
 
 
 def protocol(settings: Settings) -> type[HttpProtocol]:
-    """Sanic's HTTP/1.1 protocol, or the one that answers cached searches itself (USE_FAST_HITS):
+    """Sanic's HTTP/1.1 protocol with a whole-request deadline and a connection bound
+    (service/connections.py), or that one answering cached searches itself (USE_FAST_HITS):
     only where it can answer some, with the cache and the in-process pages on (it would only cost
     every search a look), and not with the access log on, which it would not write."""
-    from sanic.server.protocols.http_protocol import HttpProtocol
-
+    from service.connections import GuardedProtocol
     from service.fastpath import FastHitProtocol
 
     pages = settings.cache_enabled and settings.local_cache_ttl > 0
-    return FastHitProtocol if settings.use_fast_hits and pages and not settings.access_log else HttpProtocol
+    fast = settings.use_fast_hits and pages and not settings.access_log
+    return FastHitProtocol if fast else GuardedProtocol
 
 
 def main(argv: list[str] | None = None) -> int:

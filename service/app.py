@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import re
+import resource
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> App:
         NOISY_EXCEPTIONS=False,
         REQUEST_TIMEOUT=settings.request_timeout,
         KEEP_ALIVE_TIMEOUT=settings.keep_alive_timeout,
+        WORKER_MAX_CONNECTIONS=connection_bound(settings.worker_max_connections),
     )
     app.ctx.settings = settings
     app.ctx.codec = chosen
@@ -177,6 +179,13 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
         app.add_task(flush_every_second(app), name="metrics_flush")
 
     return metrics
+
+
+def connection_bound(wanted: int, reserve: int = 256) -> int:
+    """At most the open-file limit less a reserve for the pools, Redis and files: past it,
+    accept() would fail with EMFILE instead of the bound answering."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft - reserve))
 
 
 def metrics_folder(settings: Settings) -> Path:

@@ -26,8 +26,8 @@ from time import monotonic
 from typing import Any
 
 from sanic.http import Stage
-from sanic.server.protocols.http_protocol import HttpProtocol
 
+from service.connections import GuardedProtocol
 from service.errors import AppError
 from service.validate import SearchQuery, search_query_string
 
@@ -113,7 +113,7 @@ def response(body: bytes, request_id: str) -> bytes:
                      b"\r\nconnection: keep-alive\r\ncontent-type: application/json\r\n\r\n", body))
 
 
-class FastHitProtocol(HttpProtocol):
+class FastHitProtocol(GuardedProtocol):
     """Sanic's HTTP/1.1 protocol, answering cached searches itself (module docstring)."""
 
     __slots__ = ()

@@ -95,11 +95,15 @@ class Settings:
     hash_queue: int = 16  # hashes waiting for a thread, per worker; beyond it: 503 at once
     hash_niceness: int = 10  # hashing threads' priority below the event loop's (0: the same)
     request_max_size: int = 65536
-    # Deadlines: the whole request (headers and body) must arrive within request_timeout, and an
-    # idle keep-alive connection is closed after keep_alive_timeout, so slow or idle clients
-    # cannot hold connections indefinitely.
+    # Deadlines: the whole request (headers and body) must arrive within request_timeout of its
+    # first byte, however it trickles, and an idle keep-alive connection is closed after
+    # keep_alive_timeout, so slow or idle clients cannot hold connections indefinitely.
     request_timeout: float = 10.0
     keep_alive_timeout: float = 30.0
+    # Connections one worker holds: beyond it a new one replaces the longest-idle keep-alive
+    # connection, or gets 503 when none is idle (service/connections.py). Capped at start by the
+    # process's open-file limit, less room for its pools and files.
+    worker_max_connections: int = 4096
     # On SIGTERM: serve this long with keep-alive off before closing the listening socket.
     shutdown_drain_seconds: float = 0.5
     access_log: bool = False
@@ -190,7 +194,7 @@ class Settings:
                 raise SettingsError(f"{name.upper()} must be a TCP port (1-65535)")
         positive = ("workers", "db_connection_budget", "cache_tag_size", "token_ttl_seconds",
                     "hash_threads", "request_max_size", "cache_ttl_seconds", "breaker_failures",
-                    "redis_max_connections")
+                    "redis_max_connections", "worker_max_connections")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

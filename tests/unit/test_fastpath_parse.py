@@ -58,13 +58,12 @@ def test_the_response_is_framed_by_its_body() -> None:
 
 
 def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
-    from sanic.server.protocols.http_protocol import HttpProtocol
-
     from service.__main__ import protocol
+    from service.connections import GuardedProtocol
     from service.fastpath import FastHitProtocol
     from service.settings import Settings
 
     assert protocol(Settings()) is FastHitProtocol
     for off in ({"USE_FAST_HITS": "false"}, {"CACHE_ENABLED": "false"}, {"LOCAL_CACHE_TTL": "0"},
                 {"ACCESS_LOG": "true"}):
-        assert protocol(Settings.from_env(off)) is HttpProtocol, off
+        assert protocol(Settings.from_env(off)) is GuardedProtocol, off
