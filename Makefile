@@ -87,8 +87,8 @@ bench-target: install  ## the HTTP benchmark against any deployment: make bench-
 bench-scale: install  ## every path at 0.2M, 2M, 4M and 20M tweets, as far as 25 minutes go; RESULTS.md section
 	$(PY) -m bench.scale
 
-bench-check: install  ## this tree against the baseline commit, side by side in one run (about 2 minutes)
-	$(PY) -m bench.check --output bench/results/check-last.json
+bench-check: install  ## this tree against the baseline commit (each on its own environment and database), side by side (about 2 minutes)
+	$(PY) -m bench.check --confirm --output bench/results/check-last.json
 
 # Moving the baseline is a decision, not a way to quiet a failure: say why.
 REV ?= HEAD

@@ -24,6 +24,7 @@ from typing import Any
 from bench.check import PATHS, THRESHOLDS, git
 from bench.harness import log, prepare_stack, write_json
 from bench.paths import RESULTS
+from bench.report.results import load_json
 from bench.report.runs import publish_detection
 from service.settings import ROOT
 
@@ -110,7 +111,7 @@ def main() -> None:
         "elapsed_s": time.time() - started,
     }
     write_json(OUT, detection)
-    publish_detection(detection)
+    publish_detection(detection, load_json(RESULTS / "injected.json"))
     log("per path: " + ", ".join(f"{p} caught {v['caught']}/{args.runs}, false alarms {v['false_alarms']}/{args.runs}"
                                  for p, v in per_path.items()))
 

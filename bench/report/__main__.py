@@ -32,7 +32,7 @@ def render(r: Results, plot_dir: str) -> list[str]:
     for chaos in (r.chaos, r.chaos_pooled):
         if chaos is not None:
             out += ["", *runs.chaos_section(chaos)]
-    return [*out, "", *runs.detection_section(r.detection), "", *sections.run_settings(r)]
+    return [*out, "", *runs.detection_section(r.detection, r.injected), "", *sections.run_settings(r)]
 
 
 def main() -> None:
