@@ -38,7 +38,7 @@ from service.settings import ROOT
 OUT = RESULTS / "injected.json"
 LAST = RESULTS / "check-injected.json"
 TARGET = 1 / 1.25
-SCENARIOS = {"migration": ("post", 3000), "dependency": ("bypass", 60)}  # path, first guess
+SCENARIOS = {"migration": ("post", 30000), "dependency": ("bypass", 60)}  # path, first guess
 
 TRIGGER = """-- Injected by bench/inject.py: busy work in every insert into tweets.
 CREATE OR REPLACE FUNCTION inject_busy() RETURNS trigger LANGUAGE plpgsql AS $$
