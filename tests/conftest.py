@@ -102,7 +102,9 @@ def tag_ids(client: httpx.Client, tag: str, auth: dict[str, str]) -> set[int]:
     ids: set[int] = set()
     before = None
     while True:
-        params = {"tag": tag, "page_size": 100, **({"before_id": before} if before else {})}
+        params: dict[str, str | int] = {"tag": tag, "page_size": 100}
+        if before:
+            params["before_id"] = before
         page = client.get("/api/v1/search-tweets", params=params, headers=auth).json()["data"]
         if not page:
             return ids

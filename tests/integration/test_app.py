@@ -37,7 +37,7 @@ async def served(app: App) -> AsyncIterator[httpx.AsyncClient]:
     async def send(message: Any) -> None:
         await outbox.put(message)
 
-    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}},  # type: ignore[arg-type]
+    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}},
                                          inbox.get, send))
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
@@ -45,7 +45,7 @@ async def served(app: App) -> AsyncIterator[httpx.AsyncClient]:
         feed = app.ctx.resources.feed
         while feed is not None and not feed.trusted():  # as a served worker would, once subscribed
             await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://in-process") as client:
             yield client
     finally:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 import redis as sync_redis
@@ -10,8 +12,10 @@ import redis.asyncio as aredis
 from service.cache.tags import Miss, TagCache
 from tests.conftest import Server, register_and_login, start_server, unique
 
+T = TypeVar("T")
 
-def run(coro):  # type: ignore[no-untyped-def]
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -62,7 +66,7 @@ def test_a_miss_brings_the_version_a_racing_post_then_invalidates(urls: tuple[st
 
 
 def test_add_is_idempotent_bounded_and_counts(urls: tuple[str, str]) -> None:
-    async def scenario() -> tuple:
+    async def scenario() -> tuple[Any, ...]:
         client, c = cache(urls[1], size=5)
         tag = unique("b")
         await c.fill(tag, await c.version(tag), 3, [(3, body(3)), (2, body(2)), (1, body(1))])
@@ -82,7 +86,7 @@ def test_add_is_idempotent_bounded_and_counts(urls: tuple[str, str]) -> None:
 
 
 def test_read_without_pipeline_matches(urls: tuple[str, str]) -> None:
-    async def scenario() -> tuple:
+    async def scenario() -> tuple[Any, ...]:
         client, piped = cache(urls[1], pipeline=True)
         _, single = cache(urls[1], pipeline=False)
         tag = unique("np")
@@ -135,5 +139,5 @@ def test_cache_keys_are_namespaced(urls: tuple[str, str], client: httpx.Client, 
     tag = unique("ns")
     client.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth)
     client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
-    keys = sync_redis.Redis.from_url(urls[1]).keys(f"*{tag}*")
+    keys: list[bytes] = sync_redis.Redis.from_url(urls[1]).keys(f"*{tag}*")  # type: ignore[assignment]
     assert keys and all(k.startswith(b"st:") for k in keys)

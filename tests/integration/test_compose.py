@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -17,8 +18,8 @@ PROFILES = ["", "pooler", "replica", "redis-cluster", "load"]
 SECRETS = {"TOKEN_SECRET": "t" * 48, "POSTGRES_PASSWORD": "p", "APP_DB_PASSWORD": "a", "REDIS_PASSWORD": "r"}
 
 
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
 
 
 def test_services_healthchecks_and_wiring() -> None:

@@ -40,11 +40,11 @@ def test_a_connection_left_mid_operation_is_closed_not_reused(settings: Settings
         try:
             with pytest.raises(asyncpg.exceptions.InternalClientError):
                 async with PooledConnection(pool, 1.0, None, PoolStats()) as conn:
-                    broken = conn._con  # the raw connection behind the pool's proxy
+                    broken = conn._con  # type: ignore[attr-defined]  # the raw connection behind the proxy
                     raise asyncpg.exceptions.InternalClientError(
                         "cannot switch to state 12; another operation (2) is in progress")
             async with PooledConnection(pool, 1.0, None, PoolStats()) as conn:
-                fresh = conn._con
+                fresh = conn._con  # type: ignore[attr-defined]
                 value = await conn.fetchval("SELECT 1")
             return broken.is_closed(), fresh is not broken, value
         finally:

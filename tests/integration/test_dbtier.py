@@ -73,8 +73,9 @@ def test_many_clients_through_pgbouncer_share_its_few_server_connections(
                     if i % 3 == 0:
                         r = await c.post("/api/v1/tweet", json={"msg": f"#{tag} {i} ünïcode"}, headers=auth)
                         return r.status_code, r.json()["data"]["id"] if r.status_code == 201 else None
-                    params = {"tag": tag, "page": 1 + i % 4, "page_size": 5} if i % 3 == 1 else \
-                        {"tag": unique("cold")}
+                    params: dict[str, str | int] = {"tag": unique("cold")}
+                    if i % 3 == 1:
+                        params = {"tag": tag, "page": 1 + i % 4, "page_size": 5}
                     r = await c.get("/api/v1/search-tweets", params=params, headers=auth)
                     return r.status_code, None
                 results = await asyncio.gather(*(one(i) for i in range(600)))

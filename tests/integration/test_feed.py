@@ -77,7 +77,8 @@ def test_invalidations_arrive_at_once(settings: Settings, urls: tuple[str, str])
             await a.timeline.post(user, NewTweet(f"two #{tag}", [tag]))
             assert not a.timeline.dirty  # the post's own cache update worked: no repair needed
             assert b.local is not None
-            return await until(lambda: b.local.get((tag, 1, 10, None)) is None, 1.0)
+            local = b.local
+            return await until(lambda: local.get((tag, 1, 10, None)) is None, 1.0)
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 0.05
 
@@ -139,8 +140,9 @@ def test_redis_restarted_from_an_old_snapshot_is_not_trusted(settings: Settings,
             await asyncio.to_thread(redis_server.stop, settings)  # the workers keep running meanwhile
             await asyncio.to_thread(redis_server.start, settings)
             (settings.data_dir / "redis" / "dump.rdb").unlink(missing_ok=True)
-            assert a.feed is not None
-            await until(lambda: a.feed.trusted() and not a.timeline.dirty)
+            feed = a.feed
+            assert feed is not None
+            await until(lambda: feed.trusted() and not a.timeline.dirty)
             return [await search(a, tag) for _ in range(5)]
 
     try:
@@ -165,7 +167,7 @@ def test_a_feed_reconnected_by_the_client_drops_pages_and_repairs(
             before = a.local.get(key)
             admin = aioredis.Redis.from_url(urls[1])
             for client in await admin.client_list(_type="pubsub"):
-                await admin.execute_command("CLIENT", "KILL", "ID", client["id"])
+                await admin.execute_command("CLIENT", "KILL", "ID", client["id"])  # type: ignore[no-untyped-call]
             await admin.aclose()
             await until(lambda: "cache repaired" in caplog.text, 5.0)
             await until(a.feed.trusted)

@@ -30,7 +30,7 @@ def test_non_ascii_tags_post_and_search(client: httpx.Client, auth: dict[str, st
     ("/api/v1/register", {"username": "nul_user", "password": "password1", "full_name": "A\x00B"},
      "full_name"),
 ])
-def test_nul_in_a_string_is_400_naming_the_field(client: httpx.Client, path: str, body: dict,
+def test_nul_in_a_string_is_400_naming_the_field(client: httpx.Client, path: str, body: dict[str, str],
                                                  field: str) -> None:
     r = client.post(path, json=body)
     assert r.status_code == 400, r.text

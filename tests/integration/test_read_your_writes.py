@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,8 +24,9 @@ from service.validate import NewTweet, search_query
 from tests.conftest import unique
 
 
-async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict]:
-    from service import timeline as timeline_module
+async def scenario(urls: tuple[str, str],
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], dict[str, Any]]:
+    from service.db import tweets as tweets_module
 
     pool = await asyncpg.create_pool(urls[0], min_size=1, max_size=4)
     client = aioredis.Redis.from_url(urls[1])
@@ -41,20 +43,20 @@ async def scenario(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tu
         tag = unique("ryw")
         await timeline.post(user, NewTweet(f"first #{tag}", [tag]))
 
-        real_search = timeline_module.tweets.search
+        real_search = tweets_module.search
         read_done, release = asyncio.Event(), asyncio.Event()
 
-        async def slow_search(*args: object, **kwargs: object) -> object:
+        async def slow_search(*args: Any, **kwargs: Any) -> Any:
             result = await real_search(*args, **kwargs)  # the fill has read the database...
             read_done.set()
             await release.wait()  # ...and is slow to store it
             return result
 
-        monkeypatch.setattr(timeline_module.tweets, "search", slow_search)
+        monkeypatch.setattr(tweets_module, "search", slow_search)
         q = search_query({"tag": tag})
         before = asyncio.create_task(timeline.search(q))  # starts the fill
         await read_done.wait()
-        monkeypatch.setattr(timeline_module.tweets, "search", real_search)
+        monkeypatch.setattr(tweets_module, "search", real_search)
         await timeline.post(user, NewTweet(f"second #{tag}", [tag]))  # committed: the "201"
         after = asyncio.create_task(timeline.search(q))  # starts after the 201: joins the fill
         await asyncio.sleep(0.05)

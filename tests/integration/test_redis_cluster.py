@@ -45,8 +45,8 @@ def master_of(cluster_url: str) -> dict[str, int]:
         while len(set(found.values())) < 3:
             tag = unique("slot")
             entry, version = cache.entry_key(tag), cache.version_key(tag)
-            assert client.keyslot(entry) == client.keyslot(version)  # one tag, one slot
-            found[tag] = int(client.get_node_from_key(entry).port)
+            assert client.keyslot(entry) == client.keyslot(version)  # type: ignore[no-untyped-call]
+            found[tag] = int(client.get_node_from_key(entry).port)  # type: ignore[no-untyped-call]
         return found
     finally:
         client.close()
@@ -65,7 +65,7 @@ def test_a_post_to_tags_on_every_master_is_in_every_workers_next_search(cluster_
     r = httpx.post(f"{service.url}/api/v1/tweet", json={"msg": " ".join(f"#{t}" for t in tags)}, headers=auth,
                    timeout=10)
     assert r.status_code == 201
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for _ in range(6):
         for tag in tags:
             page = httpx.get(f"{service.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth,

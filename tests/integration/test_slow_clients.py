@@ -8,6 +8,7 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import psutil
@@ -59,7 +60,7 @@ def established(srv: Server) -> int:
 
 
 @pytest.fixture(scope="module")
-def guarded(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Server:
+def guarded(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(urls, tmp_path_factory, REQUEST_TIMEOUT=str(DEADLINE), WORKER_MAX_CONNECTIONS="100")
     yield srv
     srv.stop()

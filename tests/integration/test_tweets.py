@@ -1,24 +1,26 @@
 import asyncio
 import re
+from typing import Any, cast
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import unique
+from tests.conftest import Server, unique
 
 
-def post(client: httpx.Client, auth: dict[str, str], msg: str, tags: list[str] | None = None) -> dict:
+def post(client: httpx.Client, auth: dict[str, str], msg: str,
+         tags: list[str] | None = None) -> dict[str, Any]:
     body: dict[str, object] = {"msg": msg}
     if tags is not None:
         body["tags"] = tags
     r = client.post("/api/v1/tweet", json=body, headers=auth)
     assert r.status_code == 201, r.text
     assert r.json()["code"] == "success"
-    return r.json()["data"]
+    return cast(dict[str, Any], r.json()["data"])
 
 
-def search(client: httpx.Client, auth: dict[str, str], tag: str, **params: object) -> httpx.Response:
+def search(client: httpx.Client, auth: dict[str, str], tag: str, **params: str | int) -> httpx.Response:
     r = client.get("/api/v1/search-tweets", params={"tag": tag, **params}, headers=auth)
     assert r.status_code == 200, r.text
     return r
@@ -38,7 +40,7 @@ def test_post_shape_and_tags(client: httpx.Client, auth: dict[str, str]) -> None
     ({"msg": "hi", "tags": [f"t{i}" for i in range(11)]}, "tags"),
     ({"msg": "hi", "tags": ["#" + "x" * 65]}, "tags"), ({"msg": "hi", "tags": ["no spaces"]}, "tags"),
 ])
-def test_post_bad_input(client: httpx.Client, auth: dict[str, str], body: dict, field: str) -> None:
+def test_post_bad_input(client: httpx.Client, auth: dict[str, str], body: dict[str, Any], field: str) -> None:
     r = client.post("/api/v1/tweet", json=body, headers=auth)
     assert r.status_code == 400
     assert field in r.json()["errors"]
@@ -56,7 +58,7 @@ def test_text_is_never_refused_for_its_hashtags(client: httpx.Client, auth: dict
     {}, {"tag": ""}, {"tag": "a b"}, {"tag": "x", "page": "abc"}, {"tag": "x", "page": "0"},
     {"tag": "x", "page_size": "1000"}, {"tag": "x", "page_size": "-1"}, {"tag": "x", "before_id": "z"},
 ])
-def test_search_bad_input(client: httpx.Client, auth: dict[str, str], params: dict) -> None:
+def test_search_bad_input(client: httpx.Client, auth: dict[str, str], params: dict[str, str]) -> None:
     r = client.get("/api/v1/search-tweets", params=params, headers=auth)
     assert r.status_code == 400 and r.json()["code"] == "badRequest"
 
@@ -129,12 +131,12 @@ def test_text_round_trips_exactly(client: httpx.Client, auth: dict[str, str], ur
     # Cached values are JSON bytes (no repr/eval/pickle).
     import json
 
-    members = redis.Redis.from_url(urls[1]).zrange(f"st:t:{tag}", 0, -1)
+    members: list[bytes] = redis.Redis.from_url(urls[1]).zrange(f"st:t:{tag}", 0, -1)  # type: ignore[assignment]
     tweets = [json.loads(m) for m in members if m != b"#n"]
     assert tweets and tweets[0]["msg"] == msg
 
 
-def test_concurrent_posts_same_new_tag(client: httpx.Client, auth: dict[str, str], server) -> None:
+def test_concurrent_posts_same_new_tag(client: httpx.Client, auth: dict[str, str], server: Server) -> None:
     tag = unique("race")
 
     async def burst() -> list[int]:
@@ -171,8 +173,8 @@ def unstored_server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFact
 
 
 def test_tweet_bytes_identical_from_post_fill_cache_and_database(
-        client: httpx.Client, auth: dict[str, str], urls: tuple[str, str], bypass_server,  # type: ignore[no-untyped-def]
-        unstored_server) -> None:
+        client: httpx.Client, auth: dict[str, str], urls: tuple[str, str], bypass_server: Server,
+        unstored_server: Server) -> None:
     """A tweet's JSON is built once by PostgreSQL when written (sql/006) and stored: the post's
     response, the fill, the cached member, a hit, a bypass and a read that builds it again from the
     columns (STORED_TWEET_JSON=false) are the same bytes, and each field says what was posted."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aredis
@@ -20,8 +22,10 @@ from service.settings import Settings
 from tests.conftest import unique
 from tests.proxy import Proxy
 
+T = TypeVar("T")
 
-def run(coro):  # type: ignore[no-untyped-def]
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
@@ -63,7 +67,7 @@ def test_error_replies_are_raised_and_the_stream_stays_usable(urls: tuple[str, s
 def test_a_silent_redis_times_out_and_the_client_recovers(settings: Settings, urls: tuple[str, str]) -> None:
     proxy = Proxy(settings.stack_redis_port)
 
-    async def scenario() -> tuple[float, object, object]:
+    async def scenario() -> tuple[float, tuple[object, ...], object]:
         wire = WireClient(redis_server.url_at(settings, proxy.port), timeout=0.3, connect_timeout=1.0)
         try:
             assert await wire.call("PING") == b"PONG"
@@ -80,8 +84,10 @@ def test_a_silent_redis_times_out_and_the_client_recovers(settings: Settings, ur
         waited, stuck, after = run(scenario())
     finally:
         proxy.close()
-    assert all(isinstance(e, RedisTimeoutError) for e in stuck)  # type: ignore[attr-defined]
-    assert 0.25 <= waited < 1.0
+    assert all(isinstance(e, RedisTimeoutError) for e in stuck)
+    # answered by the 0.3 s timeout, not by the proxy (which never answers): well before a
+    # hang would show, with room for a loaded machine
+    assert 0.25 <= waited < 5.0
     assert after == b"PONG"
 
 
@@ -93,7 +99,7 @@ def test_a_lost_connection_fails_what_is_in_flight_then_reconnects(urls: tuple[s
             me = await wire.call("CLIENT", "ID")
             in_flight = asyncio.ensure_future(wire.call("BLPOP", unique("never"), 3))
             await asyncio.sleep(0.1)
-            await other.execute_command("CLIENT", "KILL", "ID", me)  # as a Redis restart or a network reset
+            await other.execute_command("CLIENT", "KILL", "ID", me)  # type: ignore[no-untyped-call]  # as a Redis restart or a network reset
             lost = (await asyncio.gather(in_flight, return_exceptions=True))[0]
             return lost, await wire.call("PING")
         finally:

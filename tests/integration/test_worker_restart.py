@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -76,10 +77,10 @@ def test_a_post_whose_worker_died_before_its_cache_update_shows(
         assert first.status_code == 201
         time.sleep(5.5)  # its (held back) cache update is done
 
-        def search() -> dict:
+        def search() -> dict[str, Any]:
             r = httpx.get(srv.url + "/api/v1/search-tweets", params={"tag": tag}, headers=auth, timeout=10)
             assert r.status_code == 200, r.text
-            return r.json()
+            return cast(dict[str, Any], r.json())
 
         for _ in range(10):  # new connections: both workers keep the page in process
             assert search()["pagination"]["total"] == 1

@@ -18,7 +18,7 @@ def modules(package: str) -> list[Path]:
 
 def imported(path: Path) -> set[str]:
     """Every module a file imports (absolute names)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
@@ -61,8 +61,9 @@ def test_a_module_of_ours_is_not_reached_into_for_its_private_names() -> None:
             ours = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                     and node.module and node.module.split(".")[0] in OURS for alias in node.names}
             for node in ast.walk(tree):
-                private = isinstance(node, ast.Attribute) and node.attr.startswith("_") \
-                    and not node.attr.startswith("__")
+                if not isinstance(node, ast.Attribute):
+                    continue
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
                 if private and isinstance(node.value, ast.Name) and node.value.id in ours:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}")
     assert found == []

@@ -22,6 +22,7 @@ def tracked(path: str) -> bool:
 def test_local_links_resolve_to_committed_files(document: str) -> None:
     text = (ROOT / document).read_text()
     local = [t for t in LINK.findall(text) if not t.startswith(("http://", "https://", "#", "mailto:"))]
+    assert local, f"{document} links no file of the repository (the checks below would pass on nothing)"
     if document == "RESULTS.md":
         assert any(t.endswith(".png") for t in local), "RESULTS.md shows no plots"
     for target in local:
