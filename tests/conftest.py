@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -76,6 +78,36 @@ def server(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         yield c
+
+
+def worker_of(response: httpx.Response) -> str:
+    """The worker process that answered (X-Request-ID's prefix: its pid in hex)."""
+    return response.headers["x-request-id"].split("-")[0]
+
+
+def from_every_worker(request: Callable[[], httpx.Response], workers: int = 2, each: int = 3,
+                      tries: int = 400) -> list[httpx.Response]:
+    """Responses to `request` (a new connection each) until every one of `workers` processes has
+    answered at least `each`: a check of what two workers agree on fails, rather than passes,
+    when one worker took every request."""
+    seen: Counter[str] = Counter()
+    answers = []
+    for _ in range(tries):
+        r = request()
+        answers.append(r)
+        seen[worker_of(r)] += 1
+        if len(seen) >= workers and all(n >= each for n in seen.values()):
+            return answers
+    raise AssertionError(f"workers {dict(seen)} answered {tries} requests: not all {workers} took part")
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 30, what: str = "the condition") -> None:
+    """Poll until check() holds; fail after a generous deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {seconds} s")
+        time.sleep(0.05)
 
 
 def unique(prefix: str = "u") -> str:

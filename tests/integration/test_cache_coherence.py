@@ -10,7 +10,7 @@ import redis as sync_redis
 import redis.asyncio as aredis
 
 from service.cache.tags import Miss, TagCache
-from tests.conftest import Server, register_and_login, start_server, unique
+from tests.conftest import Server, register_and_login, start_server, unique, worker_of
 
 T = TypeVar("T")
 
@@ -109,6 +109,7 @@ def test_two_workers_agree_after_post(urls: tuple[str, str], tmp_path_factory) -
         with httpx.Client(base_url=srv.url, timeout=10) as setup:
             _, auth = register_and_login(setup)
         tag = unique("w")
+        answered: set[str] = set()
         for round_ in range(10):
             # A fresh connection per request: Linux spreads them over both workers.
             r = httpx.post(f"{srv.url}/api/v1/tweet", json={"msg": f"#{tag} {round_}"}, headers=auth)
@@ -119,6 +120,8 @@ def test_two_workers_agree_after_post(urls: tuple[str, str], tmp_path_factory) -
                 assert s.status_code == 200
                 assert s.json()["data"][0]["id"] == new_id
                 assert s.json()["pagination"]["total"] == round_ + 1
+                answered.add(worker_of(s))
+        assert len(answered) == 2, answered  # both workers answered: what they agree on was seen
         async def concurrent_pings() -> set[str]:
             # Connections open at the same time: one busy worker cannot accept them all (one at a
             # time, the kernel may hand every new connection to the same idle worker).

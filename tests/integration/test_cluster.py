@@ -21,7 +21,7 @@ import pytest
 from ops import balancer
 from ops.system import port_open
 from service.settings import ROOT, Settings
-from tests.conftest import TEST_ENV, free_port, register_and_login, tag_ids, unique
+from tests.conftest import TEST_ENV, free_port, register_and_login, tag_ids, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +97,11 @@ def test_an_instance_stopped_under_load_loses_nothing(three: balancer.Balancer) 
     threads = [threading.Thread(target=writer) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    wait_until(lambda: len(acknowledged) >= 30, what="posts through all three instances")
     victim = three.instances[1]
     assert victim.stop(), "the instance did not stop by itself on SIGTERM"
     stopped.set()
-    time.sleep(2.0)
+    wait_until(lambda: len(after_stop) > 30, what="posts through the two instances left")
     done.set()
     for t in threads:
         t.join()

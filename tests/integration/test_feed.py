@@ -26,7 +26,7 @@ from service.resources import Resources, close_resources, open_resources
 from service.security.tokens import Identity
 from service.settings import Settings
 from service.validate import NewTweet, search_query
-from tests.conftest import unique
+from tests.conftest import free_port, unique
 
 
 async def until(check: Callable[[], Any], seconds: float = 10.0) -> float:
@@ -40,9 +40,11 @@ async def until(check: Callable[[], Any], seconds: float = 10.0) -> float:
 
 @asynccontextmanager
 async def workers(settings: Settings, n: int = 2, **changes: Any) -> AsyncIterator[list[Resources]]:
+    """Each as a worker of an instance of its own (its own port, so its own shared-generations
+    file): only the feed connects them, as across hosts."""
     s = dataclasses.replace(stack.resolve(settings), cache_prefix=unique("f"), local_cache_ttl=60.0,
                             **changes)
-    opened = [await open_resources(s) for _ in range(n)]
+    opened = [await open_resources(dataclasses.replace(s, port=free_port())) for _ in range(n)]
     try:
         for w in opened:
             assert w.feed is not None
@@ -78,9 +80,10 @@ def test_invalidations_arrive_at_once(settings: Settings, urls: tuple[str, str])
             assert not a.timeline.dirty  # the post's own cache update worked: no repair needed
             assert b.local is not None
             local = b.local
-            return await until(lambda: local.get((tag, 1, 10, None)) is None, 1.0)
+            return await until(lambda: local.get((tag, 1, 10, None)) is None, 5.0)
 
-    assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 0.05
+    # one Redis hop: well under a second (the feed's heartbeat), however loaded the machine
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 1.0
 
 
 def test_a_post_during_a_redis_freeze_is_seen_by_the_other_worker(settings: Settings,

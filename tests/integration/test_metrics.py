@@ -3,13 +3,11 @@ the requests of both workers; labels are route patterns, never raw paths."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from bench.scrape import scrape, total
-from tests.conftest import register_and_login, start_server, unique
+from tests.conftest import from_every_worker, register_and_login, start_server, unique, wait_until
 
 
 def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
@@ -20,23 +18,26 @@ def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
             _, auth = register_and_login(client)
             tag = unique("metric")
             assert client.post("/api/v1/tweet", json={"msg": f"#{tag}"}, headers=auth).status_code == 201
-        for _ in range(20):  # a new connection each: the two workers share the searches
-            r = httpx.get(f"{server.url}/api/v1/search-tweets", params={"tag": tag}, headers=auth, timeout=10)
-            assert r.status_code == 200
+        url = f"{server.url}/api/v1/search-tweets"
+        # a new connection each, until both workers answered 5
+        searches = from_every_worker(lambda: httpx.get(url, params={"tag": tag}, headers=auth), each=5)
+        assert {r.status_code for r in searches} == {200}
+        n = len(searches)
         for i in range(3):
             assert httpx.get(f"{server.url}/no/such/{unique()}/{i}", timeout=10).status_code == 404
-        time.sleep(1.5)  # each worker samples its gauges every second
+        # each worker flushes its counts every second: wait until the sum holds them all
+        wait_until(lambda: total(scrape(server.url)["search_cache_total"]) == n, what="every search counted")
         scrapes = [scrape(server.url) for _ in range(6)]
     finally:
         server.stop()
     for samples in scrapes:
         requests = samples["http_requests_total"]
-        assert total(requests, route="api/v1/search-tweets", method="GET", status="200") == 20
+        assert total(requests, route="api/v1/search-tweets", method="GET", status="200") == n
         assert total(requests, route="api/v1/tweet", method="POST", status="201") == 1
         assert total(requests, route="unmatched", status="404") == 3
         assert not [key for key in requests if any("no/such" in v for _, v in key)]  # no raw paths
-        assert total(samples["search_cache_total"]) == 20
-        assert total(samples["http_request_duration_seconds_count"], route="api/v1/search-tweets") == 20
+        assert total(samples["search_cache_total"]) == n
+        assert total(samples["http_request_duration_seconds_count"], route="api/v1/search-tweets") == n
         assert total(samples["db_pool_connections"]) >= 2  # one pool per worker, each at least 1
         assert total(samples["redis_breaker_open_workers"]) == 0
         assert total(samples["db_pool_acquires_total"]) >= 3  # register, login, post at least

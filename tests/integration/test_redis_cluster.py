@@ -18,7 +18,7 @@ import redis
 from ops import redis_cluster
 from service.cache.tags import TagCache
 from service.settings import Settings
-from tests.conftest import Server, register_and_login, start_server, tag_ids, unique
+from tests.conftest import Server, register_and_login, start_server, tag_ids, unique, wait_until, worker_of
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,12 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     acknowledged: list[tuple[int, str]] = []
     done = threading.Event()
 
+    answered: set[str] = set()
+
     def writer(n: int) -> None:
-        with httpx.Client(base_url=service.url, timeout=10) as c:
+        # no keep-alive: each request a new connection, so both workers take part
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=service.url, timeout=10, limits=fresh) as c:
             i = 0
             while not done.is_set():
                 tag = tags[(n + i) % len(tags)]
@@ -103,6 +107,7 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
                 page = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth)
                 statuses[page.status_code] += 1
                 if page.status_code == 200:
+                    answered.add(worker_of(page))
                     states[page.headers["x-cache"]] += 1
                     if posted not in {t["id"] for t in page.json()["data"]}:
                         stale.append(f"{tag} {posted} {page.headers['x-cache']}")
@@ -110,14 +115,15 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    wait_until(lambda: len(acknowledged) >= 30 and states["HIT"] > 0, what="posts and cached searches")
     pid = redis_cluster.node_pid(settings, victim)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)
     redis_cluster.node_start(settings, victim)  # back empty, with its slots and no scripts
     states_before = states["HIT"]
-    time.sleep(4.0)
+    wait_until(lambda: states["HIT"] > states_before + 20, what="HITs again after the restart")
+    wait_until(lambda: len(acknowledged) >= 150, what="posts after the restart")
     done.set()
     for t in threads:
         t.join()
@@ -125,6 +131,7 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     assert not stale, stale[:5]
     assert set(statuses) <= {200, 201}, statuses  # Redis down means BYPASS, never an error
     assert states["HIT"] > states_before  # the cache serves again after the restart
+    assert len(answered) == 2, answered  # both workers served the load
     with httpx.Client(base_url=service.url, timeout=10) as c:  # and every post is there
         for tag in tags:
             mine = {p for p, t in acknowledged if t == tag}

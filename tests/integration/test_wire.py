@@ -147,7 +147,7 @@ def test_a_connection_closed_under_a_queued_write_fails_its_callers_at_once(
             self.real.abort()  # type: ignore[attr-defined]
 
     async def scenario() -> tuple[object, float, object]:
-        wire = WireClient(urls[1], timeout=2.0, connect_timeout=1.0)
+        wire = WireClient(urls[1], timeout=10.0, connect_timeout=1.0)
         try:
             assert await wire.call("PING") == b"PONG"
             assert wire._transport is not None
@@ -161,6 +161,7 @@ def test_a_connection_closed_under_a_queued_write_fails_its_callers_at_once(
 
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         failed, waited, after = run(scenario())
-    assert isinstance(failed, RedisConnectionError) and waited < 0.5
+    # at once, not by the 10 s timeout (room for a loaded machine)
+    assert isinstance(failed, RedisConnectionError) and waited < 5.0
     assert after == b"PONG"
     assert not [r for r in caplog.records if "Exception in callback" in r.getMessage()]
