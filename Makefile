@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in ops/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect bench-scale bench-instances bench-target soak fuzz chaos
+	bench-check bench-baseline bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -98,6 +98,9 @@ bench-baseline: install  ## name the baseline commit: make bench-baseline REV=<c
 
 bench-detect: install  ## calibrate a 25% slowdown per path; 10 clean and 10 slowed checks; updates RESULTS.md
 	$(PY) -m bench.detect
+
+bench-inject: install  ## a slower migration and a slower dependency, each calibrated to 25% and checked 10 times; RESULTS.md
+	$(PY) -m bench.inject
 
 # Locust: `make loadtest SCENARIO=mixed USERS=50 DURATION=60s` (scenarios: mixed, reader, cold,
 # poster, registrar). Gates: MAX_FAIL_RATIO (default 0) and MAX_P95_MS (default 0 = off).
