@@ -106,7 +106,9 @@ def database_for(tree: Path, role: str, admin_dsn: str, python: str) -> str:
     dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
     if asyncio.run(_create(admin_dsn, name)):
         log(f"made the {role}'s own database {name}: its own migrations, the bench seed")
-    env = {"ENV": "development", "DATABASE_URL": dsn, "MIGRATE_DATABASE_URL": dsn, "REDIS_URL": ""}
+    # A Redis URL (unused by migrations) so that no tree starts an embedded Redis of its own.
+    env = {"ENV": "development", "DATABASE_URL": dsn, "MIGRATE_DATABASE_URL": dsn,
+           "REDIS_URL": "redis://127.0.0.1:1/0"}
     run([python, "-m", "service", "migrate"], tree, f"the {role}'s migrations", env)
     # Loaded as a data-only restore is: with the side's triggers off (asyncpg takes a DSN's
     # unknown parameters as session settings), so a trigger a migration adds costs its posts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 from ops import redis_server
 from ops.process import read_pid, terminate
@@ -14,8 +15,24 @@ from service.settings import Settings
 MASTERS = 3
 
 
+BUS_OFFSET = 10000  # each node's cluster bus listens on its port + 10000 (Redis 6 cannot move it)
+
+
 def ports(settings: Settings) -> list[int]:
-    return [settings.stack_redis_port + 1 + i for i in range(MASTERS)]
+    """The nodes' ports, from the stack's Redis port: lowered, 4000 at a time, until their bus
+    ports lie below the machine's ephemeral range, where an outgoing connection of anything on the
+    machine may hold one (the node then fails to start: "bind: Address already in use")."""
+    base = settings.stack_redis_port + 1
+    while base + MASTERS - 1 + BUS_OFFSET >= ephemeral_low() and base > 4000 + 1024:
+        base -= 4000
+    return [base + i for i in range(MASTERS)]
+
+
+def ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def url(settings: Settings) -> str:
