@@ -5,8 +5,8 @@
 ENV=development
 HOST=127.0.0.1
 PORT=2080
-# Sanic worker processes (Sanic's worker manager).
-WORKERS=1
+# Sanic worker processes (Sanic's worker manager): auto is one per CPU this process may use.
+WORKERS=auto
 # A worker that dies (killed, out of memory) is started again by a live sibling (WORKERS > 1).
 RESTART_DEAD_WORKERS=true
 # Local data (embedded stack, development token secret). Git-ignored.

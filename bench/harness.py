@@ -33,6 +33,7 @@ BENCH_ENV = {
     "HOST": "127.0.0.1",
     "PORT": "2090",
     "ACCESS_LOG": "false",
+    "WORKERS": "1",  # each run sets its own count; one unless it does
 }
 HOT_TAG = "topic1"
 

@@ -33,6 +33,10 @@ LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 SHAPES = ROOT / "loadtests" / "shapes.py"
 SCENARIOS = {"reader": "ReaderUser", "cold": "ColdReaderUser", "poster": "PosterUser",
              "registrar": "RegistrarUser", "mixed": "MixedUser"}
+# What the web UI's form opens with, per scenario: (users, spawn rate per second). Enough users to
+# load two workers on this machine's class; registrations hash with argon2, a few already saturate.
+UI_LOAD = {"reader": (100, 20), "cold": (50, 10), "poster": (50, 10), "registrar": (8, 2), "mixed": (50, 10),
+           "all": (50, 10)}
 
 
 def bring_up(seed_data: bool) -> str:
@@ -118,11 +122,19 @@ def open_ui(args: argparse.Namespace, host: str) -> None:
     """Replace this process with Locust's web UI, the scenario offered ticked."""
     offered = "all" if args.scenario == "all" else SCENARIOS[args.scenario]
     os.environ["LOCUST_SCENARIOS"] = offered
-    print(f"Locust web UI on http://127.0.0.1:{UI_PORT} (target {host}), offering {offered} and the "
+    print(f"Locust web UI on http://127.0.0.1:{UI_PORT} (target {host}), offering {offered} "
+          f"({UI_LOAD[args.scenario][0]} users, {UI_LOAD[args.scenario][1]:g}/s to start) and the "
           "load shapes (Default, or StepLoadShape: +10 users every 15 s up to 100; STEP_USERS, "
           "STEP_SECONDS, MAX_USERS change it); make stop or Ctrl-C stops it", flush=True)
-    ui = [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host]
-    os.execv(sys.executable, [*ui, "--web-host", "127.0.0.1", "--web-port", str(UI_PORT), "--class-picker"])
+    os.execv(sys.executable, ui_command(args.scenario, host))
+
+
+def ui_command(scenario: str, host: str, port: int = UI_PORT) -> list[str]:
+    """Locust's web UI with the scenario's user count and spawn rate as the form's starting values."""
+    users, rate = UI_LOAD[scenario]
+    return [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host,
+            "--users", str(users), "--spawn-rate", f"{rate:g}",
+            "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"]
 
 
 def headless(args: argparse.Namespace, host: str) -> int:

@@ -34,7 +34,9 @@ class Settings:
     env: str = "development"
     host: str = "127.0.0.1"
     port: int = 2080
-    workers: int = 1
+    # Sanic worker processes: WORKERS=auto (the default) starts one per CPU this process may run
+    # on, as Sanic's fast mode does; the PostgreSQL connection budget is divided among them.
+    workers: int = dataclasses.field(default_factory=lambda: cpu_count())
     restart_dead_workers: bool = True  # a server worker that dies is started again by a sibling
     data_dir: Path = ROOT / ".data"
     database_url: str = ""
@@ -232,7 +234,14 @@ class Settings:
                 )
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity, as taskset or a container's cpuset set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _parse(name: str, kind: str, raw: str) -> object:
+    if name == "WORKERS" and raw.lower() == "auto":
+        return cpu_count()
     try:
         if kind == "bool":
             lowered = raw.lower()

@@ -27,6 +27,7 @@ TEST_ENV = {
     "TOKEN_SECRET": TEST_SECRET,
     "HOST": "127.0.0.1",
     "BREAKER_RESET_SECONDS": "0.5",
+    "WORKERS": "1",  # one unless a test asks for more (the default is one per CPU)
 }
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.run import UI_LOAD, ui_command
 from service.settings import ROOT
 from tests.conftest import Server, free_port
 
 LOCUSTFILE = str(ROOT / "loadtests" / "locustfile.py")
-SHAPES = str(ROOT / "loadtests" / "shapes.py")
 SCENARIOS = ["ReaderUser", "ColdReaderUser", "PosterUser", "RegistrarUser", "MixedUser"]
 
 
@@ -77,11 +78,11 @@ def test_web_ui_lists_scenarios(server: Server) -> None:
         proc.wait(timeout=10)
 
 
-def start_ui(host: str, port: int, offered: str) -> subprocess.Popen[bytes]:
+def start_ui(host: str, port: int, offered: str, scenario: str = "all") -> subprocess.Popen[bytes]:
+    """The UI as `make locust` opens it (loadtests/run.py's command), offering `offered`."""
     env = {**os.environ, "LOCUST_SCENARIOS": offered}
-    proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{SHAPES}", "--host", host,
-                             "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(ui_command(scenario, host, port), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -95,11 +96,15 @@ def start_ui(host: str, port: int, offered: str) -> subprocess.Popen[bytes]:
 
 def test_web_ui_offers_one_scenario_ticked_and_the_shapes(server: Server) -> None:
     port = free_port()
-    proc = start_ui(server.url, port, "MixedUser")
+    proc = start_ui(server.url, port, "MixedUser", "mixed")
     try:
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
         assert "MixedUser" in page and "StepLoadShape" in page
         assert not any(name in page for name in SCENARIOS if name != "MixedUser")  # nothing else ticked
+        users, rate = UI_LOAD["mixed"]  # the form opens with the scenario's load, not 1 and 1
+        shown = re.findall(r'"(?:num_users|spawn_rate)":\s*[0-9.]+', page)
+        assert re.search(rf'"num_users":\s*{users}\b', page), shown
+        assert re.search(rf'"spawn_rate":\s*{rate:g}\b', page), shown
     finally:
         proc.terminate()
         proc.wait(timeout=10)

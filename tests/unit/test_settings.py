@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ROOT, Settings, SettingsError
+from service.settings import ROOT, Settings, SettingsError, cpu_count
 
 
 def test_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.port, s.workers, s.use_orjson, s.access_log) == (2080, 1, True, False)
+    assert (s.port, s.workers, s.use_orjson, s.access_log) == (2080, cpu_count(), True, False)
 
 
 @pytest.mark.parametrize("env, name", [
@@ -20,6 +20,15 @@ def test_defaults() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env(env)
+
+
+def test_workers_auto_is_one_per_usable_cpu() -> None:
+    assert Settings.from_env({"WORKERS": "auto"}).workers == cpu_count() >= 1
+    assert Settings.from_env({"WORKERS": "AUTO"}).workers == cpu_count()
+    s = Settings.from_env({"WORKERS": "auto"})
+    assert s.pool_max * s.workers <= s.db_connection_budget  # the budget divided among them
+    with pytest.raises(SettingsError):
+        Settings.from_env({"WORKERS": "many"})
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4, 12, 80])
