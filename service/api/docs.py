@@ -166,10 +166,51 @@ LINKS = {
 for (path, method, status), links in LINKS.items():
     PATHS[path][method]["responses"][status]["links"] = links
 
+# Swagger UI lists the operations by group, in this order.
+GROUPS = {
+    "accounts": ("Register, log in, and the token's user",
+                 ["/api/v1/register", "/api/v1/login", "/api/v1/me", "/api/v1/verify"]),
+    "tweets": ("Post tweets and search them by tag, newest first",
+               ["/api/v1/tweet", "/api/v1/search-tweets"]),
+    "operations": ("Health and readiness probes, the benchmark floor, Prometheus metrics",
+                   ["/health", "/ready", "/ping", "/metrics"]),
+}
+for group, (_, paths) in GROUPS.items():
+    for path in paths:
+        for operation in PATHS[path].values():
+            operation["tags"] = [group]
+
+# An example request and response per operation, as the service answers them.
+USER = {"user_id": 1, "username": "ada_lovelace", "full_name": "Ada Lovelace"}
+TWEET = {"id": 42, "msg": "Shipping it #python", "user_id": 1, "username": "ada_lovelace",
+         "created_at": "2026-12-03T07:00:00.123456+00:00", "tags": ["python", "sanic"]}
+EXAMPLES: dict[tuple[str, str], tuple[dict[str, Any] | None, str, Any]] = {
+    ("/api/v1/register", "post"): ({"username": "ada_lovelace", "password": "correct horse 1",
+                                    "full_name": "Ada Lovelace"}, "201", {"data": USER, "code": "success"}),
+    ("/api/v1/login", "post"): ({"username": "ada_lovelace", "password": "correct horse 1"}, "200",
+                                {"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+                                 "token_type": "bearer"}),
+    ("/api/v1/me", "get"): (None, "200", {"me": USER}),
+    ("/api/v1/verify", "get"): (None, "200", {"valid": True}),
+    ("/api/v1/tweet", "post"): ({"msg": "Shipping it #python", "tags": ["sanic"]}, "201",
+                                {"data": TWEET, "code": "success"}),
+    ("/api/v1/search-tweets", "get"): (None, "200", {"data": [TWEET], "code": "success",
+                                                     "pagination": {"total": 1, "page": 1, "page_size": 10}}),
+    ("/health", "get"): (None, "200", {"status": "ok", "postgres": "up", "redis": "up", "cache": "on"}),
+    ("/ready", "get"): (None, "200", {"ready": True}),
+    ("/ping", "get"): (None, "200", {"pong": True}),
+}
+for (path, method), (request, status, response) in EXAMPLES.items():
+    operation = PATHS[path][method]
+    if request is not None:
+        operation["requestBody"]["content"]["application/json"]["example"] = request
+    operation["responses"][status]["content"]["application/json"]["example"] = response
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Simple Twitter", "version": "1.0.0",
              "description": "Register, post tweets, search tweets by tag."},
+    "tags": [{"name": group, "description": description} for group, (description, _) in GROUPS.items()],
     "paths": PATHS,
     "components": {"schemas": SCHEMAS, "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},

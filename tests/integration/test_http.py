@@ -1,12 +1,13 @@
 import re
 import socket
 import time
+from typing import Any
 
 import httpx
 import pytest
 
-from service.api.docs import OPENAPI
-from tests.conftest import Server
+from service.api.docs import EXAMPLES, OPENAPI
+from tests.conftest import Server, unique
 
 
 def test_unknown_route_404_json(client: httpx.Client) -> None:
@@ -107,3 +108,36 @@ def test_a_client_trickling_headers_is_cut_off(urls: tuple[str, str],
             assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
     finally:
         srv.stop()
+
+
+def shape(value: Any) -> Any:
+    """What a JSON value is made of: keys and value types, not the values."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def test_the_swagger_examples_have_the_shape_the_service_answers(client: httpx.Client) -> None:
+    name = unique("ex_")
+    register, _, registered = EXAMPLES[("/api/v1/register", "post")]
+    assert register is not None
+    r = client.post("/api/v1/register", json={**register, "username": name})
+    assert r.status_code == 201 and shape(r.json()) == shape(registered)
+    login, _, logged_in = EXAMPLES[("/api/v1/login", "post")]
+    r = client.post("/api/v1/login", json={**(login or {}), "username": name})
+    assert r.status_code == 200 and shape(r.json()) == shape(logged_in)
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    post, _, posted = EXAMPLES[("/api/v1/tweet", "post")]
+    tag = unique("ex")
+    r = client.post("/api/v1/tweet", json={**(post or {}), "tags": [tag, "sanic"]}, headers=auth)
+    assert r.status_code == 201 and shape(r.json()) == shape(posted)
+    searched = client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
+    answers = {("/api/v1/search-tweets", "get"): searched,
+               ("/api/v1/me", "get"): client.get("/api/v1/me", headers=auth),
+               ("/api/v1/verify", "get"): client.get("/api/v1/verify", headers=auth),
+               ("/health", "get"): client.get("/health"), ("/ready", "get"): client.get("/ready"),
+               ("/ping", "get"): client.get("/ping")}
+    for key, r in answers.items():
+        assert r.status_code == 200 and shape(r.json()) == shape(EXAMPLES[key][2]), (key, r.text)
