@@ -186,14 +186,25 @@ def tracebacks(path: Path) -> list[str]:
     return blocks
 
 
+# Sanic's main process at SIGTERM: its signal handler runs in the middle of a call the main
+# thread is making on the worker-state Manager's connection and makes one of its own, and the two
+# replies cross ("'NoneType' object is not a mapping" in the handler, "'str' object has no
+# attribute 'get'" in the loop that waits for the workers). Its workers have stopped by then.
+SANIC_MANAGER_RACE = ("sanic/worker/process.py", "sanic/mixins/startup.py")
+
+
 def traceback_kind(block: str) -> str:
     """asyncpg: its pool logging a failed reconnect while PostgreSQL is down (noise). shutdown: a
-    worker stopped by Sanic while it was still starting (KeyboardInterrupt) or with its loop
-    stopped under Sanic's own cleanup; reported, not counted (any request cut off shows as no
-    answer in the table). service: anything else, which fails the run."""
+    worker stopped by Sanic while it was still starting (KeyboardInterrupt), with its loop
+    stopped under Sanic's own cleanup, or Sanic's main process racing its own signal handler
+    (SANIC_MANAGER_RACE); reported, not counted (any request cut off shows as no answer in the
+    table). service: anything else, which fails the run."""
     if "_maintain_min_size" in block:
         return "asyncpg"
     if block.endswith("KeyboardInterrupt") or ("sanic/server/runners.py" in block
                                                and "Event loop stopped before Future completed" in block):
+        return "shutdown"
+    if "/service/" not in block.replace("/service/__main__.py", "") and any(f in block for f in SANIC_MANAGER_RACE) \
+            and ("shutdown_signal" in block or "_get_process_states" in block):
         return "shutdown"
     return "service"

@@ -133,3 +133,33 @@ def test_a_peer_claim_holds_only_at_its_goal() -> None:
     goals = (peer_goal("node", "hit"), peer_goal("node", "post"), peer_goal("gevent", "hit"))
     assert goals == (3.0, 1.0, 2.0)
     assert claim(3.0, 3.0).startswith("holds") and claim(2.99, 3.0).startswith("**not yet**")
+
+
+SANIC_HANDLER_RACE = """Traceback (most recent call last):
+  File "/p/.venv/lib/python3.11/site-packages/sanic/worker/manager.py", line 400, in shutdown_signal
+    self.shutdown()
+  File "/p/.venv/lib/python3.11/site-packages/sanic/worker/process.py", line 58, in set_state
+    self.worker_state[self.name] = {
+TypeError: 'NoneType' object is not a mapping"""
+SANIC_WAIT_RACE = """Traceback (most recent call last):
+  File "/p/service/__main__.py", line 51, in serve
+    Sanic.serve(primary=app, app_loader=loader)
+  File "/p/.venv/lib/python3.11/site-packages/sanic/mixins/startup.py", line 1190, in serve
+    while cls._get_process_states(worker_state):
+  File "/p/.venv/lib/python3.11/site-packages/sanic/mixins/startup.py", line 1214, in <listcomp>
+    (state := s.get("state"))
+AttributeError: 'str' object has no attribute 'get'"""
+SERVICE_BUG = """Traceback (most recent call last):
+  File "/p/service/timeline.py", line 104, in post
+    return await asyncio.shield(asyncio.ensure_future(self._post(user, new)))
+  File "/p/.venv/lib/python3.11/site-packages/sanic/mixins/startup.py", line 1214, in _get_process_states
+AttributeError: 'str' object has no attribute 'get'"""
+
+
+def test_sanics_own_shutdown_races_are_told_from_the_services_errors() -> None:
+    from bench.chaos.verdicts import traceback_kind
+
+    assert traceback_kind(SANIC_HANDLER_RACE) == traceback_kind(SANIC_WAIT_RACE) == "shutdown"
+    assert traceback_kind(SERVICE_BUG) == "service"  # any frame of the service's own code counts
+    elsewhere = SANIC_WAIT_RACE.replace("_get_process_states", "_something_else")
+    assert traceback_kind(elsewhere) == "service"  # Sanic failing elsewhere is not this race
