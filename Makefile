@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in ops/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos
+	bench-check bench-baseline bench-history bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -64,6 +64,7 @@ bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, R
 	$(PY) -m bench.instances
 	$(PY) -m bench.profile
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
+	$(PY) -m bench.history --worktree
 	$(PY) -m bench.report
 
 bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-quick.md
@@ -95,6 +96,11 @@ REV ?= HEAD
 bench-baseline: install  ## name the baseline commit: make bench-baseline REV=<commit> REASON="..."
 	@test -n "$(REASON)" || { echo 'say why the baseline moves: make bench-baseline REV=$(REV) REASON="..."'; exit 2; }
 	$(PY) -m bench.check --set-baseline $(REV) --reason "$(REASON)"
+
+REVS ?= ..HEAD
+HISTORY_MINUTES ?= 30
+bench-history: install  ## past commits beside the baseline, as far as HISTORY_MINUTES go: make bench-history REVS=<a>..<b>|<list>
+	$(PY) -m bench.history --revs "$(REVS)" --budget-minutes $(HISTORY_MINUTES)
 
 bench-detect: install  ## calibrate a 25% slowdown per path; 10 clean and 10 slowed checks; updates RESULTS.md
 	$(PY) -m bench.detect

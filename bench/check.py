@@ -144,11 +144,12 @@ def start_servers(sides: list[Side], server_cpu: str, exits: ExitStack) -> dict[
     return servers
 
 
-def measure(sides: list[Side], rounds: int, seconds: int, warmup: int,
-            paths: tuple[str, ...] = PATHS) -> dict[str, dict[str, list[float]]]:
+def measure(sides: list[Side], rounds: int, seconds: int, warmup: int, paths: tuple[str, ...] = PATHS,
+            server_us: dict[str, dict[str, list[float]]] | None = None) -> dict[str, dict[str, list[float]]]:
     """Requests per second per path and side, one value per round. Both sides are loaded at the
     same time (two wrk processes on the load CPU, servers sharing the server CPU), so whatever
-    the machine does meanwhile falls on both alike."""
+    the machine does meanwhile falls on both alike. `server_us`, when given, receives each round's
+    server CPU µs per request the same way (each server's own processes)."""
     server_cpu, load_cpu = cpus()
     rps: dict[str, dict[str, list[float]]] = {p: {s.name: [] for s in sides} for p in paths}
     with ExitStack() as exits:
@@ -163,7 +164,7 @@ def measure(sides: list[Side], rounds: int, seconds: int, warmup: int,
             out[side.name] = wrk(server, SCRIPT[path], secs, bearer[side.name], load_cpu,
                                  connections=CONNECTIONS, script_env=script_env)
 
-        def pair(path: str, secs: int) -> dict[str, float]:
+        def pair(path: str, secs: int, counted: bool = True) -> dict[str, float]:
             if path == "miss":  # every request a tag not yet cached, on both sides
                 for side in sides:
                     client = redis.Redis.from_url(side.redis_url)
@@ -185,10 +186,13 @@ def measure(sides: list[Side], rounds: int, seconds: int, warmup: int,
                 cursor = max(side.cold_cursor + out[side.name]["requests"] + CONNECTIONS for side in sides)
                 for side in sides:
                     side.cold_cursor = cursor
+            if server_us is not None and counted:
+                for name, r in out.items():
+                    server_us.setdefault(path, {}).setdefault(name, []).append(r["cpu_us_per_request"]["server"])
             return {name: float(r["rps"]) for name, r in out.items()}
 
         for path in paths:
-            pair(path, warmup)
+            pair(path, warmup, counted=False)
         for _ in range(rounds):
             for path in paths:
                 for name, value in pair(path, seconds).items():

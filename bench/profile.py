@@ -5,7 +5,8 @@ warm-up, then wrk and py-spy (sampling without pausing the worker, on the load C
 samples where the worker runs count (py-spy leaves out idle threads), so the shares are shares of
 the worker's CPU. Time in C code (uvloop, httptools, asyncpg's protocol, hiredis, orjson) counts
 towards the Python frame that called it. Writes bench/results/profile.json (read by bench/report.py)
-and the collapsed stacks of each path under bench/results/profiles/ (for flame graph tools).
+the collapsed stacks of each path under bench/results/profiles/, and a flame graph of each path
+(bench/plots/flame-<path>.svg, committed beside RESULTS.md; bench/report/flame.py draws it).
 
     python -m bench.profile [--quick]
 """
@@ -34,7 +35,8 @@ from bench.harness import (
     write_json,
     wrk,
 )
-from bench.paths import RESULTS
+from bench.paths import PLOTS, RESULTS
+from bench.report import flame
 from service.settings import ROOT
 
 PATHS: dict[str, dict[str, str]] = {"hit": {}, "miss": {}, "bypass": {"CACHE_ENABLED": "false"}, "post": {}}
@@ -94,7 +96,7 @@ def summarise(stacks: collections.Counter[tuple[str, ...]], top: int = 10) -> di
             "top_service": [(frame, n / total) for frame, n in within.most_common(top)]}
 
 
-def profile_path(path: str, env: dict[str, str], seconds: float, warmup: float) -> dict[str, Any]:
+def profile_path(path: str, env: dict[str, str], seconds: float, warmup: float, quick: bool = False) -> dict[str, Any]:
     server_cpu, load_cpu = cpus()
     settings = bench_settings()
     with Server({**env, "WORKERS": "1"}, server_cpu) as server:
@@ -123,9 +125,12 @@ def profile_path(path: str, env: dict[str, str], seconds: float, warmup: float) 
             str(int(seconds)), "--rate", "250", "--nonblocking", "--format", "raw", "--output", str(out)]
         subprocess.run(cmd, check=True, capture_output=True)
         thread.join()
-    summary = summarise(parse(out.read_text()))
+    stacks = parse(out.read_text())
+    summary = summarise(stacks)
+    graph = flame.write(stacks, f"{path}: one worker under wrk at {load['rps']:,.0f} req/s",
+                        (RESULTS / "quick" if quick else PLOTS) / f"flame-{path}.svg", short, part)
     summary.update({"rps_while_sampled": load["rps"], "seconds": seconds, "settings": env or "defaults",
-                    "rate_hz": 250})
+                    "rate_hz": 250, "flame_graph": graph.relative_to(ROOT).as_posix()})
     log(f"  profile {path:<6} {summary['samples']} samples at {load['rps']:,.0f} req/s: " + ", ".join(
         f"{name} {share:.0%}" for name, share in summary["parts"].items()))
     return summary
@@ -136,7 +141,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     prepare_stack()
-    results = {path: profile_path(path, env, 4 if args.quick else 10, 2 if args.quick else 3)
+    results = {path: profile_path(path, env, 4 if args.quick else 10, 2 if args.quick else 3, args.quick)
                for path, env in PATHS.items()}
     write_json(RESULTS / ("profile-quick.json" if args.quick else "profile.json"), results)
 

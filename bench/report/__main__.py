@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from bench.check import named_baseline
 from bench.paths import PLOTS, RESULTS, RESULTS_MD
-from bench.report import plots, runs, sections
+from bench.report import history, plots, runs, sections
 from bench.report.results import Results, load
 from service.settings import ROOT
 
@@ -32,6 +33,8 @@ def render(r: Results, plot_dir: str) -> list[str]:
     for chaos in (r.chaos, r.chaos_pooled):
         if chaos is not None:
             out += ["", *runs.chaos_section(chaos)]
+    if r.history and not r.quick:
+        out += ["", *history.section(r.history, named_baseline(), plot_dir)]
     return [*out, "", *runs.detection_section(r.detection, r.injected), "", *sections.run_settings(r)]
 
 
@@ -45,6 +48,8 @@ def main() -> None:
     images = plots.plots(r, folder)
     if r.scale is not None:
         images.append(plots.scale_plot(r.scale, folder))
+    if r.history and not args.quick:
+        images.append(history.plot(r.history, named_baseline(), folder))
     target = ROOT / "RESULTS-quick.md" if args.quick else RESULTS_MD
     target.write_text("\n".join(render(r, folder.relative_to(ROOT).as_posix())) + "\n")
     if not args.quick:

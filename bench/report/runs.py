@@ -25,7 +25,12 @@ def profile_section(profiles: dict[str, Any]) -> list[str]:
            "", "The innermost frames with the most samples, per path:", ""]
     for path, p in profiles.items():
         out += [f"- {path}: " + "; ".join(f"`{frame}` {share:.0%}" for frame, share in p["top_own"][:6])]
-    out += ["", "Collapsed stacks for flame graph tools: bench/results/profiles/ (after a run)."]
+    graphs = [f"[{path}]({p['flame_graph']})" for path, p in profiles.items() if p.get("flame_graph")]
+    if graphs:
+        out += ["", "Flame graphs of the same samples, one per path (a frame's width is its share of the worker's "
+                "CPU, itself and what it calls; coloured by the parts above; hover for figures): "
+                + ", ".join(graphs) + "."]
+    out += ["", "Collapsed stacks for other flame graph tools: bench/results/profiles/ (after a run)."]
     return out
 
 
