@@ -44,6 +44,8 @@ LOGIN_CONNECTIONS = 16
 # Each tuning and the setting that switches it off.
 ABLATIONS: dict[str, dict[str, str]] = {
     "protocol fast path off (cached searches through Sanic)": {"USE_FAST_HITS": "false"},
+    "responses finished by a Sanic middleware (not the protocol)": {"FINISH_IN_PROTOCOL": "false"},
+    "lean search off (searches not cached in the worker through Sanic)": {"USE_LEAN_SEARCH": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     # The lean client always parses with hiredis: this row is redis-py with its pure-Python parser,
@@ -60,9 +62,13 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "metrics off": {"METRICS_ENABLED": "false"},
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
-NOT_ON_PATH = {("protocol fast path off (cached searches through Sanic)", "miss"),
+NOT_ON_PATH = {("responses finished by a Sanic middleware (not the protocol)", "hit"),
+               ("lean search off (searches not cached in the worker through Sanic)", "hit"),
+               ("lean search off (searches not cached in the worker through Sanic)", "post"),
+               ("protocol fast path off (cached searches through Sanic)", "miss"),
                ("protocol fast path off (cached searches through Sanic)", "bypass"),
-               ("protocol fast path off (cached searches through Sanic)", "post"),("redis-py, hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
+               ("protocol fast path off (cached searches through Sanic)", "post"),
+               ("redis-py, hiredis off (pure-Python parser)", "bypass"), ("pipelining off", "bypass"),
                ("redis-py for cache commands (lean client off)", "bypass"),
                ("in-process cache off", "bypass"), ("in-process cache off", "post"),
                ("in-process cache off", "miss"), ("version read in its own round trip", "bypass"),

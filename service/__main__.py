@@ -44,7 +44,7 @@ def serve(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}"
     print(f"Simple Twitter on {url} ({settings.workers} worker{'s' if settings.workers > 1 else ''}): "
           f"Swagger UI {url}/swagger, OpenAPI {url}/openapi.json; Ctrl-C stops it", flush=True)
-    loader = AppLoader(factory=partial(create_app, settings))
+    loader = AppLoader(factory=partial(create_app, settings, served_by_guarded_protocol=True))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 access_log=settings.access_log, motd=False, backlog=1024, protocol=protocol(settings))
@@ -53,15 +53,16 @@ def serve(settings: Settings) -> None:
 
 def protocol(settings: Settings) -> type[HttpProtocol]:
     """Sanic's HTTP/1.1 protocol with a whole-request deadline and a connection bound
-    (service/connections.py), or that one answering cached searches itself (USE_FAST_HITS):
-    only where it can answer some, with the cache and the in-process pages on (it would only cost
-    every search a look), and not with the access log on, which it would not write."""
+    (service/connections.py), or that one answering searches itself (service/fastpath.py): cached
+    ones (USE_FAST_HITS, with the cache and the in-process pages on) and the others (USE_LEAN_SEARCH);
+    only where it can answer some (it would only cost every search a look), and not with the
+    access log on, which it would not write."""
     from service.connections import GuardedProtocol
     from service.fastpath import FastHitProtocol
 
     pages = settings.cache_enabled and settings.local_cache_ttl > 0
-    fast = settings.use_fast_hits and pages and not settings.access_log
-    return FastHitProtocol if fast else GuardedProtocol
+    fast = (settings.use_fast_hits and pages) or settings.use_lean_search
+    return FastHitProtocol if fast and not settings.access_log else GuardedProtocol
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def create_app(settings: Settings) -> App:
-    """The app for resolved settings (python -m ops run fills in the embedded stack's URLs and secret)."""
+def create_app(settings: Settings, served_by_guarded_protocol: bool = False) -> App:
+    """The app for resolved settings (python -m ops run fills in the embedded stack's URLs and secret).
+    `served_by_guarded_protocol`: `python -m service run` serves it with service/connections.py's
+    protocol, which can finish responses itself (any other server, ASGI included, needs the
+    middleware)."""
     settings.require_resolved()
     chosen = codec(settings.use_orjson)
     app = Sanic("simple_twitter", dumps=chosen.dumps, loads=chosen.loads)
@@ -56,7 +59,16 @@ def create_app(settings: Settings) -> App:
     add_lifecycle(app, settings)
     metrics = add_metrics(app, settings) if settings.metrics_enabled else None
     app.ctx.metrics = metrics  # the protocol's fast path counts its answers there too
-    app.register_middleware(finishing(app, metrics), "response")
+    # What the protocol's fast path answers (service/fastpath.py; __main__.protocol picks it)
+    app.ctx.fast_hits = settings.use_fast_hits and settings.cache_enabled and settings.local_cache_ttl > 0
+    app.ctx.lean_search = settings.use_lean_search
+    # Every response finished as its head is written, by the protocol's Http (FINISH_IN_PROTOCOL,
+    # service/connections.py), or by a response middleware, which costs every request Sanic's
+    # middleware machinery on top (two signal dispatches and a coroutine).
+    app.ctx.finish = finishing(app, metrics)
+    if not (settings.finish_in_protocol and served_by_guarded_protocol):
+        app.register_middleware(as_middleware(app.ctx.finish), "response")
+        app.ctx.finish = None
 
     @app.exception(Exception)
     async def render_error(request: Request, exc: Exception) -> HTTPResponse:
@@ -93,14 +105,14 @@ def add_lifecycle(app: App, settings: Settings) -> None:
         await close_resources(app.ctx.resources)
 
 
-Finisher: TypeAlias = Callable[[Request, BaseHTTPResponse], Coroutine[Any, Any, None]]
+Finisher: TypeAlias = Callable[[Request, BaseHTTPResponse], None]
 
 
 def finishing(app: App, metrics: Metrics | None) -> Finisher:
-    """The one response middleware (each one registered costs every request): the request id,
-    the request counted and timed, and the connection closed after it while draining."""
+    """What every response gets once, as its head is written: the request id, the request
+    counted and timed, and the connection closed after it while draining."""
 
-    async def finish(request: Request, response: BaseHTTPResponse) -> None:
+    def finish(request: Request, response: BaseHTTPResponse) -> None:
         tag_request_id(app, request, response)
         if metrics is not None:
             count_request(metrics, request, response)
@@ -111,6 +123,15 @@ def finishing(app: App, metrics: Metrics | None) -> Finisher:
             request.stream.keep_alive = False  # type: ignore[union-attr]
 
     return finish
+
+
+def as_middleware(finish: Finisher) -> Callable[[Request, BaseHTTPResponse], Coroutine[Any, Any, None]]:
+    """The same as a Sanic response middleware (FINISH_IN_PROTOCOL=false)."""
+
+    async def middleware(request: Request, response: BaseHTTPResponse) -> None:
+        finish(request, response)
+
+    return middleware
 
 
 class RequestIds:
@@ -161,7 +182,7 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
                                "db_pool_wait_seconds": res.db_stats.wait_seconds,
                                "db_replica_reads": res.db_stats.replica_reads,
                                "db_replica_behind_reads": res.db_stats.replica_behind_reads,
-                               "fast_hits": metrics.fast_hits})
+                               "fast_hits": metrics.fast_hits, "lean_searches": metrics.lean_searches})
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:

@@ -1,4 +1,5 @@
-"""Sanic's HTTP/1.1 protocol with two guards every worker needs against slow or many clients.
+"""Sanic's HTTP/1.1 protocol with two guards every worker needs against slow or many clients, and
+each response finished as its head is written (FinishingHttp).
 
 - A deadline per request, counted from its first byte: Sanic restarts REQUEST_TIMEOUT on every
   byte received, so a client sending one byte every few seconds held its socket (and a slot of
@@ -14,11 +15,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from time import monotonic
 from typing import Any
 
 from sanic.exceptions import RequestTimeout
-from sanic.http import Stage
+from sanic.http import Http, Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 from service.errors import CODES
@@ -28,9 +30,26 @@ BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n
         b"connection: close\r\ncontent-length: " + str(len(BUSY_BODY)).encode() + b"\r\n\r\n" + BUSY_BODY)
 
 
+class FinishingHttp(Http):
+    """Sanic's HTTP/1.1 stream, finishing each response (request id, metrics, drain: the app's
+    ctx.finish) as its head is written: once per response, errors Sanic answers itself included,
+    at the cost of a call, where a response middleware costs two signal dispatches and a coroutine
+    on top (FINISH_IN_PROTOCOL)."""
+
+    __slots__ = ()
+
+    def http1_response_header(self, data: bytes, end_stream: bool) -> Coroutine[Any, Any, None]:
+        finish = self.protocol.app.ctx.finish
+        if finish is not None and self.request is not None and self.response is not None:
+            finish(self.request, self.response)
+        # Looked up per call: Sanic rewrites the method on its class at start-up (its touch-ups).
+        return Http.http1_response_header(self, data, end_stream)
+
+
 class GuardedProtocol(HttpProtocol):
     """Sanic's HttpProtocol with a whole-request deadline and a connection bound (module docstring)."""
 
+    HTTP_CLASS = FinishingHttp
     __slots__ = ("_began",)
 
     def connection_made(self, transport: Any) -> None:
@@ -65,10 +84,13 @@ class GuardedProtocol(HttpProtocol):
             self._http.exception = RequestTimeout("Request Timeout")
             self._task.cancel("request deadline")
 
+    def idle(self) -> bool:
+        """No request in flight, nothing buffered."""
+        return self._http is not None and self._http.stage is Stage.IDLE and not self.recv_buffer
+
     def _make_room(self) -> bool:
-        """Close the connection idle the longest (no request in flight, nothing buffered)."""
-        idle = [c for c in self.connections if isinstance(c, HttpProtocol) and c._http is not None
-                and c._http.stage is Stage.IDLE and not c.recv_buffer]
+        """Close the connection idle the longest."""
+        idle = [c for c in self.connections if isinstance(c, GuardedProtocol) and c.idle()]
         if not idle:
             return False
         min(idle, key=lambda c: c._time).close()

@@ -17,10 +17,20 @@ Sanic; once Sanic holds bytes, everything after them is Sanic's.
 
 Invalidation needs nothing here: a page dropped from the in-process cache (a post on any worker,
 a repair, a feed loss) is no longer answered, since every answer reads the cache at that moment.
+
+Lean searches (USE_LEAN_SEARCH): the same plain, authorised search whose page is not in the
+worker (a miss, a cache switched off, a deep page) is answered here too, by a task that calls the
+timeline as the handler does and writes the same bytes, without Sanic's request parsing, Request,
+routing and response objects. While it runs, the connection's further bytes wait, in order (reading
+pauses past a bound), and Sanic sees the connection busy (no keep-alive timeout, no shutdown or
+connection-bound close). Any error goes back to Sanic with the request's bytes, which answers it
+as it answers any (a search only reads: running it again is safe), so every error keeps its one
+rendering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from time import monotonic
 from typing import Any
@@ -39,6 +49,7 @@ PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~%+=&-]{1,1024}")
 DEFER = {"content-length", "transfer-encoding", "expect", "upgrade", "connection"}
 ONCE = {"authorization", "x-request-id"}  # Sanic reads the first of these; a repeat goes to it
 MAX_HEAD = 8192  # longer heads are Sanic's (it enforces its own limit)
+MAX_HELD = 65536  # bytes held behind a lean search before reading pauses
 
 
 def request_query(head: bytes) -> tuple[bytes, int] | None:
@@ -106,25 +117,49 @@ def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
     return None if query is None or fields is None else (query, *fields)
 
 
-def response(body: bytes, request_id: str) -> bytes:
-    """A hit's whole response, as Sanic writes it for the search handler (keep-alive)."""
-    return b"".join((b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nX-Request-ID: ", request_id.encode("latin-1"),
-                     b"\r\ncontent-length: ", str(len(body)).encode(),
-                     b"\r\nconnection: keep-alive\r\ncontent-type: application/json\r\n\r\n", body))
+def response(body: bytes, request_id: str, cache: str = "HIT", keep_alive: bool = True) -> bytes:
+    """A search's whole response, as Sanic writes it for the search handler."""
+    return b"".join((b"HTTP/1.1 200 OK\r\nX-Cache: ", cache.encode(), b"\r\nX-Request-ID: ",
+                     request_id.encode("latin-1"), b"\r\ncontent-length: ", str(len(body)).encode(),
+                     b"\r\nconnection: keep-alive" if keep_alive else b"\r\nconnection: close",
+                     b"\r\ncontent-type: application/json\r\n\r\n", body))
 
 
 class FastHitProtocol(GuardedProtocol):
-    """Sanic's HTTP/1.1 protocol, answering cached searches itself (module docstring)."""
+    """Sanic's HTTP/1.1 protocol, answering cached searches, and lean searches, itself (module
+    docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_held", "_hits", "_lean", "_lean_on")
+
+    def connection_made(self, transport: Any) -> None:
+        ctx: Any = self.app.ctx
+        self._hits, self._lean_on = ctx.fast_hits, ctx.lean_search
+        self._lean: asyncio.Task[None] | None = None  # the lean search under way
+        self._held = b""  # bytes that arrived behind it
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lean is not None:
+            self._lean.cancel()
+            self._lean = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lean is not None:
+            self._hold(data)
+            return
         if data.startswith(SEARCH_PREFIX) and self._sanic_waits():
-            data = self._answer_hits(data, monotonic())
+            data = self._answer_searches(data, monotonic())
             if not data:
                 self._time = monotonic()  # the keep-alive timeout counts from here
                 return
         super().data_received(data)
+
+    def idle(self) -> bool:
+        return self._lean is None and super().idle()
+
+    def close_if_idle(self) -> bool:
+        return False if self._lean is not None else bool(super().close_if_idle())
 
     def _sanic_waits(self) -> bool:
         """Is Sanic's connection task parked waiting for a new request, with nothing buffered,
@@ -135,11 +170,12 @@ class FastHitProtocol(GuardedProtocol):
                 and self.transport is not None and not self.transport.is_closing()
                 and not self.app.ctx.stopping)
 
-    def _answer_hits(self, data: bytes, arrived: float) -> bytes:
-        """Answer the leading complete requests that are hits; return the bytes left for Sanic."""
+    def _answer_searches(self, data: bytes, arrived: float) -> bytes:
+        """Answer the leading complete requests that are hits, and start a lean search for the
+        first that is not; return the bytes left for Sanic."""
         ctx: Any = self.app.ctx
         start = 0
-        answered = []
+        answered: list[bytes] = []
         while start < len(data):
             end = data.find(b"\r\n\r\n", start, start + MAX_HEAD)
             if end < 0:
@@ -151,20 +187,71 @@ class FastHitProtocol(GuardedProtocol):
             query = plain_query(line[0])
             if query is None:
                 break
-            # The page first: a search that misses pays nothing more. (A hit handed on below, for
-            # its headers, has run a SLOWDOWN_HIT_US experiment's busy work twice.)
-            body = ctx.timeline.cached_page(query)
-            fields = None if body is None else bearer_and_id(head, line[1])
+            fields = bearer_and_id(head, line[1])
             if fields is None or ctx.tokens.cached(fields[0]) is None:
                 break
+            body = ctx.timeline.cached_page(query) if self._hits else None
+            if body is None:
+                if not self._lean_on:
+                    break
+                self._write(answered, arrived)
+                answered = []
+                self._held = data[end + 4:]
+                self._lean = asyncio.get_running_loop().create_task(
+                    self._search(query, fields[1], data[start:end + 4], arrived))
+                return b""
             answered.append(response(body, ctx.request_id(fields[1])))
             start = end + 4
+        self._write(answered, arrived)
+        return data[start:] if start else data
+
+    def _write(self, answered: list[bytes], arrived: float) -> None:
         if answered and self.transport is not None:
             self.transport.write(b"".join(answered))
-            metrics = ctx.metrics
+            metrics = self.app.ctx.metrics
             if metrics is not None:
                 seconds = monotonic() - arrived
                 for _ in answered:
                     metrics.observe(ROUTE, "GET", 200, seconds, "HIT")
                 metrics.fast_hits += len(answered)
-        return data[start:] if start else data
+
+    async def _search(self, query: SearchQuery, request_id: str | None, raw: bytes, arrived: float) -> None:
+        """A lean search: the timeline's answer written as the handler's; any error to Sanic."""
+        ctx: Any = self.app.ctx
+        try:
+            body, cache = await ctx.timeline.search(query)
+        except Exception:
+            self._resume(raw, to_sanic=True)  # Sanic runs it again and answers the error its one way
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._lean = None
+            return
+        stopping = ctx.stopping
+        transport.write(response(body, ctx.request_id(request_id), cache, keep_alive=not stopping))
+        if ctx.metrics is not None:
+            ctx.metrics.observe(ROUTE, "GET", 200, monotonic() - arrived, cache)
+            ctx.metrics.lean_searches += 1
+        if stopping:  # draining: as the framework path, close after the answer
+            self._lean = None
+            transport.close()
+            return
+        self._resume(b"")
+
+    def _resume(self, first: bytes, to_sanic: bool = False) -> None:
+        """The lean search is over: what waited behind it (after `first`) is read as it arrives,
+        or is all Sanic's (`to_sanic`: a request handed back, and everything after it)."""
+        self._lean = None
+        held, self._held = first + self._held, b""
+        self._time = monotonic()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            if to_sanic:
+                GuardedProtocol.data_received(self, held)
+            elif held:
+                self.data_received(held)
+
+    def _hold(self, data: bytes) -> None:
+        self._held += data
+        if len(self._held) > MAX_HELD and self.transport is not None:
+            self.transport.pause_reading()

@@ -40,6 +40,7 @@ TOTALS = {
     "db_replica_reads": "Searches that missed the cache answered by the replica (REPLICA_DATABASE_URL)",
     "db_replica_behind_reads": "Searches that missed the cache sent to the primary: the replica was behind",
     "fast_hits": "Cached searches answered at the protocol, before the framework (USE_FAST_HITS)",
+    "lean_searches": "Searches not in the worker's cache answered at the protocol (USE_LEAN_SEARCH)",
 }
 
 
@@ -55,6 +56,7 @@ class Metrics:
         self.gauges: dict[str, float] = {}
         self.totals: dict[str, float] = {}
         self.fast_hits = 0  # cached searches answered by service/fastpath.py
+        self.lean_searches = 0  # other searches answered there
 
     def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None) -> None:
         """One answered request: a few dict updates, nothing else."""

@@ -119,6 +119,12 @@ class Settings:
     # Cached searches answered at the protocol from the in-process page, before Sanic builds a
     # request (service/fastpath.py); off: every request through the framework.
     use_fast_hits: bool = True
+    # Every other plain search with a verified token answered at the protocol too, by a task that
+    # calls the timeline as the handler does (service/fastpath.py); off: through Sanic.
+    use_lean_search: bool = True
+    # Each response finished (request id, metrics, drain) as the protocol writes its head
+    # (service/connections.py) instead of by a Sanic response middleware.
+    finish_in_protocol: bool = True
     # The cache's request-path commands through the lean pipelined client (service/cache/wire.py)
     # instead of redis-py (which keeps pub/sub, SCAN and administration either way).
     use_wire_client: bool = True

@@ -1,5 +1,6 @@
-"""The protocol's fast path for cached searches (service/fastpath.py) against the framework path:
-the same bytes, in the same order, on real servers; and every request it must leave to Sanic."""
+"""The protocol's fast path for searches (service/fastpath.py: cached hits, and lean searches for
+the rest) against the framework path: the same bytes, in the same order, on real servers; and every
+request it must leave to Sanic."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import Server, register_and_login, start_server, unique
+from tests.conftest import Server, register_and_login, start_server, unique, wait_until
 
 Response = tuple[int, dict[str, str], bytes, bytes]  # status, headers, body, raw head
 
@@ -74,8 +75,10 @@ def fast_hits(server: Server) -> int:
 @pytest.fixture(scope="module")
 def pair(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     """The same service with the fast path on and off; pages stay in the in-process cache 60 s."""
-    fast = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="true")
-    slow = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="false")
+    fast = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="true",
+                        USE_LEAN_SEARCH="true")
+    slow = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="false",
+                        USE_LEAN_SEARCH="false")
     yield fast, slow
     fast.stop()
     slow.stop()
@@ -166,6 +169,10 @@ def test_what_the_fast_path_leaves_to_the_framework_is_answered_as_before(pair: 
     fast, slow = pair
     tag = unique("fl")
     posted(fast, token, f"#{tag} one")
+    # the page in Redis first, so each side's first answer is a HIT alike (the post's own cache
+    # update may land after its 201, and one side's miss would fill Redis for the other)
+    warm = httpx.get(f"{slow.url}/api/v1/search-tweets", params={"tag": tag}, headers=bearer(token))
+    assert warm.status_code == 200
     variants = [search(tag, "not-a-token"), search(tag, ""), search(tag, token, query="tag="),
                 search(tag, token, query=f"tag={tag}&page=0"),
                 search(tag, token, query=f"tag={tag}&page_size=x"),
@@ -326,3 +333,85 @@ def test_shutdown_during_a_pipelined_burst_answers_or_closes(
         conn.close()
     finally:
         server.stop()
+
+
+def counter(server: Server, name: str) -> int:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_lean_searches_equal_the_framework_path(pair: tuple[Server, Server], token: str) -> None:
+    """A search the worker has not cached, answered at the protocol (lean) and by Sanic: the same
+    bytes but the request id, and X-Cache MISS or HIT (Redis's: one side fills it for the other)."""
+    fast, slow = pair
+    tag, wide = unique("ln"), "smörgås" + unique("_")
+    ids = [posted(fast, token, f"#{tag} #{wide} tweet {i}") for i in range(12)]
+    matrix = [(tag, ""), (tag, "&page=2&page_size=5"), (tag, f"&before_id={ids[5]}"),
+              (wide, "&page_size=100"), (unique("none"), ""), (tag, "&page=99")]
+    before = counter(fast, "lean_searches_total") + counter(fast, "fast_hits_total")
+    a, b = Conn(fast.port), Conn(slow.port)  # kept alive: a connection's first request is Sanic's
+    for conn in (a, b):
+        conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read()[0] == 200
+    for name, extra in matrix:
+        for rid in (None, "client-id.2"):
+            request = search(name, token, extra, rid) if rid else search(name, token, extra + "&page_size=7")
+            a.send(request)
+            lean = a.read()
+            b.send(request)
+            framework = b.read()
+            assert lean[1]["x-cache"] in ("MISS", "HIT") and framework[1]["x-cache"] in ("MISS", "HIT")
+            lean[1]["x-cache"] = framework[1]["x-cache"]
+            same(lean, framework)
+    a.close()
+    b.close()
+    # Every one answered at the protocol: lean, or a hit where posting left the page in the worker.
+    # (/metrics adds up every worker's counts as flushed each second: wait for this one's.)
+    def protocol_answers() -> int:
+        return counter(fast, "lean_searches_total") + counter(fast, "fast_hits_total") - before
+    wait_until(lambda: protocol_answers() >= len(matrix) * 2, 10, "protocol answers")
+    time.sleep(1.5)  # one more flush: nothing beyond these requests was counted
+    assert protocol_answers() == len(matrix) * 2
+    assert counter(slow, "lean_searches_total") == 0
+
+
+@pytest.fixture(scope="module")
+def bypass_pair(urls: tuple[str, str],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    """The cache switched off: every search is PostgreSQL's, lean or through Sanic."""
+    lean = start_server(urls, tmp_path_factory, CACHE_ENABLED="false", USE_LEAN_SEARCH="true")
+    framework = start_server(urls, tmp_path_factory, CACHE_ENABLED="false", USE_LEAN_SEARCH="false")
+    yield lean, framework
+    lean.stop()
+    framework.stop()
+
+
+def test_lean_bypass_searches_pipelined_equal_the_framework_path(bypass_pair: tuple[Server, Server],
+                                                                 token: str) -> None:
+    lean, framework = bypass_pair
+    tag = unique("lb")
+    for i in range(3):
+        posted(lean, token, f"#{tag} bypassed {i}")
+    ping = b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Request-ID: b-3\r\n\r\n"
+    burst = (search(tag, token, rid="b-0") + search(tag, token, "&page_size=2", rid="b-1")
+             + search(tag, "bad.token", rid="b-2") + ping + search(tag, token, rid="b-4"))
+    answers = []
+    for server in bypass_pair:
+        conn = Conn(server.port)
+        conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")  # a connection's first request is Sanic's
+        assert conn.read()[0] == 200
+        conn.send(burst)
+        answers.append([conn.read() for _ in range(5)])
+        conn.close()
+    for a, b in zip(*answers, strict=True):
+        same(a, b)
+    assert [a[0] for a in answers[0]] == [200, 200, 401, 200, 200]
+    assert [a[1]["x-request-id"] for a in answers[0]] == [f"b-{i}" for i in range(5)]
+    assert answers[0][0][1]["x-cache"] == "BYPASS"
+    # the two leading searches answered lean; from the bad token on, everything is Sanic's
+    wait_until(lambda: counter(lean, "lean_searches_total") >= 2, 10, "lean count")
+    time.sleep(1.5)  # one more flush: nothing beyond these was counted
+    assert counter(lean, "lean_searches_total") == 2
+    assert counter(framework, "lean_searches_total") == 0

@@ -64,6 +64,9 @@ def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
     from service.settings import Settings
 
     assert protocol(Settings()) is FastHitProtocol
-    for off in ({"USE_FAST_HITS": "false"}, {"CACHE_ENABLED": "false"}, {"LOCAL_CACHE_TTL": "0"},
-                {"ACCESS_LOG": "true"}):
+    lean_off = {"USE_LEAN_SEARCH": "false"}
+    for on in ({"USE_FAST_HITS": "false"}, {"CACHE_ENABLED": "false"}, {"LOCAL_CACHE_TTL": "0"}, lean_off):
+        assert protocol(Settings.from_env(on)) is FastHitProtocol, on  # hits or lean searches to answer
+    for off in ({"USE_FAST_HITS": "false", **lean_off}, {"CACHE_ENABLED": "false", **lean_off},
+                {"LOCAL_CACHE_TTL": "0", **lean_off}, {"ACCESS_LOG": "true"}):
         assert protocol(Settings.from_env(off)) is GuardedProtocol, off
