@@ -34,7 +34,7 @@ def render(r: Results, plot_dir: str) -> list[str]:
         if chaos is not None:
             out += ["", *runs.chaos_section(chaos)]
     if r.history and not r.quick:
-        out += ["", *history.section(r.history, named_baseline(), plot_dir)]
+        out += ["", *history.section(r.history, named_baseline(), plot_dir, history.landed())]
     return [*out, "", *runs.detection_section(r.detection, r.injected), "", *sections.run_settings(r)]
 
 

@@ -29,13 +29,14 @@ def test_a_range_starts_at_the_commit_named_and_lists_oldest_first() -> None:
     assert commits(f"{every[0][:10]},{every[3][:10]}") == [every[0], every[3]]
 
 
-def test_a_step_beyond_the_threshold_is_a_move_and_noise_is_not() -> None:
-    rows = [row("a" * 40, "2026-01-01", "post", 1.00), row("b" * 40, "2026-01-02", "post", 1.05),
-            row("c" * 40, "2026-01-03", "post", 0.80), row("d" * 40, "2026-01-04", "post", 0.82)]
+def test_a_change_of_level_is_a_move_and_a_lone_noisy_point_is_not() -> None:
+    ratios = [1.00, 1.02, 0.98, 1.25, 1.00, 0.99, 0.80, 0.82, 0.79, 0.81]  # one outlier, then a step
+    rows = [row(f"{i:02d}" * 20, f"2026-01-{i + 1:02d}", "post", r) for i, r in enumerate(ratios)]
     series = points(rows, REF, "post")
-    assert [p.commit[:1] for p in series] == ["a", "b", "c", "d"]
+    assert [p.commit[:2] for p in series] == [f"{i:02d}" for i in range(10)]
     found = moves(series, 0.10)
-    assert [(a.commit[:1], b.commit[:1]) for a, b in found] == [("b", "c")]
+    assert [(m.before.commit[:2], m.after.commit[:2]) for m in found] == [("05", "06")]
+    assert abs(found[0].level_before - 1.0) < 0.011 and abs(found[0].level_after - 0.81) < 0.011
 
 
 def test_repeated_runs_of_a_commit_count_once_at_their_median() -> None:
@@ -57,19 +58,21 @@ def test_a_commit_that_cannot_run_is_recorded_per_path_and_named_in_the_section(
     back = read_history(file)
     assert len(back) == 8
     text = "\n".join(section(back, REF))
-    assert "1 commits measured, 1 could not run" in text
+    assert "1 commits measured, 1 could not run;" in text
+    assert "3 of the 5 commits up to HEAD not measured yet" in "\n".join(section(back, REF, landed=5))
     assert "`eeeeeeeeee` (no `python -m service run`)" in text
 
 
 def test_the_moves_table_names_the_commit_and_keeps_microseconds_to_their_machine() -> None:
     other = {**MACHINE, "cpu": "cpu y"}
     rows = [row("a" * 40, "2026-01-01", "miss", 1.0), row("b" * 40, "2026-01-02", "miss", 0.5),
-            row("c" * 40, "2026-01-03", "miss", 1.0, machine=other)]
+            row("c" * 40, "2026-01-03", "miss", 0.5)]
     text = "\n".join(section(rows, REF))
     expected = ("| miss | `bbbbbbbbbb` 2026-01-02 | 1.00 → 0.50 | -50% | 100 → 200 (cpu x (2 cores)) "
                 "| subject of bbbb |")
     assert expected in text
-    assert "(different machines)" in text
+    rows[1]["machine"] = other
+    assert "(different machines)" in "\n".join(section(rows, REF))
 
 
 def test_the_committed_history_has_records_of_every_gated_path() -> None:
