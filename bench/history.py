@@ -96,9 +96,8 @@ def measure_commit(sha: str | None, reference: check.Side, rounds: int, seconds:
     candidate = check.Side("candidate", tree, f"{redis_server}/2")
     try:
         candidate.prepare(admin_dsn)
-        start = 0
-        for side in (reference, candidate):
-            side.cold_cursor = start
+        for side in (reference, candidate):  # both sides from the first cold tag, each commit alike
+            side.cold_cursor = 0
         server_us: dict[str, dict[str, list[float]]] = {}
         rps = check.measure([reference, candidate], rounds, seconds, check.WARMUP, check.PATHS, server_us)
     except (check.CheckError, RuntimeError) as exc:

@@ -60,8 +60,7 @@ def protocol(settings: Settings) -> type[HttpProtocol]:
     from service.connections import GuardedProtocol
     from service.fastpath import FastHitProtocol
 
-    pages = settings.cache_enabled and settings.local_cache_ttl > 0
-    fast = (settings.use_fast_hits and pages) or settings.use_lean_search
+    fast = settings.fast_hits or settings.use_lean_search
     return FastHitProtocol if fast and not settings.access_log else GuardedProtocol
 
 

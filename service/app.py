@@ -60,7 +60,7 @@ def create_app(settings: Settings, served_by_guarded_protocol: bool = False) -> 
     metrics = add_metrics(app, settings) if settings.metrics_enabled else None
     app.ctx.metrics = metrics  # the protocol's fast path counts its answers there too
     # What the protocol's fast path answers (service/fastpath.py; __main__.protocol picks it)
-    app.ctx.fast_hits = settings.use_fast_hits and settings.cache_enabled and settings.local_cache_ttl > 0
+    app.ctx.fast_hits = settings.fast_hits
     app.ctx.lean_search = settings.use_lean_search
     # Every response finished as its head is written, by the protocol's Http (FINISH_IN_PROTOCOL,
     # service/connections.py), or by a response middleware, which costs every request Sanic's

@@ -157,6 +157,11 @@ class Settings:
         return int((self.db_acquire_timeout + self.db_command_timeout + 2) * 1000)
 
     @property
+    def fast_hits(self) -> bool:
+        """Are cached searches answered at the protocol? Only where pages are kept in process."""
+        return self.use_fast_hits and self.cache_enabled and self.local_cache_ttl > 0
+
+    @property
     def pool_min(self) -> int:
         return min(self.db_pool_min, self.pool_max)
 
