@@ -13,8 +13,11 @@ Timeouts, ordered so no side reuses a connection the other has closed:
   REQUEST_TIMEOUT, and HAProxy waits up to 15 s for an instance's answer (its own deadlines are
   shorter: a request's database work is cut at DB_STATEMENT_TIMEOUT).
 - An instance stopping (SIGTERM) answers /ready with 503 during its drain: HAProxy checks every
-  250 ms and stops sending to it; a request it can no longer connect to is sent to another
-  instance (`option redispatch`: nothing was sent, so a retry cannot write twice).
+  250 ms and stops sending to it; the instance keeps taking requests until a check has heard the
+  503 (however late it comes, up to 5 s) and SHUTDOWN_DRAIN_SECONDS more, so no request HAProxy
+  sends meanwhile, on a new or a reused connection, meets a closed one. A request it can no
+  longer connect to is sent to another instance (`option redispatch`: nothing was sent, so a
+  retry cannot write twice).
 - No instance up: HAProxy answers with the service's own JSON 503 and Retry-After.
 """
 

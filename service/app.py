@@ -88,21 +88,76 @@ def add_lifecycle(app: App, settings: Settings) -> None:
             setattr(app.ctx, field.name, getattr(res, field.name))
         app.ctx.request_id = RequestIds(f"{os.getpid():x}")
         app.ctx.stopping = False
+        app.ctx.readiness = Readiness()
         if settings.workers > 1 and settings.restart_dead_workers:
             app.add_task(restart_dead_siblings(app, settings.post_deadline_ms / 1000),
                          name="restart_dead_siblings")
+
+    @app.after_server_start
+    async def watch_for_a_missed_stop(app: App) -> None:
+        stop_when_told(app, time.monotonic() + STOP_WATCH_SECONDS)
 
     @app.before_server_stop
     async def drain(app: App) -> None:
         """Before the listening socket closes: keep serving for a moment, but close each
         connection after its response, so clients move off keep-alive connections while new
-        ones are still accepted; then only connections with a request in flight remain."""
+        ones are still accepted; then only connections with a request in flight remain.
+        Behind a load balancer that checks /ready, the moment starts once /ready has answered
+        503: until then the balancer still sends requests here, some on idle connections the
+        close would cut (HAProxy drops its client's connection then, unanswered)."""
         app.ctx.stopping = True
+        await app.ctx.readiness.balancer_told(BALANCER_WAIT_SECONDS)
         await asyncio.sleep(settings.shutdown_drain_seconds)
 
     @app.after_server_stop
     async def close_worker_resources(app: App) -> None:
         await close_resources(app.ctx.resources)
+
+
+def stop_when_told(app: App, until: float) -> None:
+    """Sanic's worker can miss its main process's stop during start-up: a SIGINT before it
+    handles signals, or one its handler drops (the app not serving yet), or a loop stop that
+    uvloop forgets once run_forever begins; it then serves until killed. Its manager's word
+    (TERMINATED) stays, so for a while after the start, look at it now and then, and stop
+    (again) while it says so and the drain has not begun. See also service/__main__.py."""
+    if app.ctx.stopping:
+        return
+    told = hasattr(app, "multiplexer") and app.m.state.get("state") == "TERMINATED"
+    if told:
+        log.warning("a stop missed during start-up: stopping")
+        app.stop(terminate=False)
+    if told or time.monotonic() < until:
+        asyncio.get_running_loop().call_later(RESTOP_SECONDS, stop_when_told, app, until)
+
+
+RESTOP_SECONDS = 0.25  # how often a starting worker looks for a stop it missed, for STOP_WATCH_SECONDS
+STOP_WATCH_SECONDS = 10.0
+BALANCER_WAIT_SECONDS = 5.0  # a balancer that asked /ready this recently is waited for, this long
+
+
+class Readiness:
+    """What this worker has told a load balancer through /ready: when it last asked, and whether
+    it has been answered 503 since the worker began stopping."""
+
+    __slots__ = ("asked_at", "told")
+
+    def __init__(self) -> None:
+        self.asked_at = float("-inf")
+        self.told = asyncio.Event()
+
+    def asked(self, stopping: bool) -> None:
+        self.asked_at = time.monotonic()
+        if stopping:
+            self.told.set()
+
+    async def balancer_told(self, wait: float) -> None:
+        """Returns once a balancer checking /ready has been answered 503, at most `wait` seconds;
+        at once where nothing asked /ready within `wait` seconds (no balancer checks it)."""
+        if time.monotonic() - self.asked_at < wait:
+            try:
+                await asyncio.wait_for(self.told.wait(), wait)
+            except TimeoutError:
+                log.warning("drain: no /ready check within %g s; closing anyway", wait)
 
 
 Finisher: TypeAlias = Callable[[Request, BaseHTTPResponse], None]

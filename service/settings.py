@@ -106,7 +106,8 @@ class Settings:
     # connection, or gets 503 when none is idle (service/connections.py). Capped at start by the
     # process's open-file limit, less room for its pools and files.
     worker_max_connections: int = 4096
-    # On SIGTERM: serve this long with keep-alive off before closing the listening socket.
+    # On SIGTERM: serve this long with keep-alive off before closing the listening socket (behind
+    # a balancer that checks /ready: this long after a check has heard the 503).
     shutdown_drain_seconds: float = 0.5
     access_log: bool = False
     # GET /metrics (Prometheus): request counts and latency per route, cache outcomes, pool,

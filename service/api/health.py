@@ -48,8 +48,10 @@ async def health(request: Request) -> HTTPResponse:
 @bp.get("/ready")
 async def ready(request: Request) -> HTTPResponse:
     """Should a load balancer send requests here? 200 until this worker starts shutting down, 503
-    during its drain. Not tied to PostgreSQL: every instance shares it, so taking them all out of
-    rotation during an outage would only turn each one's own JSON 503 into the balancer's."""
+    during its drain (which lasts until a balancer checking here has heard it). Not tied to
+    PostgreSQL: every instance shares it, so taking them all out of rotation during an outage
+    would only turn each one's own JSON 503 into the balancer's."""
+    request.app.ctx.readiness.asked(request.app.ctx.stopping)
     if request.app.ctx.stopping:
         return reply(request, {"ready": False, "status": "stopping"}, 503)
     return reply(request, {"ready": True})
