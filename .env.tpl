@@ -121,6 +121,10 @@ USE_FAST_HITS=true
 # Every other plain search with an already verified token answered at the protocol too (a task
 # calling the timeline as the handler does; errors are still Sanic's to answer); off with ACCESS_LOG.
 USE_LEAN_SEARCH=true
+# A post with an already verified token and its whole body in hand answered at the protocol too
+# (a task calling the timeline as the handler does; bad input still Sanic's to answer); off with
+# ACCESS_LOG.
+USE_LEAN_POST=true
 # Each response's request id, metrics and drain done as the protocol writes its head, instead of by
 # a Sanic response middleware (same headers and counts; cheaper per request).
 FINISH_IN_PROTOCOL=true

@@ -46,6 +46,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "protocol fast path off (cached searches through Sanic)": {"USE_FAST_HITS": "false"},
     "responses finished by a Sanic middleware (not the protocol)": {"FINISH_IN_PROTOCOL": "false"},
     "lean search off (searches not cached in the worker through Sanic)": {"USE_LEAN_SEARCH": "false"},
+    "lean post off (posts through Sanic)": {"USE_LEAN_POST": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     # The lean client always parses with hiredis: this row is redis-py with its pure-Python parser,

@@ -87,13 +87,14 @@ def stop_ends_the_wait_for_workers() -> None:
 def protocol(settings: Settings) -> type[HttpProtocol]:
     """Sanic's HTTP/1.1 protocol with a whole-request deadline and a connection bound
     (service/connections.py), or that one answering searches itself (service/fastpath.py): cached
-    ones (USE_FAST_HITS, with the cache and the in-process pages on) and the others (USE_LEAN_SEARCH);
+    ones (USE_FAST_HITS, with the cache and the in-process pages on) and the others (USE_LEAN_SEARCH),
+    and posts (USE_LEAN_POST);
     only where it can answer some (it would only cost every search a look), and not with the
     access log on, which it would not write."""
     from service.connections import GuardedProtocol
     from service.fastpath import FastHitProtocol
 
-    fast = settings.fast_hits or settings.use_lean_search
+    fast = settings.fast_hits or settings.use_lean_search or settings.use_lean_post
     return FastHitProtocol if fast and not settings.access_log else GuardedProtocol
 
 

@@ -12,6 +12,7 @@ import resource
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeAlias
@@ -62,6 +63,8 @@ def create_app(settings: Settings, served_by_guarded_protocol: bool = False) -> 
     # What the protocol's fast path answers (service/fastpath.py; __main__.protocol picks it)
     app.ctx.fast_hits = settings.fast_hits
     app.ctx.lean_search = settings.use_lean_search
+    app.ctx.lean_post = settings.use_lean_post
+    app.ctx.render_error = partial(error_response, app)  # the one rendering, the protocol's too
     # Every response finished as its head is written, by the protocol's Http (FINISH_IN_PROTOCOL,
     # service/connections.py), or by a response middleware, which costs every request Sanic's
     # middleware machinery on top (two signal dispatches and a coroutine).
@@ -237,7 +240,8 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
                                "db_pool_wait_seconds": res.db_stats.wait_seconds,
                                "db_replica_reads": res.db_stats.replica_reads,
                                "db_replica_behind_reads": res.db_stats.replica_behind_reads,
-                               "fast_hits": metrics.fast_hits, "lean_searches": metrics.lean_searches})
+                               "fast_hits": metrics.fast_hits, "lean_searches": metrics.lean_searches,
+                               "lean_posts": metrics.lean_posts})
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:

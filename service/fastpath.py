@@ -26,6 +26,13 @@ pauses past a bound), and Sanic sees the connection busy (no keep-alive timeout,
 connection-bound close). Any error goes back to Sanic with the request's bytes, which answers it
 as it answers any (a search only reads: running it again is safe), so every error keeps its one
 rendering.
+
+Lean posts (USE_LEAN_POST): a `POST /api/v1/tweet` whose body has arrived whole (Content-Length,
+within REQUEST_MAX_SIZE), with a verified token and a body that validates, is posted by a task
+calling the timeline as the handler does. Whatever fails before the write (a header Sanic must
+see, an unknown token, an invalid body) is Sanic's, unchanged, as for searches; an error of the
+post itself cannot be run again (the tweet may be written), so it is rendered here by the app's
+one error renderer (app.ctx.render_error) and written as Sanic writes a response.
 """
 
 from __future__ import annotations
@@ -35,14 +42,19 @@ import re
 from time import monotonic
 from typing import Any
 
+from sanic.headers import format_http1_response
 from sanic.http import Stage
+from sanic.response import HTTPResponse
 
 from service.connections import GuardedProtocol
-from service.errors import AppError
-from service.validate import SearchQuery, search_query_string
+from service.errors import AppError, success
+from service.validate import NewTweet, SearchQuery, json_object, new_tweet, search_query_string
 
 SEARCH_PREFIX = b"GET /api/v1/search-tweets?"
 ROUTE = "api/v1/search-tweets"  # the label the framework path counts it under in /metrics
+POST_LINE = b"POST /api/v1/tweet HTTP/1.1\r\n"
+POST_ROUTE = "api/v1/tweet"
+PREFIXES = (SEARCH_PREFIX, POST_LINE)
 # A query in plain form: what httptools and the fast path split alike (no fragment, no space).
 PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~%+=&-]{1,1024}")
 # Headers after which the request is Sanic's to answer.
@@ -87,12 +99,27 @@ def plain_query(raw: bytes) -> SearchQuery | None:
 def bearer_and_id(head: bytes, line_end: int) -> tuple[str, str | None] | None:
     """(bearer token, X-Request-ID or None) from the header lines after the request line; None when
     a header leaves the request to Sanic, or there is no bearer token."""
+    fields = header_fields(head, line_end, False)
+    return None if fields is None else fields[:2]
+
+
+def header_fields(head: bytes, line_end: int, with_body: bool) -> tuple[str, str | None, int] | None:
+    """(bearer token, X-Request-ID or None, Content-Length) from the header lines after the request
+    line; None when a header leaves the request to Sanic, or there is no bearer token. A request
+    `with_body` must give one plain Content-Length; any other must give none."""
     token = request_id = None
+    length = -1
     for raw in head[line_end + 2:].split(b"\r\n"):
         name, colon, value = raw.partition(b":")
         if not colon:
             return None  # Sanic answers a malformed header line with 400
         key = name.decode("latin-1").lower()
+        if key == "content-length" and with_body and length < 0:
+            digits = value.strip()
+            if not digits.isdigit() or len(digits) > 9:
+                return None
+            length = int(digits)
+            continue
         if key in DEFER:
             return None
         if key in ONCE:
@@ -106,7 +133,9 @@ def bearer_and_id(head: bytes, line_end: int) -> tuple[str, str | None] | None:
                 return None
             else:
                 request_id = text
-    return None if token is None else (token, request_id)
+    if token is None or (length < 0) == with_body:
+        return None
+    return token, request_id, length
 
 
 def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
@@ -125,15 +154,34 @@ def response(body: bytes, request_id: str, cache: str = "HIT", keep_alive: bool 
                      b"\r\ncontent-type: application/json\r\n\r\n", body))
 
 
+def created(tweet: bytes, request_id: str, keep_alive: bool) -> bytes:
+    """A post's 201, as Sanic writes it for the post handler."""
+    body = success(tweet)
+    return b"".join((b"HTTP/1.1 201 Created\r\nX-Request-ID: ", request_id.encode("latin-1"),
+                     b"\r\ncontent-length: ", str(len(body)).encode(),
+                     b"\r\nconnection: keep-alive" if keep_alive else b"\r\nconnection: close",
+                     b"\r\ncontent-type: application/json\r\n\r\n", body))
+
+
+def written(res: HTTPResponse, request_id: str, keep_alive: bool) -> bytes:
+    """Any response as Sanic writes it (Http.http1_response_header), finished as the app finishes
+    each (the request id first)."""
+    body = res.body or b""
+    res.headers["X-Request-ID"] = request_id
+    res.headers["content-length"] = len(body)
+    res.headers["connection"] = "keep-alive" if keep_alive else "close"
+    return format_http1_response(res.status, res.processed_headers) + body
+
+
 class FastHitProtocol(GuardedProtocol):
     """Sanic's HTTP/1.1 protocol, answering cached searches, and lean searches, itself (module
     docstring)."""
 
-    __slots__ = ("_held", "_hits", "_lean", "_lean_on")
+    __slots__ = ("_held", "_hits", "_lean", "_lean_on", "_posts_on")
 
     def connection_made(self, transport: Any) -> None:
         ctx: Any = self.app.ctx
-        self._hits, self._lean_on = ctx.fast_hits, ctx.lean_search
+        self._hits, self._lean_on, self._posts_on = ctx.fast_hits, ctx.lean_search, ctx.lean_post
         self._lean: asyncio.Task[None] | None = None  # the lean search under way
         self._held = b""  # bytes that arrived behind it
         super().connection_made(transport)
@@ -148,8 +196,8 @@ class FastHitProtocol(GuardedProtocol):
         if self._lean is not None:
             self._hold(data)
             return
-        if data.startswith(SEARCH_PREFIX) and self._sanic_waits():
-            data = self._answer_searches(data, monotonic())
+        if data.startswith(PREFIXES) and self._sanic_waits():
+            data = self._answer(data, monotonic())
             if not data:
                 self._time = monotonic()  # the keep-alive timeout counts from here
                 return
@@ -170,7 +218,7 @@ class FastHitProtocol(GuardedProtocol):
                 and self.transport is not None and not self.transport.is_closing()
                 and not self.app.ctx.stopping)
 
-    def _answer_searches(self, data: bytes, arrived: float) -> bytes:
+    def _answer(self, data: bytes, arrived: float) -> bytes:
         """Answer the leading complete requests that are hits, and start a lean search for the
         first that is not; return the bytes left for Sanic."""
         ctx: Any = self.app.ctx
@@ -181,6 +229,10 @@ class FastHitProtocol(GuardedProtocol):
             if end < 0:
                 break
             head = data[start:end]
+            if head.startswith(POST_LINE):
+                if self._posts_on and self._post_whole(data, start, end, arrived, answered):
+                    return b""
+                break
             line = request_query(head)
             if line is None:
                 break
@@ -205,6 +257,63 @@ class FastHitProtocol(GuardedProtocol):
         self._write(answered, arrived)
         return data[start:] if start else data
 
+    def _post_whole(self, data: bytes, start: int, end: int, arrived: float, answered: list[bytes]) -> bool:
+        """Start a lean post for the request whose head ends at `end`, if it may be one (module
+        docstring), after writing what was answered before it; else False (it is Sanic's)."""
+        ctx: Any = self.app.ctx
+        fields = header_fields(data[start:end], len(POST_LINE) - 2, True)
+        if fields is None:
+            return False
+        token, request_id, length = fields
+        user = ctx.tokens.cached(token)
+        body_end = end + 4 + length
+        if user is None or length > self.app.config.REQUEST_MAX_SIZE or body_end > len(data):
+            return False
+        try:
+            new = new_tweet(json_object(data[end + 4:body_end], ctx.codec.loads))
+        except AppError:
+            return False  # Sanic answers it, the one way
+        self._write(answered, arrived)
+        self._held = data[body_end:]
+        self._lean = asyncio.get_running_loop().create_task(self._post(user, new, request_id, arrived))
+        return True
+
+    async def _post(self, user: Any, new: NewTweet, request_id: str | None, arrived: float) -> None:
+        """A lean post: the timeline's answer written as the handler's; its errors rendered by the
+        app's error renderer, written as Sanic writes them."""
+        ctx: Any = self.app.ctx
+        try:
+            tweet = await ctx.timeline.post(user, new)
+        except Exception as exc:
+            res = ctx.render_error(exc)
+            status = res.status
+            answer = written(res, ctx.request_id(request_id), not ctx.stopping)
+        else:
+            status, answer = 201, created(tweet, ctx.request_id(request_id), not ctx.stopping)
+        self._finish(answer, POST_ROUTE, "POST", status, arrived, None)
+
+    def _finish(self, answer: bytes, route: str, method: str, status: int, arrived: float,
+                cache: str | None) -> None:
+        """Write a lean answer, count it, and go on reading (or close, while draining: the answer
+        said so, as the framework path's does)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._lean = None
+            return
+        transport.write(answer)
+        metrics = self.app.ctx.metrics
+        if metrics is not None:
+            metrics.observe(route, method, status, monotonic() - arrived, cache)
+            if route == POST_ROUTE:
+                metrics.lean_posts += 1
+            else:
+                metrics.lean_searches += 1
+        if self.app.ctx.stopping:
+            self._lean = None
+            transport.close()
+            return
+        self._resume(b"")
+
     def _write(self, answered: list[bytes], arrived: float) -> None:
         if answered and self.transport is not None:
             self.transport.write(b"".join(answered))
@@ -223,20 +332,8 @@ class FastHitProtocol(GuardedProtocol):
         except Exception:
             self._resume(raw, to_sanic=True)  # Sanic runs it again and answers the error its one way
             return
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            self._lean = None
-            return
-        stopping = ctx.stopping
-        transport.write(response(body, ctx.request_id(request_id), cache, keep_alive=not stopping))
-        if ctx.metrics is not None:
-            ctx.metrics.observe(ROUTE, "GET", 200, monotonic() - arrived, cache)
-            ctx.metrics.lean_searches += 1
-        if stopping:  # draining: as the framework path, close after the answer
-            self._lean = None
-            transport.close()
-            return
-        self._resume(b"")
+        answer = response(body, ctx.request_id(request_id), cache, keep_alive=not ctx.stopping)
+        self._finish(answer, ROUTE, "GET", 200, arrived, cache)
 
     def _resume(self, first: bytes, to_sanic: bool = False) -> None:
         """The lean search is over: what waited behind it (after `first`) is read as it arrives,

@@ -41,6 +41,7 @@ TOTALS = {
     "db_replica_behind_reads": "Searches that missed the cache sent to the primary: the replica was behind",
     "fast_hits": "Cached searches answered at the protocol, before the framework (USE_FAST_HITS)",
     "lean_searches": "Searches not in the worker's cache answered at the protocol (USE_LEAN_SEARCH)",
+    "lean_posts": "Posts answered at the protocol (USE_LEAN_POST)",
 }
 
 
@@ -57,6 +58,7 @@ class Metrics:
         self.totals: dict[str, float] = {}
         self.fast_hits = 0  # cached searches answered by service/fastpath.py
         self.lean_searches = 0  # other searches answered there
+        self.lean_posts = 0  # posts answered there
 
     def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None) -> None:
         """One answered request: a few dict updates, nothing else."""

@@ -123,6 +123,9 @@ class Settings:
     # Every other plain search with a verified token answered at the protocol too, by a task that
     # calls the timeline as the handler does (service/fastpath.py); off: through Sanic.
     use_lean_search: bool = True
+    # A post whose body has arrived whole, with a verified token, answered at the protocol too
+    # (service/fastpath.py); off: through Sanic.
+    use_lean_post: bool = True
     # Each response finished (request id, metrics, drain) as the protocol writes its head
     # (service/connections.py) instead of by a Sanic response middleware.
     finish_in_protocol: bool = True

@@ -4,6 +4,7 @@ request it must leave to Sanic."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -74,11 +75,12 @@ def fast_hits(server: Server) -> int:
 
 @pytest.fixture(scope="module")
 def pair(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    """The same service with the fast path on and off; pages stay in the in-process cache 60 s."""
+    """The same service with the fast path (hits, lean searches and posts) on and off; pages stay in
+    the in-process cache 60 s."""
     fast = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="true",
-                        USE_LEAN_SEARCH="true")
+                        USE_LEAN_SEARCH="true", USE_LEAN_POST="true")
     slow = start_server(urls, tmp_path_factory, LOCAL_CACHE_TTL="60", USE_FAST_HITS="false",
-                        USE_LEAN_SEARCH="false")
+                        USE_LEAN_SEARCH="false", USE_LEAN_POST="false")
     yield fast, slow
     fast.stop()
     slow.stop()
@@ -415,3 +417,104 @@ def test_lean_bypass_searches_pipelined_equal_the_framework_path(bypass_pair: tu
     time.sleep(1.5)  # one more flush: nothing beyond these was counted
     assert counter(lean, "lean_searches_total") == 2
     assert counter(framework, "lean_searches_total") == 0
+
+
+def raw_post(token: str, body: bytes, rid: str = "", extra: str = "") -> bytes:
+    head = f"POST /api/v1/tweet HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n{extra}"
+    head += f"X-Request-ID: {rid}\r\n" if rid else ""
+    return f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def same_post(a: Response, b: Response) -> None:
+    """Equal as `same`, but a new tweet's own id and time, which differ by nature."""
+    if a[0] == b[0] == 201:
+        ta, tb = json.loads(a[2]), json.loads(b[2])
+        for t in (ta, tb):
+            assert isinstance(t["data"].pop("id"), int) and t["data"].pop("created_at")
+        assert ta == tb
+        a, b = (a[0], a[1], b"", a[3]), (b[0], {**b[1], "content-length": a[1]["content-length"]}, b"", b[3])
+    same(a, b)
+
+
+def test_lean_posts_equal_the_framework_path(pair: tuple[Server, Server], token: str) -> None:
+    """The same posts, valid and not, through the protocol and through Sanic: the same status,
+    headers (in order) and body but the new tweet's id and time; invalid ones are Sanic's on both."""
+    fast, slow = pair
+    tag = unique("lp")
+    valid = [raw_post(token, json.dumps({"msg": f"#{tag} one"}).encode()),
+             raw_post(token, json.dumps({"msg": f"#{tag} smörgås 😀 ümlaut"}, ensure_ascii=False).encode(),
+                      rid="client-post.1"),
+             raw_post(token, json.dumps({"msg": "tagged by list", "tags": [tag, "Zweite"]}).encode()),
+             raw_post(token, json.dumps({"msg": f"#{tag} escaped \u00e9", "tags": None}).encode(),
+                      rid="bad id!")]
+    invalid = [raw_post(token, b"{not json"), raw_post(token, b"[1, 2]"), raw_post(token, b"{}"),
+               raw_post(token, b'{"msg": "   "}'), raw_post(token, b'{"msg": 5}'),
+               raw_post(token, json.dumps({"msg": "x" * 300}).encode()),
+               raw_post(token, b'{"msg": "a", "tags": "notalist"}'),
+               raw_post(token, b'{"msg": "nul \\u0000"}'), raw_post(token, b""),
+               raw_post("not.a.token", b'{"msg": "hi"}'), raw_post("", b'{"msg": "hi"}')]
+    before = counter(fast, "lean_posts_total")
+    conns = [Conn(fast.port), Conn(slow.port)]
+    for conn in conns:  # kept alive: a connection's first request is Sanic's
+        conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read()[0] == 200
+    for request in valid + invalid:
+        answers = []
+        for conn in conns:
+            conn.send(request)
+            answers.append(conn.read())
+        same_post(*answers)
+    statuses = [s for s, *_ in answers]
+    assert statuses == [401, 401]
+    for conn in conns:
+        conn.close()
+    wait_until(lambda: counter(fast, "lean_posts_total") - before >= len(valid), 10, "lean post count")
+    time.sleep(1.5)  # one more flush: the invalid ones were not counted
+    assert counter(fast, "lean_posts_total") - before == len(valid)
+    assert counter(slow, "lean_posts_total") == 0
+    found = httpx.get(f"{fast.url}/api/v1/search-tweets", params={"tag": tag, "page_size": 100},
+                      headers=bearer(token)).json()["data"]
+    assert len(found) == 2 * len(valid)  # every valid post, on both servers, and nothing else
+
+
+def test_lean_posts_pipelined_with_searches_answer_in_order_and_read_their_writes(
+        pair: tuple[Server, Server], token: str) -> None:
+    fast, _ = pair
+    tag = unique("lq")
+    conn = Conn(fast.port)
+    conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert conn.read()[0] == 200
+    burst = b""
+    for i in range(5):  # post, then search its tag, five times, in one write
+        burst += raw_post(token, f'{{"msg": "#{tag} n{i}"}}'.encode(), rid=f"q-{2 * i}")
+        burst += search(tag, token, rid=f"q-{2 * i + 1}")
+    burst += raw_post(token, b"{broken", rid="q-10")
+    burst += raw_post(token, f'{{"msg": "#{tag} last"}}'.encode(), rid="q-11")
+    conn.send(burst)
+    answers = [conn.read() for _ in range(12)]
+    assert [a[1]["x-request-id"] for a in answers] == [f"q-{i}" for i in range(12)]
+    assert [a[0] for a in answers] == [201, 200] * 5 + [400, 201]
+    for i in range(5):  # each search shows every post before it on the connection
+        seen = [t["id"] for t in json.loads(answers[2 * i + 1][2])["data"]]
+        posts = [json.loads(answers[2 * j][2])["data"]["id"] for j in range(i + 1)]
+        assert sorted(posts, reverse=True) == seen
+    conn.close()
+
+
+def test_a_post_whose_body_trickles_in_is_answered_whole(pair: tuple[Server, Server], token: str) -> None:
+    fast, _ = pair
+    tag = unique("lt")
+    request = raw_post(token, f'{{"msg": "#{tag} split"}}'.encode())
+    split_points = [request.find(b"\r\n\r\n") + 4, request.find(b"\r\n\r\n") + 10, len(request) - 1, 7]
+    conn = Conn(fast.port)
+    conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert conn.read()[0] == 200
+    for cut in split_points:
+        conn.send(request[:cut])
+        time.sleep(0.05)  # the first part arrives alone (a later one only adds to it)
+        conn.send(request[cut:])
+        status, _, body, _ = conn.read()
+        assert status == 201 and f"#{tag} split".encode() in body
+    conn.close()
+    found = httpx.get(f"{fast.url}/api/v1/search-tweets", params={"tag": tag}, headers=bearer(token))
+    assert len(found.json()["data"]) == len(split_points)

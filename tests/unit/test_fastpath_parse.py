@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from service.fastpath import bearer_and_id, parse_head, plain_query, request_query, response
+from service.fastpath import (
+    bearer_and_id,
+    created,
+    header_fields,
+    parse_head,
+    plain_query,
+    request_query,
+    response,
+)
 
 HEAD = b"GET /api/v1/search-tweets?tag=python&page=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc.def\r\n"
 
@@ -44,6 +52,29 @@ def test_header_names_are_matched_as_sanic_matches_them() -> None:
     assert bearer_and_id(head(b"Authorization: Bearer tok", b"X-Other: 1"), line_end) == ("tok", None)
 
 
+def test_a_post_needs_one_plain_content_length_and_a_search_none() -> None:
+    line = b"POST /api/v1/tweet HTTP/1.1"
+    line_end = len(line)
+    auth = b"Authorization: Bearer tok"
+    assert header_fields(head(auth, b"Content-Length: 12", line=line), line_end, True) == ("tok", None, 12)
+    assert header_fields(head(auth, b"content-length:0", b"X-Request-ID: r", line=line), line_end, True) \
+        == ("tok", "r", 0)
+    for other in (head(auth, line=line), head(auth, b"Content-Length: 1", b"Content-Length: 1", line=line),
+                  head(auth, b"Content-Length: -1", line=line), head(auth, b"Content-Length: 1e3", line=line),
+                  head(auth, b"Content-Length: 1234567890", line=line),
+                  head(auth, b"Content-Length: 3", b"Transfer-Encoding: chunked", line=line),
+                  head(auth, b"Content-Length: 3", b"Expect: 100-continue", line=line),
+                  head(b"Content-Length: 3", line=line)):
+        assert header_fields(other, line_end, True) is None, other
+    assert header_fields(head(auth, b"Content-Length: 3"), len(head()), False) is None
+
+
+def test_a_created_tweet_is_framed_as_the_handler_frames_it() -> None:
+    assert created(b'{"id":1}', "id-1", True) == (
+        b"HTTP/1.1 201 Created\r\nX-Request-ID: id-1\r\ncontent-length: 34\r\nconnection: keep-alive\r\n"
+        b'content-type: application/json\r\n\r\n{"data":{"id":1},"code":"success"}')
+
+
 def test_queries_are_remembered_valid_or_not() -> None:
     good = plain_query(b"tag=%23Python&page_size=5")
     assert good is not None and (good.tag, good.page_size) == ("python", 5)
@@ -64,7 +95,7 @@ def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
     from service.settings import Settings
 
     assert protocol(Settings()) is FastHitProtocol
-    lean_off = {"USE_LEAN_SEARCH": "false"}
+    lean_off = {"USE_LEAN_SEARCH": "false", "USE_LEAN_POST": "false"}
     for on in ({"USE_FAST_HITS": "false"}, {"CACHE_ENABLED": "false"}, {"LOCAL_CACHE_TTL": "0"}, lean_off):
         assert protocol(Settings.from_env(on)) is FastHitProtocol, on  # hits or lean searches to answer
     for off in ({"USE_FAST_HITS": "false", **lean_off}, {"CACHE_ENABLED": "false", **lean_off},
