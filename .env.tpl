@@ -125,6 +125,9 @@ USE_LEAN_SEARCH=true
 # (a task calling the timeline as the handler does; bad input still Sanic's to answer); off with
 # ACCESS_LOG.
 USE_LEAN_POST=true
+# An idle PostgreSQL connection taken from the pool and given back at once, without asyncpg's
+# per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd).
+USE_LEAN_POOL=true
 # Each response's request id, metrics and drain done as the protocol writes its head, instead of by
 # a Sanic response middleware (same headers and counts; cheaper per request).
 FINISH_IN_PROTOCOL=true

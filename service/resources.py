@@ -58,7 +58,7 @@ async def open_resources(settings: Settings) -> Resources:
     if settings.replica_database_url:
         replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
                           settings.db_acquire_timeout, begin, stats)
-    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats)
+    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool)
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.

@@ -70,6 +70,9 @@ class Settings:
     db_statement_timeout: float = 4.0
     db_pool_reset: bool = False  # asyncpg's reset query on every release; off: one round trip less
     db_acquire_timeout: float = 2.0
+    # An idle connection taken and given back at once, without asyncpg's per-use timeout context
+    # and shielded release task (service/db/pool.py); off: asyncpg's acquire and release.
+    use_lean_pool: bool = True
     # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
     redis_socket_timeout: float = 0.25
     redis_connect_timeout: float = 0.25

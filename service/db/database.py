@@ -95,20 +95,21 @@ class Database:
     the cache (the replica when caught up)."""
 
     def __init__(self, primary: asyncpg.Pool, acquire_timeout: float, begin: str | None = None,
-                 replica: Replica | None = None, stats: PoolStats | None = None) -> None:
+                 replica: Replica | None = None, stats: PoolStats | None = None, lean: bool = False) -> None:
         self.primary = primary
         self.replica = replica
         self.stats = stats if stats is not None else PoolStats()
         self._timeout = acquire_timeout
         self._begin = begin
+        self._lean = lean
 
     def connection(self) -> PooledConnection:
-        return PooledConnection(self.primary, self._timeout, self._begin, self.stats)
+        return PooledConnection(self.primary, self._timeout, self._begin, self.stats, self._lean)
 
     async def reader(self) -> PooledConnection:
         if self.replica is not None:
             if await self.replica.caught_up():
                 self.stats.replica_reads += 1
-                return PooledConnection(self.replica.pool, self._timeout, self._begin, self.stats)
+                return PooledConnection(self.replica.pool, self._timeout, self._begin, self.stats, self._lean)
             self.stats.replica_behind_reads += 1
         return self.connection()

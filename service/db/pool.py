@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -118,27 +119,36 @@ class PooledConnection:
     """pool.acquire(), except that a connection an error may have left mid-operation is closed
     instead of going back to the pool, where the next request would inherit its broken state.
     With begin (a transaction pooler), its use is one transaction: committed when it ends well,
-    rolled back otherwise.
+    rolled back otherwise. With lean (USE_LEAN_POOL), an idle live connection is taken and given
+    back without asyncpg's per-use timeout context and shielded task (take_idle, give_back).
     A class rather than a generator-based context manager: it is on every request's path."""
 
-    __slots__ = ("_begin", "_conn", "_pool", "_stats", "_timeout")
+    __slots__ = ("_begin", "_conn", "_lean", "_pool", "_stats", "_timeout")
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None, stats: PoolStats) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None, stats: PoolStats,
+                 lean: bool = False) -> None:
         self._pool = pool
         self._timeout = timeout
         self._begin = begin
         self._stats = stats
+        self._lean = lean
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         stats = self._stats
-        stats.waiting += 1
-        began = perf_counter()
-        try:
-            self._conn: PoolConnectionProxy[asyncpg.Record] = await self._pool.acquire(timeout=self._timeout)
-        finally:
-            stats.waiting -= 1
+        # Only while nobody waits: a request waiting for a connection gets the next one given back.
+        taken = take_idle(self._pool) if self._lean and not stats.waiting else None
+        if taken is not None:
             stats.acquires += 1
-            stats.wait_seconds += perf_counter() - began
+            self._conn = taken
+        else:
+            stats.waiting += 1
+            began = perf_counter()
+            try:
+                self._conn = await self._pool.acquire(timeout=self._timeout)
+            finally:
+                stats.waiting -= 1
+                stats.acquires += 1
+                stats.wait_seconds += perf_counter() - began
         if self._begin is not None:
             try:
                 await self._conn.execute(self._begin)
@@ -160,7 +170,56 @@ class PooledConnection:
             if kind is None:  # a failed COMMIT: the request must not be acknowledged
                 raise
         finally:
-            await self._pool.release(conn)
+            if not (self._lean and give_back(conn)):
+                await self._pool.release(conn)
+
+
+# The lean pool path: what asyncpg 0.32's Pool._acquire / PoolConnectionHolder.acquire and
+# Pool.release / PoolConnectionHolder.release do for an idle, live connection of the current
+# generation, done at once. Every other case (none idle, a connection to open or to renew, a
+# setup hook, a transaction left open, a cancellation in progress, the pool closing, asyncpg's
+# reset query configured) takes asyncpg's own path. asyncpg is pinned (constraints.txt);
+# tests/integration/test_pool.py checks each case against the real pool.
+
+def take_idle(pool: asyncpg.Pool) -> PoolConnectionProxy[asyncpg.Record] | None:
+    """An idle live connection, lent as pool.acquire() lends it; None when there is none."""
+    inner: Any = pool  # asyncpg's internals, untyped
+    queue = inner._queue
+    if queue.empty() or queue._getters or inner._closing or not inner._initialized:
+        return None
+    holder = queue.get_nowait()
+    con = holder._con
+    if con is None or con.is_closed() or holder._generation != inner._generation or holder._setup is not None:
+        queue.put_nowait(holder)  # asyncpg's acquire opens or renews it
+        return None
+    holder._maybe_cancel_inactive_callback()
+    holder._proxy = proxy = PoolConnectionProxy(holder, con)
+    holder._in_use = inner._loop.create_future()
+    holder._timeout = None
+    return proxy
+
+
+def give_back(proxy: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    """Return a lent connection to the pool as pool.release() does, if nothing about it needs a
+    round trip or a wait (then False: pool.release() must)."""
+    inner: Any = proxy  # asyncpg's internals, untyped
+    con = inner._con
+    if con is None:
+        return True  # already back (asyncpg took it when it closed)
+    holder = inner._holder
+    pool = holder._pool
+    protocol = con._protocol
+    if (pool._reset is not _keep_session or pool._closed or holder._in_use is None or con.is_closed()
+            or protocol.queries_count >= holder._max_queries or holder._generation != pool._generation
+            or protocol._is_cancelling() or protocol.is_in_transaction() or con._top_xact is not None):
+        return False
+    con._on_release()
+    holder._timeout = None
+    con._listeners.clear()
+    con._log_listeners.clear()
+    holder._release()
+    holder._setup_inactive_callback()
+    return True
 
 
 def _released(conn: PoolConnectionProxy[asyncpg.Record]) -> bool:

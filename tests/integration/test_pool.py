@@ -1,0 +1,146 @@
+"""The lean pool path (USE_LEAN_POOL, service/db/pool.py): an idle live connection taken and given
+back as asyncpg 0.32's own acquire and release would, and asyncpg's path in every other case,
+against a real pool on the test PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from service.db.pool import PooledConnection, PoolStats, create_pool, give_back, take_idle
+from service.settings import Settings
+
+
+def run(settings: Settings, dsn: str, scenario: Callable[[asyncpg.Pool], Awaitable[Any]],
+        size: int = 2, min_size: int = 2) -> Any:
+    async def main() -> Any:
+        pool = await create_pool(dataclasses.replace(settings, db_pool_min=min_size, db_pool_max=size), dsn)
+        try:
+            return await scenario(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def idle(pool: asyncpg.Pool) -> int:
+    return int(pool.get_idle_size())
+
+
+def queued(pool: asyncpg.Pool) -> int:
+    return int(pool._queue.qsize())  # type: ignore[attr-defined]
+
+
+def test_an_idle_connection_is_lent_and_given_back_as_asyncpg_does(settings: Settings,
+                                                                   urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        assert idle(pool) == 2 and queued(pool) == 2
+        conn = take_idle(pool)
+        assert conn is not None and queued(pool) == 1
+        raw = conn._con  # type: ignore[attr-defined]
+        assert await conn.fetchval("SELECT 41 + 1") == 42
+        assert give_back(conn)
+        assert queued(pool) == 2 and idle(pool) == 2
+        with pytest.raises(asyncpg.InterfaceError, match="released back to the pool"):
+            await conn.fetchval("SELECT 1")  # the proxy is detached, as after pool.release
+        again = await pool.acquire()  # asyncpg's own acquire takes the same live connection
+        assert again._con is raw  # type: ignore[attr-defined]  # LIFO: the one just given back
+        await pool.release(again)
+
+    run(settings, urls[0], scenario)
+
+
+def test_none_idle_or_none_open_leaves_it_to_asyncpg(settings: Settings, urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        assert take_idle(pool) is None and queued(pool) == 1  # not yet connected: asyncpg opens it
+        async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True) as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            assert take_idle(pool) is None  # the only connection is lent
+        again = take_idle(pool)  # opened by asyncpg, now idle: lean from here
+        assert again is not None and give_back(again)
+
+    run(settings, urls[0], scenario, size=1, min_size=0)
+
+
+def test_expired_connections_are_renewed_by_asyncpg(settings: Settings, urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        before = await pool.acquire()
+        old = before._con  # type: ignore[attr-defined]
+        await pool.release(before)
+        await pool.expire_connections()
+        assert take_idle(pool) is None and queued(pool) == 1
+        async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True) as conn:
+            assert conn._con is not old and await conn.fetchval("SELECT 1") == 1  # type: ignore[attr-defined]
+        assert old.is_closed()
+
+    run(settings, urls[0], scenario, size=1, min_size=1)
+
+
+def test_a_connection_with_an_open_transaction_goes_back_through_asyncpg(settings: Settings,
+                                                                        urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        conn = take_idle(pool)
+        assert conn is not None
+        await conn.execute("BEGIN")
+        assert not give_back(conn) and queued(pool) == 0  # a rollback needs a round trip
+        await pool.release(conn)  # asyncpg rolls it back
+        again = take_idle(pool)
+        assert again is not None and not again.is_in_transaction()
+        assert give_back(again)
+
+    run(settings, urls[0], scenario, size=1, min_size=1)
+
+
+def test_a_connection_closed_under_it_is_not_queued_twice(settings: Settings, urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True) as conn:
+            conn.terminate()  # asyncpg takes the holder back when the connection closes
+        assert queued(pool) == 1
+        async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True) as conn:
+            assert await conn.fetchval("SELECT 1") == 1  # a new connection, opened by asyncpg
+        assert queued(pool) == 1
+
+    run(settings, urls[0], scenario, size=1, min_size=1)
+
+
+def test_a_connection_given_back_reaches_the_request_waiting_for_it(settings: Settings,
+                                                                    urls: tuple[str, str]) -> None:
+    """Given back the lean way, a connection wakes the request waiting in asyncpg's queue, which
+    gets it before a request arriving after the release (while anyone waits, every request takes
+    asyncpg's path, in its order)."""
+
+    async def scenario(pool: asyncpg.Pool) -> list[str]:
+        stats, order = PoolStats(), []
+        holder = PooledConnection(pool, 5.0, None, stats, lean=True)
+        await holder.__aenter__()
+
+        async def use(name: str) -> None:
+            async with PooledConnection(pool, 5.0, None, stats, lean=True) as conn:
+                order.append(name)
+                await conn.fetchval("SELECT 1")
+
+        first = asyncio.create_task(use("waited"))
+        await asyncio.sleep(0.05)
+        assert stats.waiting == 1
+        await holder.__aexit__(None, None, None)
+        later = asyncio.create_task(use("later"))  # arrives before the waiter has run again
+        await asyncio.gather(first, later)
+        return order
+
+    assert run(settings, urls[0], scenario, size=1, min_size=1) == ["waited", "later"]
+
+
+def test_a_closing_pool_is_left_to_asyncpg(settings: Settings, urls: tuple[str, str]) -> None:
+    async def scenario(pool: asyncpg.Pool) -> None:
+        await pool.close()
+        assert take_idle(pool) is None
+        with pytest.raises(asyncpg.InterfaceError, match="pool is closed"):
+            async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True):
+                pass
+
+    run(settings, urls[0], scenario, size=1, min_size=1)
