@@ -177,18 +177,20 @@ class FastHitProtocol(GuardedProtocol):
     """Sanic's HTTP/1.1 protocol, answering cached searches, and lean searches, itself (module
     docstring)."""
 
-    __slots__ = ("_held", "_hits", "_lean", "_lean_on", "_posts_on")
+    __slots__ = ("_held", "_hits", "_lean", "_lean_on", "_posting", "_posts_on")
 
     def connection_made(self, transport: Any) -> None:
         ctx: Any = self.app.ctx
         self._hits, self._lean_on, self._posts_on = ctx.fast_hits, ctx.lean_search, ctx.lean_post
-        self._lean: asyncio.Task[None] | None = None  # the lean search under way
+        self._lean: asyncio.Task[None] | None = None  # the lean search or post under way
+        self._posting = False  # ... and it is a post
         self._held = b""  # bytes that arrived behind it
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lean is not None:
-            self._lean.cancel()
+            if not self._posting:  # a post runs to its end: committed, it must reach the cache
+                self._lean.cancel()
             self._lean = None
         super().connection_lost(exc)
 
@@ -251,6 +253,7 @@ class FastHitProtocol(GuardedProtocol):
                 self._held = data[end + 4:]
                 self._lean = asyncio.get_running_loop().create_task(
                     self._search(query, fields[1], data[start:end + 4], arrived))
+                self._posting = False
                 return b""
             answered.append(response(body, ctx.request_id(fields[1])))
             start = end + 4
@@ -276,6 +279,7 @@ class FastHitProtocol(GuardedProtocol):
         self._write(answered, arrived)
         self._held = data[body_end:]
         self._lean = asyncio.get_running_loop().create_task(self._post(user, new, request_id, arrived))
+        self._posting = True
         return True
 
     async def _post(self, user: Any, new: NewTweet, request_id: str | None, arrived: float) -> None:
@@ -283,7 +287,7 @@ class FastHitProtocol(GuardedProtocol):
         app's error renderer, written as Sanic writes them."""
         ctx: Any = self.app.ctx
         try:
-            tweet = await ctx.timeline.post(user, new)
+            tweet = await ctx.timeline.post_unshielded(user, new)  # never cancelled (connection_lost)
         except Exception as exc:
             res = ctx.render_error(exc)
             status = res.status

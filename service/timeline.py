@@ -102,9 +102,10 @@ class Timeline:
     async def post(self, user: Identity, new: NewTweet) -> bytes:
         # Shielded: once the tweet is committed, a client hanging up must not cancel the cache
         # update that makes it visible.
-        return await asyncio.shield(asyncio.ensure_future(self._post(user, new)))
+        return await asyncio.shield(asyncio.ensure_future(self.post_unshielded(user, new)))
 
-    async def _post(self, user: Identity, new: NewTweet) -> bytes:
+    async def post_unshielded(self, user: Identity, new: NewTweet) -> bytes:
+        """post() for a caller that is never cancelled (the protocol's lean post): no task of its own."""
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
         sent = False

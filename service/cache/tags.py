@@ -128,10 +128,12 @@ class TagCache:
         # requests share round trips (wire.py itself, or batch.py over redis-py); switched off,
         # every command is its own round trip.
         self._send: Callable[..., Awaitable[Any]]
+        self._send_many: Callable[[list[tuple[Arg, ...]]], Awaitable[list[Any]]]
         if wire is not None:
-            self._send = wire.call
+            self._send, self._send_many = wire.call, wire.call_many
         else:
             self._send = Batcher(client).call if pipeline else client.execute_command
+            self._send_many = self._gathered
         # Scripts run by SHA; redis-py's Script objects would add a SCRIPT EXISTS round trip to
         # every pipeline, so load them ourselves (again after a Redis restart forgets them).
         self._sha = {FILL: "", ADD_ONE if cluster else ADD: ""}  # the scripts this mode runs
@@ -140,14 +142,17 @@ class TagCache:
         for source in self._sha:
             self._sha[source] = await self._r.script_load(source)
 
+    async def _gathered(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
+        """Several commands sent together (queued in the same tick: one round trip when pipelined)."""
+        return list(await asyncio.gather(*(self._send(*c) for c in commands)))
+
     async def _run(self, calls: list[tuple[str, int, list[Arg]]]) -> list[object]:
         """EVALSHA each (script, number of keys, keys+args) call."""
         for attempt in (1, 2):
             if not all(self._sha.values()):
                 await self._load_scripts()
             try:
-                return list(await asyncio.gather(
-                    *(self._send("EVALSHA", self._sha[s], n, *args) for s, n, args in calls)))
+                return await self._send_many([("EVALSHA", self._sha[s], n, *args) for s, n, args in calls])
             except NoScriptError:
                 if attempt == 2:
                     raise
@@ -189,11 +194,11 @@ class TagCache:
         else:
             first = ("ZREVRANGEBYSCORE", key, f"({before_id}", 1, "LIMIT", offset, count)
         version: bytes | None = None
-        if self._pipeline:  # queued in the same tick: one round trip
-            calls = [self._send(*first), self._send("ZSCORE", key, TOTAL), self._send("ZCARD", key)]
+        if self._pipeline:  # one round trip
+            commands: list[tuple[Arg, ...]] = [first, ("ZSCORE", key, TOTAL), ("ZCARD", key)]
             if self._read_version:
-                calls.append(self._send("GET", self.version_key(tag)))
-            members, score, card, *rest = await asyncio.gather(*calls)
+                commands.append(("GET", self.version_key(tag)))
+            members, score, card, *rest = await self._send_many(commands)
             if rest:
                 version = _bytes(rest[0])
         else:
@@ -240,7 +245,7 @@ class TagCache:
         for tag in tags:
             commands += [("DEL", self.entry_key(tag)), ("INCR", self.version_key(tag))]
         commands.append(("PUBLISH", self.channel, " ".join(tags)))
-        await asyncio.gather(*(self._send(*c) for c in commands))
+        await self._send_many(commands)
 
     async def cached_tags(self) -> list[str]:
         """Every tag with an entry under this prefix (SCAN: does not block Redis)."""

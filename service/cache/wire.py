@@ -42,7 +42,13 @@ class _Protocol(asyncio.Protocol):
         self._reader.feed(data)
         waiting = self._client._waiting
         while (reply := self._reader.gets()) is not False and waiting:
-            future, _ = waiting.popleft()
+            future, _, many = waiting[0]
+            if many is not None:  # one of a call_many's replies
+                many.append(reply)
+                if len(many) < many.need:
+                    continue
+                reply = next((r for r in many if isinstance(r, ResponseError)), many)
+            waiting.popleft()
             if future.done():
                 continue  # its caller went away (cancelled): the reply is dropped
             if isinstance(reply, ResponseError):
@@ -53,6 +59,16 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self is self._client._protocol:
             self._client._fail(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
+
+
+class _Replies(list[Any]):
+    """The replies of one call_many so far, and how many it waits for."""
+
+    __slots__ = ("need",)
+
+    def __init__(self, need: int) -> None:
+        super().__init__()
+        self.need = need
 
 
 class WireClient:
@@ -68,8 +84,9 @@ class WireClient:
         self._transport: asyncio.BaseTransport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[None] | None = None
-        # (future, when sent), in the order the commands were written: replies come in that order.
-        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        # (future, when sent, the replies so far of a call_many or None), in the order the commands
+        # were written: replies come in that order.
+        self._waiting: deque[tuple[asyncio.Future[Any], float, _Replies | None]] = deque()
         self._outgoing: list[bytes] = []
         self._flush_scheduled = False
         self._deadline: asyncio.TimerHandle | None = None
@@ -81,15 +98,30 @@ class WireClient:
             return self._connect_and_send(command)
         return self._send(command)
 
-    async def _connect_and_send(self, command: tuple[Any, ...]) -> Any:
-        await self._connect()
-        return await self._send(command)
+    def call_many(self, commands: list[tuple[Any, ...]]) -> Awaitable[list[Any]]:
+        """Send several commands in one write; awaiting gives their replies in order, or raises the
+        first error among them (as gathering their calls would), in one future instead of one each."""
+        if not commands:
+            done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
+        if self._protocol is None:
+            return self._connect_and_send(tuple(commands), True)
+        return self._send(tuple(commands), True)
 
-    def _send(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
+    async def _connect_and_send(self, command: tuple[Any, ...], many: bool = False) -> Any:
+        await self._connect()
+        return await self._send(command, many)
+
+    def _send(self, command: tuple[Any, ...], many: bool = False) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((future, loop.time()))
-        self._outgoing.append(hiredis.pack_command(command))
+        if many:
+            self._waiting.append((future, loop.time(), _Replies(len(command))))
+            self._outgoing += [hiredis.pack_command(c) for c in command]
+        else:
+            self._waiting.append((future, loop.time(), None))
+            self._outgoing.append(hiredis.pack_command(command))
         if not self._pipeline:
             self._flush()
         elif not self._flush_scheduled:
@@ -157,7 +189,7 @@ class WireClient:
     def _fail(self, error: Exception) -> None:
         """Fail every command in flight and drop the connection (later replies would be out of step)."""
         waiting, self._waiting, self._outgoing = self._waiting, deque(), []
-        for future, _ in waiting:
+        for future, _, _ in waiting:
             if not future.done():
                 future.set_exception(error)
         if self._deadline is not None:

@@ -4,6 +4,7 @@ request it must leave to Sanic."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -518,3 +519,39 @@ def test_a_post_whose_body_trickles_in_is_answered_whole(pair: tuple[Server, Ser
     conn.close()
     found = httpx.get(f"{fast.url}/api/v1/search-tweets", params={"tag": tag}, headers=bearer(token))
     assert len(found.json()["data"]) == len(split_points)
+
+
+def test_a_lean_post_whose_client_hangs_up_after_the_commit_still_reaches_the_cache(
+        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The lean post runs to its end when its connection is lost: the cache update after the
+    commit (held back 0.3 s here) is not cut off, so a search shows the tweet, from the cache."""
+    import asyncpg
+
+    server = start_server(urls, tmp_path_factory, WORKERS="1", LOCAL_CACHE_TTL="60",
+                          FAULT_POST_CACHE_DELAY_MS="300")
+    try:
+        token, tag = user_and_tag(server, "lh")
+        first = httpx.get(f"{server.url}/api/v1/search-tweets", params={"tag": tag}, headers=bearer(token))
+        assert first.status_code == 200 and len(first.json()["data"]) == 1  # the tag's page is cached
+        conn = Conn(server.port)
+        conn.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read()[0] == 200  # a connection's first request is always Sanic's
+        conn.send(post_request(token, f"#{tag} then gone"))
+
+        async def committed() -> int:
+            db = await asyncpg.connect(urls[0])
+            try:
+                return int(await db.fetchval("SELECT count(*) FROM tweet_tags WHERE tag = $1", tag))
+            finally:
+                await db.close()
+
+        wait_until(lambda: asyncio.run(committed()) == 2, 10, "the post committed")
+        conn.close()  # hung up while the cache update waits
+
+        def shown() -> bool:
+            r = httpx.get(f"{server.url}/api/v1/search-tweets", params={"tag": tag}, headers=bearer(token))
+            return r.headers["x-cache"] == "HIT" and len(r.json()["data"]) == 2
+
+        wait_until(shown, 5, "the tweet in the cached page")
+    finally:
+        server.stop()

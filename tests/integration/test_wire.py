@@ -46,6 +46,30 @@ def test_concurrent_commands_get_their_own_replies(urls: tuple[str, str]) -> Non
     assert reads == [f"v{i}é".encode() for i in range(200)] + [None, 1]
 
 
+def test_several_commands_in_one_call_get_their_replies_among_single_calls(urls: tuple[str, str]) -> None:
+    async def scenario() -> tuple[Any, ...]:
+        wire = WireClient(urls[1], timeout=1.0, connect_timeout=1.0)
+        key = unique("w")
+        try:
+            first = await wire.call_many([("SET", f"{key}:a", "1"), ("SET", f"{key}:b", "2é")])  # connects
+            together = await asyncio.gather(
+                wire.call("GET", f"{key}:a"),
+                wire.call_many([("GET", f"{key}:b"), ("INCR", f"{key}:a"), ("GET", f"{key}:none")]),
+                wire.call("GET", f"{key}:b"), wire.call_many([]))
+            failed = await asyncio.gather(
+                wire.call_many([("INCR", f"{key}:b"), ("EVALSHA", "0" * 40, 0), ("GET", f"{key}:a")]),
+                return_exceptions=True)
+            return first, together, failed, [await wire.call("GET", f"{key}:a")]
+        finally:
+            await wire.aclose()
+
+    first, together, failed, later = run(scenario())
+    assert first == [b"OK", b"OK"]
+    assert together == [b"1", ["2é".encode(), 2, None], "2é".encode(), []]
+    assert len(failed) == 1 and isinstance(failed[0], ResponseError)  # the first error among them
+    assert not isinstance(failed[0], NoScriptError) and later == [b"2"]  # and the stream in step
+
+
 def test_error_replies_are_raised_and_the_stream_stays_usable(urls: tuple[str, str]) -> None:
     async def scenario() -> list[object]:
         wire = WireClient(urls[1], timeout=1.0, connect_timeout=1.0)

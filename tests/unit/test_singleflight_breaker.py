@@ -55,6 +55,47 @@ def test_singleflight_survives_leader_cancel() -> None:
     assert asyncio.run(main()) == 7
 
 
+def test_a_cancelled_leader_leaves_one_waiter_to_run_it_again() -> None:
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return calls
+
+    async def main() -> tuple[list[int], int]:
+        sf: SingleFlight[int] = SingleFlight()
+        leader = asyncio.create_task(sf.do("k", work))
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(sf.do("k", work)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        results = await asyncio.gather(*waiters)
+        return results, len(sf)
+
+    results, left = asyncio.run(main())
+    assert results == [2, 2, 2] and calls == 2 and left == 0  # one run more, shared by all three
+
+
+def test_a_cancelled_waiter_cancels_nothing_for_the_others() -> None:
+    async def work() -> int:
+        await asyncio.sleep(0.05)
+        return 5
+
+    async def main() -> list[object]:
+        sf: SingleFlight[int] = SingleFlight()
+        leader = asyncio.create_task(sf.do("k", work))
+        await asyncio.sleep(0)
+        quitter, stayer = (asyncio.create_task(sf.do("k", work)) for _ in range(2))
+        await asyncio.sleep(0.01)
+        quitter.cancel()
+        return list(await asyncio.gather(leader, quitter, stayer, return_exceptions=True))
+
+    leader, quitter, stayer = asyncio.run(main())
+    assert leader == 5 and stayer == 5 and isinstance(quitter, asyncio.CancelledError)
+
+
 def test_singleflight_propagates_errors_and_forgets() -> None:
     async def boom() -> int:
         raise ValueError("x")
