@@ -146,6 +146,21 @@ def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
     return None if query is None or fields is None else (query, *fields)
 
 
+_HEADS: dict[bytes, tuple[SearchQuery, str, None]] = {}  # search head -> what parse_head made of it
+MAX_HEADS, MAX_REMEMBERED_HEAD = 1024, 1024
+
+
+def remember_head(head: bytes, parsed: tuple[SearchQuery, str, str | None]) -> None:
+    """Keep what a search's head asks for, by its bytes, so a client repeating it (the same query
+    and token) costs one dict lookup: only heads without an X-Request-ID (those with one are each
+    new) and of a bounded size, at most MAX_HEADS of them."""
+    query, token, request_id = parsed
+    if request_id is None and len(head) <= MAX_REMEMBERED_HEAD:
+        if len(_HEADS) >= MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[head] = (query, token, None)
+
+
 def response(body: bytes, request_id: str, cache: str = "HIT", keep_alive: bool = True) -> bytes:
     """A search's whole response, as Sanic writes it for the search handler."""
     return b"".join((b"HTTP/1.1 200 OK\r\nX-Cache: ", cache.encode(), b"\r\nX-Request-ID: ",
@@ -231,18 +246,18 @@ class FastHitProtocol(GuardedProtocol):
             if end < 0:
                 break
             head = data[start:end]
-            if head.startswith(POST_LINE):
-                if self._posts_on and self._post_whole(data, start, end, arrived, answered):
-                    return b""
-                break
-            line = request_query(head)
-            if line is None:
-                break
-            query = plain_query(line[0])
-            if query is None:
-                break
-            fields = bearer_and_id(head, line[1])
-            if fields is None or ctx.tokens.cached(fields[0]) is None:
+            parsed: tuple[SearchQuery, str, str | None] | None = _HEADS.get(head)
+            if parsed is None:
+                if head.startswith(POST_LINE):
+                    if self._posts_on and self._post_whole(data, start, end, arrived, answered):
+                        return b""
+                    break
+                parsed = parse_head(head)
+                if parsed is None:
+                    break
+                remember_head(head, parsed)
+            query, token, request_id = parsed
+            if ctx.tokens.cached(token) is None:
                 break
             body = ctx.timeline.cached_page(query) if self._hits else None
             if body is None:
@@ -252,10 +267,10 @@ class FastHitProtocol(GuardedProtocol):
                 answered = []
                 self._held = data[end + 4:]
                 self._lean = asyncio.get_running_loop().create_task(
-                    self._search(query, fields[1], data[start:end + 4], arrived))
+                    self._search(query, request_id, data[start:end + 4], arrived))
                 self._posting = False
                 return b""
-            answered.append(response(body, ctx.request_id(fields[1])))
+            answered.append(response(body, ctx.request_id(request_id)))
             start = end + 4
         self._write(answered, arrived)
         return data[start:] if start else data
@@ -323,10 +338,7 @@ class FastHitProtocol(GuardedProtocol):
             self.transport.write(b"".join(answered))
             metrics = self.app.ctx.metrics
             if metrics is not None:
-                seconds = monotonic() - arrived
-                for _ in answered:
-                    metrics.observe(ROUTE, "GET", 200, seconds, "HIT")
-                metrics.fast_hits += len(answered)
+                metrics.observe_fast_hits(ROUTE, len(answered), monotonic() - arrived)
 
     async def _search(self, query: SearchQuery, request_id: str | None, raw: bytes, arrived: float) -> None:
         """A lean search: the timeline's answer written as the handler's; any error to Sanic."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from service import fastpath
 from service.fastpath import (
     bearer_and_id,
     created,
     header_fields,
     parse_head,
     plain_query,
+    remember_head,
     request_query,
     response,
 )
+from service.metrics import Metrics
 
 HEAD = b"GET /api/v1/search-tweets?tag=python&page=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc.def\r\n"
 
@@ -101,3 +106,35 @@ def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
     for off in ({"USE_FAST_HITS": "false", **lean_off}, {"CACHE_ENABLED": "false", **lean_off},
                 {"LOCAL_CACHE_TTL": "0", **lean_off}, {"ACCESS_LOG": "true"}):
         assert protocol(Settings.from_env(off)) is GuardedProtocol, off
+
+
+def test_a_search_head_is_remembered_only_without_a_request_id_and_within_bounds() -> None:
+    fastpath._HEADS.clear()
+    plain = HEAD.rstrip(b"\r\n")
+    parsed = parse_head(plain)
+    assert parsed is not None
+    remember_head(plain, parsed)
+    assert fastpath._HEADS[plain] == parsed  # the same query, token and no request id
+    with_id = plain + b"\r\nX-Request-ID: r-1"
+    remember_head(with_id, parse_head(with_id))  # type: ignore[arg-type]
+    long = plain + b"\r\nX-Pad: " + b"p" * fastpath.MAX_REMEMBERED_HEAD
+    remember_head(long, parse_head(long))  # type: ignore[arg-type]
+    assert list(fastpath._HEADS) == [plain]
+    for i in range(fastpath.MAX_HEADS + 1):  # bounded: full, it starts again
+        other = plain + f"\r\nX-N: {i}".encode()
+        remember_head(other, parse_head(other))  # type: ignore[arg-type]
+    assert 0 < len(fastpath._HEADS) <= fastpath.MAX_HEADS and plain not in fastpath._HEADS
+    fastpath._HEADS.clear()
+
+
+def test_fast_hits_counted_together_equal_each_counted_alone(tmp_path: Path) -> None:
+    together, alone = Metrics(tmp_path), Metrics(tmp_path)
+    for seconds in (0.0004, 0.003, 0.2):
+        together.observe_fast_hits("api/v1/search-tweets", 3, seconds)
+        for _ in range(3):
+            alone.observe("api/v1/search-tweets", "GET", 200, seconds, "HIT")
+    assert together.requests == alone.requests and together.cache == alone.cache
+    assert together.latency.keys() == alone.latency.keys()
+    for route, row in together.latency.items():
+        assert row[:-1] == alone.latency[route][:-1] and abs(row[-1] - alone.latency[route][-1]) < 1e-9
+    assert together.fast_hits == 9
