@@ -44,7 +44,7 @@ LOGIN_CONNECTIONS = 16
 # Each tuning and the setting that switches it off.
 ABLATIONS: dict[str, dict[str, str]] = {
     "protocol fast path off (cached searches through Sanic)": {"USE_FAST_HITS": "false"},
-    "responses finished by a Sanic middleware (not the protocol)": {"FINISH_IN_PROTOCOL": "false"},
+    "responses finished by a Sanic middleware and written by Sanic (not the protocol)": {"FINISH_IN_PROTOCOL": "false"},
     "lean search off (searches not cached in the worker through Sanic)": {"USE_LEAN_SEARCH": "false"},
     "lean post off (posts through Sanic)": {"USE_LEAN_POST": "false"},
     "lean pool off (asyncpg's acquire and release)": {"USE_LEAN_POOL": "false"},
@@ -64,7 +64,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "metrics off": {"METRICS_ENABLED": "false"},
 }
 # Where a tuning is not on an endpoint's path at all, it is not measured there.
-NOT_ON_PATH = {("responses finished by a Sanic middleware (not the protocol)", "hit"),
+NOT_ON_PATH = {("responses finished by a Sanic middleware and written by Sanic (not the protocol)", "hit"),
                ("lean search off (searches not cached in the worker through Sanic)", "hit"),
                ("lean search off (searches not cached in the worker through Sanic)", "post"),
                ("protocol fast path off (cached searches through Sanic)", "miss"),

@@ -146,7 +146,7 @@ def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
     return None if query is None or fields is None else (query, *fields)
 
 
-_HEADS: dict[bytes, tuple[SearchQuery, str, None]] = {}  # search head -> what parse_head made of it
+KNOWN_HEADS: dict[bytes, tuple[SearchQuery, str, None]] = {}  # search head -> what parse_head made of it
 MAX_HEADS, MAX_REMEMBERED_HEAD = 1024, 1024
 
 
@@ -156,9 +156,9 @@ def remember_head(head: bytes, parsed: tuple[SearchQuery, str, str | None]) -> N
     new) and of a bounded size, at most MAX_HEADS of them."""
     query, token, request_id = parsed
     if request_id is None and len(head) <= MAX_REMEMBERED_HEAD:
-        if len(_HEADS) >= MAX_HEADS:
-            _HEADS.clear()
-        _HEADS[head] = (query, token, None)
+        if len(KNOWN_HEADS) >= MAX_HEADS:
+            KNOWN_HEADS.clear()
+        KNOWN_HEADS[head] = (query, token, None)
 
 
 def response(body: bytes, request_id: str, cache: str = "HIT", keep_alive: bool = True) -> bytes:
@@ -246,7 +246,7 @@ class FastHitProtocol(GuardedProtocol):
             if end < 0:
                 break
             head = data[start:end]
-            parsed: tuple[SearchQuery, str, str | None] | None = _HEADS.get(head)
+            parsed: tuple[SearchQuery, str, str | None] | None = KNOWN_HEADS.get(head)
             if parsed is None:
                 if head.startswith(POST_LINE):
                     if self._posts_on and self._post_whole(data, start, end, arrived, answered):

@@ -129,8 +129,9 @@ class Settings:
     # A post whose body has arrived whole, with a verified token, answered at the protocol too
     # (service/fastpath.py); off: through Sanic.
     use_lean_post: bool = True
-    # Each response finished (request id, metrics, drain) as the protocol writes its head
-    # (service/connections.py) instead of by a Sanic response middleware.
+    # Each response finished (request id, metrics, drain) as the protocol writes its head, and a
+    # whole response's head written in one step (service/connections.py), instead of by a Sanic
+    # response middleware and Sanic's header formatting.
     finish_in_protocol: bool = True
     # The cache's request-path commands through the lean pipelined client (service/cache/wire.py)
     # instead of redis-py (which keeps pub/sub, SCAN and administration either way).

@@ -109,22 +109,22 @@ def test_the_fast_protocol_runs_only_where_it_can_answer() -> None:
 
 
 def test_a_search_head_is_remembered_only_without_a_request_id_and_within_bounds() -> None:
-    fastpath._HEADS.clear()
+    fastpath.KNOWN_HEADS.clear()
     plain = HEAD.rstrip(b"\r\n")
     parsed = parse_head(plain)
     assert parsed is not None
     remember_head(plain, parsed)
-    assert fastpath._HEADS[plain] == parsed  # the same query, token and no request id
+    assert fastpath.KNOWN_HEADS[plain] == parsed  # the same query, token and no request id
     with_id = plain + b"\r\nX-Request-ID: r-1"
     remember_head(with_id, parse_head(with_id))  # type: ignore[arg-type]
     long = plain + b"\r\nX-Pad: " + b"p" * fastpath.MAX_REMEMBERED_HEAD
     remember_head(long, parse_head(long))  # type: ignore[arg-type]
-    assert list(fastpath._HEADS) == [plain]
+    assert list(fastpath.KNOWN_HEADS) == [plain]
     for i in range(fastpath.MAX_HEADS + 1):  # bounded: full, it starts again
         other = plain + f"\r\nX-N: {i}".encode()
         remember_head(other, parse_head(other))  # type: ignore[arg-type]
-    assert 0 < len(fastpath._HEADS) <= fastpath.MAX_HEADS and plain not in fastpath._HEADS
-    fastpath._HEADS.clear()
+    assert 0 < len(fastpath.KNOWN_HEADS) <= fastpath.MAX_HEADS and plain not in fastpath.KNOWN_HEADS
+    fastpath.KNOWN_HEADS.clear()
 
 
 def test_fast_hits_counted_together_equal_each_counted_alone(tmp_path: Path) -> None:
