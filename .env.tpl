@@ -128,6 +128,9 @@ USE_LEAN_POST=true
 # An idle PostgreSQL connection taken from the pool and given back at once, without asyncpg's
 # per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd).
 USE_LEAN_POOL=true
+# DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (a connection lent past
+# it is closed: its statement fails as on a lost connection) instead of a timer per statement.
+USE_DEADLINE_WATCH=true
 # Each response's request id, metrics and drain done as the protocol writes its head, instead of by
 # a Sanic response middleware, and a whole response's head written in one step (same bytes, headers
 # and counts; cheaper per request).

@@ -48,6 +48,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "lean search off (searches not cached in the worker through Sanic)": {"USE_LEAN_SEARCH": "false"},
     "lean post off (posts through Sanic)": {"USE_LEAN_POST": "false"},
     "lean pool off (asyncpg's acquire and release)": {"USE_LEAN_POOL": "false"},
+    "deadline watch off (asyncpg's timer per statement)": {"USE_DEADLINE_WATCH": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     # The lean client always parses with hiredis: this row is redis-py with its pure-Python parser,

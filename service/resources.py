@@ -24,7 +24,7 @@ from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.database import Database, Replica
-from service.db.pool import PoolStats, begin_statement, create_pool
+from service.db.pool import Deadlines, PoolStats, begin_statement, create_pool
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
@@ -39,7 +39,7 @@ class Resources:
     wire: WireClient | None  # the cache's request-path commands (USE_WIRE_CLIENT)
     local: LocalCache | None
     feed: Feed | None
-    tasks: tuple[asyncio.Task[None], ...]  # the invalidation feed
+    tasks: tuple[asyncio.Task[None], ...]  # the invalidation feed, the statement deadline watch
     passwords: Passwords
     tokens: Tokens
     accounts: Accounts
@@ -54,11 +54,12 @@ async def open_resources(settings: Settings) -> Resources:
     chosen = codec(settings.use_orjson)
     pool = await create_pool(settings, settings.database_url)
     begin, stats = begin_statement(settings), PoolStats()
+    watch = Deadlines(settings.db_command_timeout) if settings.use_deadline_watch else None
     replica = None
     if settings.replica_database_url:
         replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
-                          settings.db_acquire_timeout, begin, stats)
-    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool)
+                          settings.db_acquire_timeout, begin, stats, watch)
+    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool, watch)
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.
@@ -100,7 +101,7 @@ async def open_resources(settings: Settings) -> Resources:
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json)
     loop = asyncio.get_running_loop()
-    tasks = (loop.create_task(feed.run()),) if feed is not None else ()
+    tasks = tuple(loop.create_task(job.run()) for job in (feed, watch) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
 

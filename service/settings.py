@@ -73,6 +73,9 @@ class Settings:
     # An idle connection taken and given back at once, without asyncpg's per-use timeout context
     # and shielded release task (service/db/pool.py); off: asyncpg's acquire and release.
     use_lean_pool: bool = True
+    # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
+    # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
+    use_deadline_watch: bool = True
     # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
     redis_socket_timeout: float = 0.25
     redis_connect_timeout: float = 0.25

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from service.db.pool import PooledConnection, PoolStats
+from service.db.pool import Deadlines, PooledConnection, PoolStats
 
 log = logging.getLogger(__name__)
 PRIMARY_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
@@ -62,13 +62,13 @@ class Replica:
     """The replica's pool and the two positions compared for each search."""
 
     def __init__(self, primary: asyncpg.Pool, pool: asyncpg.Pool, timeout: float, begin: str | None,
-                 stats: PoolStats) -> None:
+                 stats: PoolStats, watch: Deadlines | None = None) -> None:
         self.pool = pool
         self._paused_until = 0.0
 
         def reader(target: asyncpg.Pool, sql: str) -> Callable[[], Awaitable[int]]:
             async def read() -> int:
-                async with PooledConnection(target, timeout, begin, stats) as conn:
+                async with PooledConnection(target, timeout, begin, stats, watch=watch) as conn:
                     return int(await conn.fetchval(sql))
             return read
 
@@ -95,21 +95,26 @@ class Database:
     the cache (the replica when caught up)."""
 
     def __init__(self, primary: asyncpg.Pool, acquire_timeout: float, begin: str | None = None,
-                 replica: Replica | None = None, stats: PoolStats | None = None, lean: bool = False) -> None:
+                 replica: Replica | None = None, stats: PoolStats | None = None, lean: bool = False,
+                 watch: Deadlines | None = None) -> None:
         self.primary = primary
         self.replica = replica
         self.stats = stats if stats is not None else PoolStats()
         self._timeout = acquire_timeout
         self._begin = begin
         self._lean = lean
+        self._watch = watch
 
     def connection(self) -> PooledConnection:
-        return PooledConnection(self.primary, self._timeout, self._begin, self.stats, self._lean)
+        return self._lend(self.primary)
+
+    def _lend(self, pool: asyncpg.Pool) -> PooledConnection:
+        return PooledConnection(pool, self._timeout, self._begin, self.stats, self._lean, self._watch)
 
     async def reader(self) -> PooledConnection:
         if self.replica is not None:
             if await self.replica.caught_up():
                 self.stats.replica_reads += 1
-                return PooledConnection(self.replica.pool, self._timeout, self._begin, self.stats, self._lean)
+                return self._lend(self.replica.pool)
             self.stats.replica_behind_reads += 1
         return self.connection()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from time import perf_counter
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +63,9 @@ async def _keep_session(conn: object) -> None:
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """The worker's pool to `dsn`. With USE_DEADLINE_WATCH, statements carry no timer of their own:
+    the worker's Deadlines cuts what runs past DB_COMMAND_TIMEOUT (its connections must be lent
+    through PooledConnection with it)."""
     # Enforced by the server, so a slow query frees its backend and its pool connection (the
     # client-side command_timeout alone leaves the query running). Through a transaction pooler
     # a session setting would stay on whichever server connection took it: each transaction sets
@@ -72,7 +76,8 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     async def pool(min_size: int) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=settings.pool_max,
-            command_timeout=settings.db_command_timeout, max_inactive_connection_lifetime=300,
+            command_timeout=None if settings.use_deadline_watch else settings.db_command_timeout,
+            max_inactive_connection_lifetime=300,
             server_settings=session,
             # A pooler hands each transaction any server connection: no named statements.
             statement_cache_size=0 if settings.db_transaction_pooler else 1024,
@@ -123,15 +128,16 @@ class PooledConnection:
     back without asyncpg's per-use timeout context and shielded task (take_idle, give_back).
     A class rather than a generator-based context manager: it is on every request's path."""
 
-    __slots__ = ("_begin", "_conn", "_lean", "_pool", "_stats", "_timeout")
+    __slots__ = ("_begin", "_conn", "_lean", "_pool", "_stats", "_timeout", "_watch")
 
     def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None, stats: PoolStats,
-                 lean: bool = False) -> None:
+                 lean: bool = False, watch: Deadlines | None = None) -> None:
         self._pool = pool
         self._timeout = timeout
         self._begin = begin
         self._stats = stats
         self._lean = lean
+        self._watch = watch
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         stats = self._stats
@@ -149,6 +155,8 @@ class PooledConnection:
                 stats.waiting -= 1
                 stats.acquires += 1
                 stats.wait_seconds += perf_counter() - began
+        if self._watch is not None:
+            self._watch.lend(self._conn)
         if self._begin is not None:
             try:
                 await self._conn.execute(self._begin)
@@ -170,8 +178,45 @@ class PooledConnection:
             if kind is None:  # a failed COMMIT: the request must not be acknowledged
                 raise
         finally:
+            if self._watch is not None:
+                self._watch.back(conn)
             if not (self._lean and give_back(conn)):
                 await self._pool.release(conn)
+
+
+class Deadlines:
+    """DB_COMMAND_TIMEOUT kept by one watch per worker (USE_DEADLINE_WATCH) instead of asyncpg's
+    command_timeout, which sets and cancels a timer for every statement: each connection lent is
+    noted with its deadline, and every `period` seconds any still lent past it is terminated, so
+    its statement fails as on a lost connection (503; a post's outcome unknown, as after asyncpg's
+    timeout). A use of a connection is a statement or two, so the deadline counts from the lending;
+    a statement is cut between DB_COMMAND_TIMEOUT and `period` later."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.period = min(0.5, timeout / 4)
+        self._lent: dict[int, tuple[float, PoolConnectionProxy[asyncpg.Record]]] = {}
+
+    def lend(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._lent[id(conn)] = (monotonic() + self.timeout, conn)
+
+    def back(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._lent.pop(id(conn), None)
+
+    def cut_overdue(self) -> int:
+        now = monotonic()
+        overdue = [conn for deadline, conn in self._lent.values() if deadline < now]
+        for conn in overdue:
+            self._lent.pop(id(conn), None)
+            log.warning("a PostgreSQL connection lent for over %g s (DB_COMMAND_TIMEOUT): closed",
+                        self.timeout)
+            _terminate(conn)
+        return len(overdue)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            self.cut_overdue()
 
 
 # The lean pool path: what asyncpg 0.32's Pool._acquire / PoolConnectionHolder.acquire and

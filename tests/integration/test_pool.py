@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from service.db.pool import PooledConnection, PoolStats, create_pool, give_back, take_idle
+from service.db.pool import (
+    Deadlines,
+    PooledConnection,
+    PoolStats,
+    create_pool,
+    give_back,
+    take_idle,
+    unavailable,
+)
 from service.settings import Settings
+from tests.proxy import Proxy
 
 
 def run(settings: Settings, dsn: str, scenario: Callable[[asyncpg.Pool], Awaitable[Any]],
@@ -144,3 +155,53 @@ def test_a_closing_pool_is_left_to_asyncpg(settings: Settings, urls: tuple[str, 
                 pass
 
     run(settings, urls[0], scenario, size=1, min_size=1)
+
+
+def test_a_statement_the_server_never_answers_is_cut_by_the_deadline_watch(settings: Settings,
+                                                                           urls: tuple[str, str]) -> None:
+    """USE_DEADLINE_WATCH: statements carry no timer; a connection lent past DB_COMMAND_TIMEOUT is
+    closed by the worker's watch, its statement failing as on a lost connection (503), and the
+    pool serves again once the server answers."""
+    parts = urlsplit(urls[0])
+    proxy = Proxy(parts.port or 5432)
+    credentials = parts.netloc.rpartition("@")[0]
+    dsn = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    quick = dataclasses.replace(settings, db_command_timeout=0.6, db_statement_timeout=0.5,
+                                use_deadline_watch=True)
+
+    async def scenario(pool: asyncpg.Pool) -> tuple[float, BaseException | None, int]:
+        watch = Deadlines(quick.db_command_timeout)
+        job = asyncio.create_task(watch.run())
+        try:
+            async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True, watch=watch) as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+            proxy.blackhole = True  # the server never sees the next statement
+            began, error = time.monotonic(), None
+            try:
+                async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True, watch=watch) as conn:
+                    await conn.fetchval("SELECT 2")
+            except Exception as exc:
+                error = exc
+            waited = time.monotonic() - began
+            proxy.blackhole = False
+            async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True, watch=watch) as conn:
+                return waited, error, await conn.fetchval("SELECT 3")
+        finally:
+            job.cancel()
+
+    try:
+        waited, error, later = asyncio.run(asyncio.wait_for(scenario_on(quick, dsn, scenario), 20))
+    finally:
+        proxy.close()
+    assert error is not None and unavailable(error), repr(error)
+    assert 0.6 <= waited < 0.6 + 0.6, waited  # cut after the deadline, within a period of the watch
+    assert later == 3
+
+
+async def scenario_on(settings: Settings, dsn: str,
+                      scenario: Callable[[asyncpg.Pool], Awaitable[Any]]) -> Any:
+    pool = await create_pool(dataclasses.replace(settings, db_pool_min=1, db_pool_max=2), dsn)
+    try:
+        return await scenario(pool)
+    finally:
+        pool.terminate()
