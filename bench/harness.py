@@ -213,15 +213,24 @@ def stack_processes(which: str) -> list[psutil.Process]:
         return []
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    """Each process's CPU seconds so far (user + system); processes already gone left out."""
+    out = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = t.user + t.system
         except psutil.Error:
             pass
-    return total
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a changing set of processes used between two readings: each process still there
+    counts its growth, one started since all of its time; one gone since is left out (its last
+    moments are lost, rather than its whole past subtracted: a PostgreSQL backend closing during a
+    run once made a path's PostgreSQL µs negative)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def token(url: str, user: str = "bench_1") -> str:
@@ -285,12 +294,13 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
         ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(WRK_DIR / script), server.url]
     procs, pg, rd = server.processes(), stack_processes("postgres"), stack_processes("redis")
-    cpu_before, pg_before, rd_before = cpu_seconds(procs), cpu_seconds(pg), cpu_seconds(rd)
+    cpu_before, pg_before, rd_before = cpu_by_pid(procs), cpu_by_pid(pg), cpu_by_pid(rd)
     started = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(procs) - cpu_before
-    pg_cpu, rd_cpu = cpu_seconds(stack_processes("postgres")) - pg_before, cpu_seconds(rd) - rd_before
+    cpu = cpu_used(cpu_before, cpu_by_pid(procs))
+    pg_cpu = cpu_used(pg_before, cpu_by_pid(stack_processes("postgres")))
+    rd_cpu = cpu_used(rd_before, cpu_by_pid(stack_processes("redis")))
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     data: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",

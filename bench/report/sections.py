@@ -119,8 +119,17 @@ def targets(r: Results) -> list[str]:
         share = r.run(path)["rps"] / ceiling[path]["rps"]
         rows.append([f"{path} / its statements' ceiling", f"≥ {goal:.0%}", f"{share:.1%}",
                      "service median, one ceiling run", at_least(share, goal)])
-    return ["## Targets", "",
-            table(["target", "goal", "measured (median)", "noise: rounds, per-round range", ""], rows)]
+    out = ["## Targets", "",
+           table(["target", "goal", "measured (median)", "noise: rounds, per-round range", ""], rows)]
+    bare = r.http.get("bare_floor", {}).get("cpu_us_per_request")
+    ours = r.default["floor"].get("cpu_us_per_request")
+    if bare and ours:
+        out += ["", f"/ping against a bare Sanic app: the service's server spends {ours['server']:,.0f} µs a "
+                f"request, the bare app {bare['server']:,.0f} µs; the difference is what the service adds to "
+                "every route it leaves to Sanic: the request id, the request counted and timed, the whole-"
+                "request deadline and connection bound, the protocol's look for a search or a post "
+                "(the floor's profile: bench/profile.py)."]
+    return out
 
 
 def ceiling(r: Results) -> list[str]:
@@ -219,11 +228,64 @@ def peers(r: Results) -> list[str]:
                 [path, *[claim(r.run(path)["rps"] / runs["cache off" if path == "bypass" else "default"][path]["rps"],
                                peer_goal(name, path)) for name, runs in stacks.items()]]
                 for path in PEER_PATHS if path != "floor"])]
+    out += shortfalls(r)
     for name, runs in stacks.items():
         out += ["", f"{name}:", "",
                 table(ENDPOINT_HEAD, endpoint_rows(runs["default"], runs["default"]["floor"]["rps"])), "",
                 table(ENDPOINT_HEAD, endpoint_rows(runs["cache off"], runs["cache off"]["floor"]["rps"]))]
     return out
+
+
+# What would move a path further, where a goal against a peer is not met yet.
+LEVERS = {
+    "hit": "a cached search is already answered from bytes at the protocol; what is left per request is "
+           "mostly the kernel's (a receive, a send and the event loop's poll: the hit's profile above), so "
+           "the next lever is fewer system calls per request or the request's parsing in compiled code",
+    "miss": "a miss is three round trips (the Redis read, the window query, the fill script), each a send "
+            "and a receive; the next lever is asyncpg's per-statement path (its Python layers around the "
+            "protocol: the miss's profile above)",
+    "bypass": "the next lever is asyncpg's per-statement path (the bypass's profile above)",
+    "post": "the next lever is the invalidation feed hearing the worker's own message (redis-py's pub/sub "
+            "parsing on every post) and asyncpg's per-statement path",
+    "deep_offset": "the next lever is PostgreSQL's work: an offset page walks every row before it",
+    "deep_keyset": "the next lever is PostgreSQL's work and asyncpg's per-statement path",
+}
+
+
+def shortfalls(r: Results) -> list[str]:
+    """For each goal against a peer not met yet: the measured reason (server and PostgreSQL CPU per
+    request on both stacks) and the next lever."""
+    lines = []
+    for name, runs in r.http["peer"].items():
+        for path in PEER_PATHS:
+            if path == "floor":
+                continue
+            peer_run = runs["cache off" if path == "bypass" else "default"].get(path)
+            ours, goal = r.run(path), peer_goal(name, path)
+            if not peer_run or "cpu_us_per_request" not in peer_run or ours["rps"] / peer_run["rps"] >= goal:
+                continue
+            mine, theirs = ours["cpu_us_per_request"], peer_run["cpu_us_per_request"]
+            others = mine["postgres"] + mine["redis"]
+            # With the server costing nothing, the cores would still run PostgreSQL and Redis.
+            best = r.cores * 1e6 / others / peer_run["rps"] if others > 0 else float("inf")
+            if best < goal:  # out of the server's reach
+                why = (f"PostgreSQL and Redis spend {others:,.0f} µs a request, our server {mine['server']:,.0f}, "
+                       f"{name}'s {theirs['server']:,.0f}: on {r.cores} shared cores, even a server costing "
+                       f"nothing would reach {best:.2f}x {name}'s {peer_run['rps']:,.0f} req/s")
+            elif mine["server"] <= theirs["server"] / goal:
+                why = (f"our server spends {mine['server']:,.0f} µs a request, under {1 / goal:.0%} of "
+                       f"{name}'s {theirs['server']:,.0f}, so its code is not what holds the path: it is "
+                       f"bound by {binding(ours, r.cores)}")
+            else:
+                why = (f"our server spends {mine['server']:,.0f} µs a request, {name}'s {theirs['server']:,.0f} "
+                       f"(PostgreSQL {mine['postgres']:,.0f}, Redis {mine['redis']:,.0f}); {goal:g}x needs "
+                       f"about {theirs['server'] / goal:,.0f} µs where the server's core is the bound")
+            lines.append(f"- {path} against {name}: {ours['rps'] / peer_run['rps']:.2f}x (goal {goal:g}x). "
+                         f"{why}. {LEVERS[path][0].upper() + LEVERS[path][1:]}.")
+    if not lines:
+        return []
+    return ["", "Where a goal is not met yet, the measured reason and the next lever (CPU per request as "
+            "in the tables above, same run):", "", *lines]
 
 
 def worker_counts(r: Results, plot_dir: str) -> list[str]:

@@ -163,3 +163,31 @@ def test_sanics_own_shutdown_races_are_told_from_the_services_errors() -> None:
     assert traceback_kind(SERVICE_BUG) == "service"  # any frame of the service's own code counts
     elsewhere = SANIC_WAIT_RACE.replace("_get_process_states", "_something_else")
     assert traceback_kind(elsewhere) == "service"  # Sanic failing elsewhere is not this race
+
+
+def test_each_goal_missed_against_a_peer_gets_its_measured_reason_and_a_lever() -> None:
+    from bench.report.results import Results
+    from bench.report.sections import PEER_PATHS, shortfalls
+
+    def run(rps: float, server: float, postgres: float, busy: float = 95) -> dict[str, object]:
+        return {"rps": rps, "server_cpu_pct": busy,
+                "cpu_us_per_request": {"server": server, "postgres": postgres, "redis": 10.0}}
+
+    ours = {p: run(1000, 100, 100) for p in PEER_PATHS}
+    ours["miss"] = run(900, 500, 100)  # the server's core: more µs than the peer's
+    ours["deep_offset"] = run(500, 300, 2500, busy=40)  # PostgreSQL: out of the server's reach
+    ours["deep_keyset"] = run(800, 200, 900, busy=60)  # cheaper than the peer, bound by both cores
+    peer = {p: run(1000, 100, 100) for p in PEER_PATHS}
+    peer["hit"] = run(100, 1000, 0)  # a goal met: not listed
+    peer["deep_keyset"] = run(900, 450, 900)
+    http = {"endpoints": {"default": ours, "cache off": ours}, "facts": {"machine": {"cores": 2}},
+            "peer": {"node": {"default": peer, "cache off": peer}}}
+    r = Results(quick=False, http=http, micro={}, profile=None, detection=None, soak=None, instances=None,
+                scale=None, chaos=None, chaos_pooled=None, injected=None, history=[])
+    lines = {line.split(":")[0]: line for line in shortfalls(r) if line.startswith("- ")}
+    assert set(lines) == {"- miss against node", "- deep_offset against node", "- deep_keyset against node"}
+    assert "1x needs about 100 µs where the server's core is the bound" in lines["- miss against node"]
+    assert "even a server costing nothing would reach 0.80x" in lines["- deep_offset against node"]
+    held = "its code is not what holds the path: it is bound by both cores"
+    assert held in lines["- deep_keyset against node"]
+    assert all(line.rstrip().endswith(".") and "lever" in line for line in lines.values())
