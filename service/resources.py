@@ -109,6 +109,8 @@ async def open_resources(settings: Settings) -> Resources:
 async def close_resources(res: Resources, seconds: float = 5.0) -> None:
     """Close everything, each step bounded: a worker that is stopping must not hang on a
     connection left in a bad state by an outage."""
+    if res.feed is not None:
+        res.feed.close()
     for task in res.tasks:  # the feed first: losing it would start a repair
         task.cancel()
     if res.tasks:

@@ -224,3 +224,19 @@ def test_posts_right_after_redis_comes_back_are_seen_by_the_other_worker(
     stale = [s for s in seen if s[2] < s[1]]
     assert not stale, stale[:5]
     assert seen[-1][3] in ("HIT", "MISS"), "b never used the cache again"
+
+
+def test_a_closed_feed_stops_by_itself_within_a_heartbeat(settings: Settings) -> None:
+    """close() alone ends the feed's task (a cancel can be swallowed inside redis-py's timed read,
+    and the worker's stop then waited out close_resources' 5 s)."""
+    async def scenario() -> float:
+        async with workers(settings, n=1) as (w,):
+            assert w.feed is not None
+            following = w.tasks[0]  # the feed's task (open_resources starts it first)
+            began = time.monotonic()
+            w.feed.close()  # no cancel
+            done, _ = await asyncio.wait([following], timeout=5)
+            assert following in done
+            return time.monotonic() - began
+
+    assert asyncio.run(scenario()) < 1.0
