@@ -188,7 +188,7 @@ def test_each_goal_missed_against_a_peer_gets_its_measured_reason_and_a_lever() 
     assert set(lines) == {"- miss against node", "- deep_offset against node", "- deep_keyset against node"}
     assert "1x needs about 100 µs; the path is bound by the server's core" in lines["- miss against node"]
     assert "even a server costing nothing would reach 0.80x" in lines["- deep_offset against node"]
-    held = "by CPU per request the goal holds (our server 200 µs a request, node's 450: 2.25x); the req/s " \
+    held = "By CPU per request the goal holds (our server 200 µs a request, node's 450: 2.25x); the req/s " \
            "fall short with the path bound by both cores"
     assert held in lines["- deep_keyset against node"]
     assert all(line.rstrip().endswith(".") and "lever" in line for line in lines.values())
