@@ -60,30 +60,23 @@ class Metrics:
         self.lean_searches = 0  # other searches answered there
         self.lean_posts = 0  # posts answered there
 
-    def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None) -> None:
-        """One answered request: a few dict updates, nothing else."""
+    def observe(self, route: str, method: str, status: int, seconds: float | None, cache: str | None,
+                n: int = 1) -> None:
+        """n answered requests alike (one, but for hits answered together): a few dict updates."""
         key = (route, method, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        self.requests[key] = self.requests.get(key, 0) + n
         if seconds is not None:
             row = self.latency.get(route)
             if row is None:
                 row = self.latency[route] = [0.0] * (len(BUCKETS) + 2)
-            row[bisect.bisect_left(BUCKETS, seconds)] += 1
-            row[-1] += seconds
+            row[bisect.bisect_left(BUCKETS, seconds)] += n
+            row[-1] += seconds * n
         if cache is not None:
-            self.cache[cache] = self.cache.get(cache, 0) + 1
+            self.cache[cache] = self.cache.get(cache, 0) + n
 
     def observe_fast_hits(self, route: str, n: int, seconds: float) -> None:
-        """n cached searches answered at the protocol together, each in `seconds`: counted as n
-        observe(route, "GET", 200, seconds, "HIT") calls would count them."""
-        key = (route, "GET", 200)
-        self.requests[key] = self.requests.get(key, 0) + n
-        row = self.latency.get(route)
-        if row is None:
-            row = self.latency[route] = [0.0] * (len(BUCKETS) + 2)
-        row[bisect.bisect_left(BUCKETS, seconds)] += n
-        row[-1] += seconds * n
-        self.cache["HIT"] = self.cache.get("HIT", 0) + n
+        """n cached searches answered at the protocol together, each in `seconds`."""
+        self.observe(route, "GET", 200, seconds, "HIT", n)
         self.fast_hits += n
 
     def flush(self) -> None:
