@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -20,8 +21,10 @@ from typing import Any
 from bench import ceiling, http1
 from bench.facts import facts
 from bench.harness import (
+    BENCH_ENV,
     HOT_TAG,
     BalancerServer,
+    Loaded,
     Server,
     bench_settings,
     cpus,
@@ -104,31 +107,29 @@ class Plan:
 
 def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> dict[str, dict[str, Any]]:
     """One server for the config; endpoints measured in interleaved rounds; medians kept."""
-    server_cpu, load_cpu = cpus()
-    env = {**config.env, "WORKERS": str(config.workers)}
-    if config.workers > 1 or config.instances or config.shared_cpus:
-        server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
-    command = None
-    if config.peer:
-        command, extra = peers.command(config.peer, bench_settings(), config.workers)
-        env.update(extra)
-    server: Server | BalancerServer
-    if config.instances:
-        server = BalancerServer(config.instances, env)
-    else:
-        server = Server(env, server_cpu, command) if command else Server(env, server_cpu)
-    samples: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
-    cold = {"cursor": 0}
+    return measure_together([(config, endpoints)], plan, rounds)[0]
 
-    def run(endpoint: str, seconds: float) -> dict[str, Any]:
+
+def measure_together(members: list[tuple[Config, list[str]]], plan: Plan, rounds: int) -> list[dict[str, dict[str, Any]]]:
+    """A server for each config, all running at once on the same CPUs (each on its own port); in
+    every round each endpoint is loaded on each server in turn, so the ratios between them come from
+    the same minutes of a noisy machine, not from runs minutes apart. Medians kept, per member."""
+    servers = [server_for(config, i) for i, (config, _) in enumerate(members)]
+    bearers: list[str] = []
+    samples: list[dict[str, list[dict[str, Any]]]] = [{e: [] for e in endpoints} for _, endpoints in members]
+    cold = {"cursor": 0}  # one sequence of cold tags for all: no server sees another's tag warm
+    order = list(dict.fromkeys(e for _, endpoints in members for e in endpoints))
+
+    def run(i: int, endpoint: str, seconds: float) -> dict[str, Any]:
         """One wrk run, with what the service's /metrics counted during it (not for peers)."""
+        config, (server, load_cpu) = members[i][0], servers[i]
         settle = config.workers > 1
         before = None if config.peer else try_scrape(server.metrics_urls, settle)
-        result = load(endpoint, seconds)
+        result = load(server, bearers[i], load_cpu, endpoint, seconds)
         result["metrics"] = between(before, None if config.peer else try_scrape(server.metrics_urls, settle))
         return result
 
-    def load(endpoint: str, seconds: float) -> dict[str, Any]:
+    def load(server: Loaded, bearer: str, load_cpu: str | None, endpoint: str, seconds: float) -> dict[str, Any]:
         if endpoint == "login":  # within the hashing admission bound (HASH_THREADS + HASH_QUEUE):
             # more concurrent logins are shed with 503 at once, which would count as throughput
             return wrk(server, endpoint, seconds, bearer, load_cpu, connections=LOGIN_CONNECTIONS)
@@ -142,21 +143,57 @@ def measure(config: Config, endpoints: list[str], plan: Plan, rounds: int) -> di
         cold["cursor"] += result["requests"] + 64
         return result
 
-    with server:
-        bearer = signed_token() if config.peer else token(server.url)
-        for endpoint in endpoints:
-            run(endpoint, plan.warmup)
+    def each(endpoint: str) -> list[int]:
+        return [i for i, (_, endpoints) in enumerate(members) if endpoint in endpoints]
+
+    with contextlib.ExitStack() as stack_:
+        for (config, _), (server, _) in zip(members, servers, strict=True):
+            stack_.enter_context(server)
+            bearers.append(signed_token() if config.peer else token(server.url))
+        for endpoint in order:
+            for i in each(endpoint):
+                run(i, endpoint, plan.warmup)
         for _ in range(rounds):
-            for endpoint in endpoints:
-                samples[endpoint].append(run(endpoint, plan.seconds))
-    setup = {"server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
-             "settings": {k: v for k, v in env.items() if k not in peers.SECRETS},
-             "seconds": plan.seconds, "rounds": rounds}
-    out = {endpoint: {**medians(runs), **setup} for endpoint, runs in samples.items()}
-    for endpoint, r in out.items():
-        log(f"  {config.label:<34} {endpoint:<11} {r['rps']:>8.0f} req/s  p99 {r['p99_ms']:.1f} ms  "
-            f"errors {r['errors']}")
-    return out
+            for endpoint in order:
+                for i in each(endpoint):
+                    samples[i][endpoint].append(run(i, endpoint, plan.seconds))
+    outs = []
+    for (config, _), (server, load_cpu), runs in zip(members, servers, samples, strict=True):
+        setup = {"server_cpus": server.cpus if isinstance(server, Server) else "0-1", "load_cpu": load_cpu or "shared",
+                 "settings": {k: v for k, v in server_env(config).items() if k not in peers.SECRETS},
+                 "seconds": plan.seconds, "rounds": rounds,
+                 "side_by_side_with": [c.label for c, _ in members if c is not config]}
+        out = {endpoint: {**medians(r), **setup} for endpoint, r in runs.items()}
+        for endpoint, r in out.items():
+            log(f"  {config.label:<34} {endpoint:<11} {r['rps']:>8.0f} req/s  p99 {r['p99_ms']:.1f} ms  "
+                f"errors {r['errors']}")
+        outs.append(out)
+    return outs
+
+
+def server_env(config: Config) -> dict[str, str]:
+    return {**config.env, "WORKERS": str(config.workers)}
+
+
+def server_for(config: Config, index: int) -> tuple[Server | BalancerServer, str | None]:
+    """(the config's server, not started yet; the load generator's CPU). Member `index` of a
+    side-by-side group listens on its own port."""
+    server_cpu, load_cpu = cpus()
+    env = server_env(config)
+    if config.workers > 1 or config.instances or config.shared_cpus:
+        server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
+    port = int(BENCH_ENV["PORT"]) + index
+    if config.peer:
+        command, extra = peers.command(config.peer, bench_settings(), config.workers, port)
+        env.update(extra)
+        return Server(env, server_cpu, command), load_cpu
+    if config.instances:
+        if index:
+            raise ValueError("instances behind HAProxy run alone")
+        return BalancerServer(config.instances, env), load_cpu
+    if index:
+        env["PORT"] = str(port)
+    return Server(env, server_cpu), load_cpu
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -286,24 +323,29 @@ def run(quick: bool) -> dict[str, Any]:
     # What the prose of RESULTS.md says of the runs is recorded with them (bench/report/).
     run_facts = facts(dsn, stack.urls(settings)[1], server_cpu=server_cpu, load_cpu=load_cpu,
                       connections=CONNECTIONS, seed=BENCH_SPEC.__dict__, login_connections=LOGIN_CONNECTIONS,
-                      hash_admission=settings.hash_threads + settings.hash_queue)
+                      hash_admission=settings.hash_threads + settings.hash_queue,
+                      side_by_side=True, db_pool_max=settings.pool_max)
     results: dict[str, Any] = {"facts": run_facts,
                                "plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
                                "peer": {}, "constant_rate": {}, "visibility": None}
     base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
-    log("endpoints, 1 worker")
-    results["endpoints"]["default"] = measure(base, ["floor", "hit", "miss", "post", "login", "deep_offset",
-                                                           "deep_keyset"], plan, plan.rounds)
-    results["endpoints"]["cache off"] = measure(cold, ["floor", "bypass"], plan, plan.rounds)
-    log("the framework's floor: /ping on a bare Sanic app (bench/peers/bare_sanic.py)")
-    results["bare_floor"] = measure(Config("bare Sanic", peer="bare-sanic"), ["floor"], plan, plan.rounds)["floor"]
-    for peer in peers.PEERS:
-        log(f"peer stack {peer}: over the same data, settings and cache design")
-        results["peer"][peer] = {
-            "default": measure(Config(peer, peer=peer), ["floor", "hit", "miss", "post", "deep_offset",
-                                                         "deep_keyset"], plan, plan.rounds),
-            "cache off": measure(Config(f"{peer} cache off", {"CACHE_ENABLED": "false"}, peer=peer),
-                                 ["floor", "bypass"], plan, plan.rounds)}
+    # The service, the bare Sanic app and each peer side by side: one server each, loaded in turn
+    # within every round, so each ours / peer ratio is of the same minutes.
+    log("endpoints, 1 worker, side by side with the bare Sanic app and the peer stacks")
+    paths = ["floor", "hit", "miss", "post", "deep_offset", "deep_keyset"]
+    together = measure_together(
+        [(base, [*paths[:4], "login", *paths[4:]]), (Config("bare Sanic", peer="bare-sanic"), ["floor"]),
+         *[(Config(peer, peer=peer), paths) for peer in peers.PEERS]], plan, plan.rounds)
+    results["endpoints"]["default"], results["bare_floor"] = together[0], together[1]["floor"]
+    log("cache off, side by side with the peer stacks' cache off")
+    off = {"CACHE_ENABLED": "false"}
+    together_off = measure_together(
+        [(cold, ["floor", "bypass"]),
+         *[(Config(f"{peer} cache off", off, peer=peer), ["floor", "bypass"]) for peer in peers.PEERS]],
+        plan, plan.rounds)
+    results["endpoints"]["cache off"] = together_off[0]
+    for i, peer in enumerate(peers.PEERS):
+        results["peer"][peer] = {"default": together[2 + i], "cache off": together_off[1 + i]}
     if plan.full:
         measure_full(results, plan, cold)
     log("constant rate at 50% of each endpoint's measured maximum")

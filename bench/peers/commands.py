@@ -49,21 +49,21 @@ def node_spec(settings: Settings) -> Path:
     return path
 
 
-def command(peer: str, settings: Settings, workers: int) -> tuple[list[str], dict[str, str]]:
-    """(the command, extra environment) that serves the peer on PORT."""
+def command(peer: str, settings: Settings, workers: int, port: int = PORT) -> tuple[list[str], dict[str, str]]:
+    """(the command, extra environment) that serves the peer on port."""
     if peer == "fastapi":
         return ([sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop", "--http",
                  "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024", "--port",
-                 str(PORT), "--workers", str(workers)], {"PORT": str(PORT)})
+                 str(port), "--workers", str(workers)], {"PORT": str(port)})
     if peer == "bare-sanic":
-        return [sys.executable, "-m", "bench.peers.bare_sanic"], {"PORT": str(PORT)}
+        return [sys.executable, "-m", "bench.peers.bare_sanic"], {"PORT": str(port)}
     if peer not in ("node", "gevent"):
         raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
     if workers != 1:
         raise ValueError(f"the {peer} peer runs one process")
     # Not the service: it cannot resolve the embedded stack itself, so it is handed the URLs.
     resolved = stack.resolve(settings)
-    env = {"PORT": str(PORT), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
+    env = {"PORT": str(port), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
            "TOKEN_SECRET": resolved.token_secret}
     if peer == "node":
         return [ensure_node(), str(NODE_DIR / "server.js")], {**env, "PEER_SPEC": str(node_spec(resolved))}

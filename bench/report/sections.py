@@ -82,7 +82,12 @@ def method(r: Results) -> list[str]:
             "Redis are not pinned. With 2 workers the server gets both CPUs and wrk shares them.",
             f"- Each configuration: a fresh server, {plan['warmup']} s warm-up per endpoint, then "
             f"{plan['rounds']} interleaved rounds of {plan['seconds']} s per endpoint (ablations and worker "
-            f"counts: {plan['ablation_rounds']}); medians reported, every round listed.",
+            f"counts: {plan['ablation_rounds']}); medians reported, every round listed." + (
+                " The service, the bare Sanic app and the peer stacks run side by side (one server each, on "
+                "the same CPU, each loaded in turn within every round), and so do their cache-off servers: "
+                "each ratio between them is of the same minutes of a shared machine. Every server's "
+                f"database pool holds at most {facts['db_pool_max']} connections, so that all fit in "
+                "PostgreSQL's 100." if facts.get("side_by_side") else ""),
             "- hit: GET /api/v1/search-tweets?tag=topic1 (the hottest tag), cache on. miss: a different cold "
             "tag on every request, cache on and flushed before each round, so every request takes the full "
             "fill path (Redis miss, version read, window query, fill script; X-Cache: MISS). bypass: the hot "
