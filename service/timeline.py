@@ -176,6 +176,8 @@ class Timeline:
     async def _search_cached(self, q: SearchQuery) -> tuple[bytes, str]:
         assert self._cache is not None
         offset = (q.page - 1) * q.page_size
+        if offset >= self._cache.size:  # past the newest cache.size tweets a tag's entry holds:
+            return await self._search_db(q), MISS  # no Redis round trip (nor a fill) can answer it
         try:
             page = await self._guard(self._cache.read(q.tag, offset, q.page_size, q.before_id))
         except CacheDown:

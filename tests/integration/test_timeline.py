@@ -99,3 +99,29 @@ def test_no_repair_outlives_a_closed_timeline(resolved: Settings) -> None:
 
     running = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert not [name for name in running if name.endswith("_repair_loop")], running
+
+
+def test_a_page_past_the_cached_window_goes_to_postgres_alone(resolved: Settings) -> None:
+    """An offset at or past CACHE_TAG_SIZE cannot be in a tag's entry: the page comes from
+    PostgreSQL, right, without a Redis read or a fill; a page within the window still fills it."""
+    async def scenario() -> tuple[list[int], list[int], int, int]:
+        s = dataclasses.replace(resolved, cache_prefix=unique("tl"), cache_tag_size=3, local_cache_ttl=0)
+        w = await open_resources(s)
+        try:
+            u = await user(w.pool)
+            tag = unique("deep")
+            ids = [ORJSON.loads(await w.timeline.post(u, NewTweet(f"t{i} #{tag}", [tag])))["id"] for i in range(5)]
+            assert w.redis is not None
+            key = f"{s.cache_prefix}:t:{tag}"
+            await w.redis.delete(key)
+            deep, state = await w.timeline.search(search_query({"tag": tag, "page": "2", "page_size": "3"}))
+            after_deep = await w.redis.exists(key)
+            await w.timeline.search(search_query({"tag": tag, "page": "1", "page_size": "3"}))
+            assert state == "MISS"
+            return ids, [t["id"] for t in ORJSON.loads(deep)["data"]], after_deep, await w.redis.exists(key)
+        finally:
+            await close_resources(w)
+
+    ids, deep, after_deep, after_first = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert deep == [ids[1], ids[0]]  # newest first: the 4th and 5th newest
+    assert after_deep == 0 and after_first == 1
