@@ -110,7 +110,8 @@ def test_a_page_past_the_cached_window_goes_to_postgres_alone(resolved: Settings
         try:
             u = await user(w.pool)
             tag = unique("deep")
-            ids = [ORJSON.loads(await w.timeline.post(u, NewTweet(f"t{i} #{tag}", [tag])))["id"] for i in range(5)]
+            posted = [await w.timeline.post(u, NewTweet(f"t{i} #{tag}", [tag])) for i in range(5)]
+            ids = [ORJSON.loads(body)["id"] for body in posted]
             assert w.redis is not None
             key = f"{s.cache_prefix}:t:{tag}"
             await w.redis.delete(key)
