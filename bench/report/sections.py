@@ -262,7 +262,7 @@ LEVERS = {
 def shortfalls(r: Results) -> list[str]:
     """For each goal against a peer not met yet: the measured reason (server and PostgreSQL CPU per
     request on both stacks) and the next lever."""
-    lines = []
+    lines, side_by_side = [], r.http["facts"].get("side_by_side", False)
     for name, runs in r.http["peer"].items():
         for path in PEER_PATHS:
             if path == "floor":
@@ -282,8 +282,8 @@ def shortfalls(r: Results) -> list[str]:
             elif mine["server"] <= theirs["server"] / goal:
                 why = (f"by CPU per request the goal holds (our server {mine['server']:,.0f} µs a request, "
                        f"{name}'s {theirs['server']:,.0f}: {theirs['server'] / mine['server']:.2f}x); the req/s "
-                       f"fall short with the path bound by {binding(ours, r.cores)}, and {name} measured on its "
-                       "own server minutes apart")
+                       f"fall short with the path bound by {binding(ours, r.cores)}"
+                       + ("" if side_by_side else f", and {name} measured on its own server minutes apart"))
             else:
                 why = (f"our server spends {mine['server']:,.0f} µs a request, {name}'s {theirs['server']:,.0f} "
                        f"(PostgreSQL {mine['postgres']:,.0f}, Redis {mine['redis']:,.0f}); {goal:g}x needs "
