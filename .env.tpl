@@ -50,6 +50,8 @@ DB_STATEMENT_TIMEOUT=4.0
 # state behind, so it is skipped unless this is true.
 DB_POOL_RESET=false
 DB_ACQUIRE_TIMEOUT=2.0
+# A pooled connection idle this many seconds is closed (down to DB_POOL_MIN).
+DB_IDLE_LIFETIME=300.0
 
 # redis-py timeouts and retries (its defaults can hang for seconds on a dead socket).
 REDIS_SOCKET_TIMEOUT=0.25
@@ -126,7 +128,8 @@ USE_LEAN_SEARCH=true
 # ACCESS_LOG.
 USE_LEAN_POST=true
 # An idle PostgreSQL connection taken from the pool and given back at once, without asyncpg's
-# per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd).
+# per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd),
+# and connections idle for DB_IDLE_LIFETIME closed by a sweep instead of a timer per release.
 USE_LEAN_POOL=true
 # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (a connection lent past
 # it is closed: its statement fails as on a lost connection) instead of a timer per statement.

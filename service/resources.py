@@ -24,7 +24,7 @@ from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.database import Database, Replica
-from service.db.pool import Deadlines, PoolStats, begin_statement, create_pool
+from service.db.pool import Deadlines, IdleSweep, PoolStats, begin_statement, create_pool
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
@@ -39,7 +39,7 @@ class Resources:
     wire: WireClient | None  # the cache's request-path commands (USE_WIRE_CLIENT)
     local: LocalCache | None
     feed: Feed | None
-    tasks: tuple[asyncio.Task[None], ...]  # the invalidation feed, the statement deadline watch
+    tasks: tuple[asyncio.Task[None], ...]  # the feed, the statement deadline watch, the idle sweep
     passwords: Passwords
     tokens: Tokens
     accounts: Accounts
@@ -60,6 +60,8 @@ async def open_resources(settings: Settings) -> Resources:
         replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
                           settings.db_acquire_timeout, begin, stats, watch)
     db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool, watch)
+    sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db_idle_lifetime) \
+        if settings.use_lean_pool else None
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
     cache = local = feed = wire = None
     # The feed calls back into the timeline, which is made after it.
@@ -101,7 +103,7 @@ async def open_resources(settings: Settings) -> Resources:
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json)
     loop = asyncio.get_running_loop()
-    tasks = tuple(loop.create_task(job.run()) for job in (feed, watch) if job is not None)
+    tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
 

@@ -70,8 +70,13 @@ class Settings:
     db_statement_timeout: float = 4.0
     db_pool_reset: bool = False  # asyncpg's reset query on every release; off: one round trip less
     db_acquire_timeout: float = 2.0
+    # A pooled connection idle this long is closed (down to DB_POOL_MIN), handing PostgreSQL its
+    # backend back after a burst: asyncpg's max_inactive_connection_lifetime, or with
+    # USE_LEAN_POOL a sweep every quarter of it (at most 10 s) instead of a timer per release.
+    db_idle_lifetime: float = 300.0
     # An idle connection taken and given back at once, without asyncpg's per-use timeout context
-    # and shielded release task (service/db/pool.py); off: asyncpg's acquire and release.
+    # and shielded release task, and idle ones closed by a sweep (service/db/pool.py); off:
+    # asyncpg's acquire and release, and its idle timer armed on every release.
     use_lean_pool: bool = True
     # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
     # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
@@ -230,6 +235,8 @@ class Settings:
             raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
         if not 0 < self.feed_ping_interval < self.feed_stale_after < self.redis_socket_timeout:
             raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
+        if not self.db_idle_lifetime > 0:
+            raise SettingsError("DB_IDLE_LIFETIME must be above 0 (seconds)")
         if not 0 < self.db_statement_timeout <= self.db_command_timeout:
             raise SettingsError("DB_STATEMENT_TIMEOUT must be above 0 and at most DB_COMMAND_TIMEOUT")
         if self.shutdown_drain_seconds < 0:

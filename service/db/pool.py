@@ -77,7 +77,8 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=settings.pool_max,
             command_timeout=None if settings.use_deadline_watch else settings.db_command_timeout,
-            max_inactive_connection_lifetime=300,
+            # With the lean pool, IdleSweep closes idle connections instead of a timer per release.
+            max_inactive_connection_lifetime=0 if settings.use_lean_pool else settings.db_idle_lifetime,
             server_settings=session,
             # A pooler hands each transaction any server connection: no named statements.
             statement_cache_size=0 if settings.db_transaction_pooler else 1024,
@@ -217,6 +218,45 @@ class Deadlines:
         while True:
             await asyncio.sleep(self.period)
             self.cut_overdue()
+
+
+class IdleSweep:
+    """Closes pooled connections left idle for `lifetime` seconds, down to each pool's minimum, as
+    asyncpg's max_inactive_connection_lifetime does, without its timer armed on every release and
+    cancelled on every acquire: every `period` seconds it looks at the idle connections and closes
+    (with asyncpg's own method) those that ran no statement since it first saw them idle `lifetime`
+    ago. A connection is closed between `lifetime` and `lifetime + period` after its last use. With
+    USE_LEAN_POOL, whose pools are made with asyncpg's timer off."""
+
+    def __init__(self, pools: list[asyncpg.Pool], lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.period = min(10.0, lifetime / 4)
+        self._pools = pools
+        self._idle: dict[int, tuple[float, int, int]] = {}  # holder -> (idle since, connection, statements)
+
+    def sweep(self) -> int:
+        """Close what has been idle too long; how many were closed."""
+        now, idle, closed = monotonic(), {}, 0
+        for pool in self._pools:
+            for holder in pool._holders:  # type: ignore[attr-defined]
+                con = holder._con
+                if holder._in_use is not None or con is None or con.is_closed():
+                    continue
+                mark = (id(con), con._protocol.queries_count)
+                since, *seen = self._idle.get(id(holder), (now, *mark))
+                if tuple(seen) != mark:  # used since the last look
+                    since = now
+                if now - since >= self.lifetime:
+                    holder._deactivate_inactive_connection()  # keeps the pool's minimum
+                    closed += con.is_closed()
+                idle[id(holder)] = (since, *mark)
+        self._idle = idle
+        return closed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            self.sweep()
 
 
 # The lean pool path: what asyncpg 0.32's Pool._acquire / PoolConnectionHolder.acquire and

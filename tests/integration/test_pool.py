@@ -16,6 +16,7 @@ import pytest
 
 from service.db.pool import (
     Deadlines,
+    IdleSweep,
     PooledConnection,
     PoolStats,
     create_pool,
@@ -23,6 +24,7 @@ from service.db.pool import (
     take_idle,
     unavailable,
 )
+from service.resources import close_resources, open_resources
 from service.settings import Settings
 from tests.proxy import Proxy
 
@@ -205,3 +207,46 @@ async def scenario_on(settings: Settings, dsn: str,
         return await scenario(pool)
     finally:
         pool.terminate()
+
+
+def test_connections_idle_past_the_lifetime_are_closed_by_the_sweep(settings: Settings,
+                                                                    urls: tuple[str, str]) -> None:
+    """With the lean pool, asyncpg arms no idle timer per release; the sweep closes what ran no
+    statement for DB_IDLE_LIFETIME, keeps a connection used meanwhile, and keeps the minimum."""
+    async def scenario(pool: asyncpg.Pool) -> tuple[int, int, int, int]:
+        held = [await pool.acquire() for _ in range(3)]
+        for conn in held:
+            await conn.fetchval("SELECT 1")
+            await pool.release(conn)
+        assert all(h._inactive_callback is None for h in pool._holders)  # type: ignore[attr-defined]
+        sweep = IdleSweep([pool], 0.4)
+        first = sweep.sweep()  # the first look only notes them
+        await asyncio.sleep(0.5)
+        used = take_idle(pool)
+        assert used is not None and await used.fetchval("SELECT 2") == 2
+        assert give_back(used)
+        closed = sweep.sweep()
+        await asyncio.sleep(0.05)
+        return first, closed, int(pool.get_size()), sweep.sweep()
+
+    lean = dataclasses.replace(settings, use_lean_pool=True, db_idle_lifetime=0.4)
+    first, closed, size, later = run(lean, urls[0], scenario, size=3, min_size=1)
+    assert (first, closed, size, later) == (0, 2, 1, 0)
+
+
+def test_a_worker_sweeps_its_idle_connections(resolved: Settings) -> None:
+    async def scenario() -> tuple[int, int]:
+        w = await open_resources(dataclasses.replace(resolved, db_idle_lifetime=0.3, db_pool_min=1))
+        try:
+            held = [await w.pool.acquire() for _ in range(3)]
+            for conn in held:
+                await w.pool.release(conn)
+            busy = w.pool.get_size()
+            deadline = time.monotonic() + 5
+            while w.pool.get_size() > 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return busy, w.pool.get_size()
+        finally:
+            await close_resources(w)
+
+    assert asyncio.run(scenario()) == (3, 1)
