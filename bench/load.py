@@ -122,7 +122,7 @@ def measure_together(members: list[tuple[Config, list[str]]], plan: Plan, rounds
 
     def run(i: int, endpoint: str, seconds: float) -> dict[str, Any]:
         """One wrk run, with what the service's /metrics counted during it (not for peers)."""
-        config, (server, load_cpu) = members[i][0], servers[i]
+        config, (server, _, load_cpu) = members[i][0], servers[i]
         settle = config.workers > 1
         before = None if config.peer else try_scrape(server.metrics_urls, settle)
         result = load(server, bearers[i], load_cpu, endpoint, seconds)
@@ -147,7 +147,7 @@ def measure_together(members: list[tuple[Config, list[str]]], plan: Plan, rounds
         return [i for i, (_, endpoints) in enumerate(members) if endpoint in endpoints]
 
     with contextlib.ExitStack() as stack_:
-        for (config, _), (server, _) in zip(members, servers, strict=True):
+        for (config, _), (server, _, _) in zip(members, servers, strict=True):
             stack_.enter_context(server)
             bearers.append(signed_token() if config.peer else token(server.url))
         for endpoint in order:
@@ -158,8 +158,8 @@ def measure_together(members: list[tuple[Config, list[str]]], plan: Plan, rounds
                 for i in each(endpoint):
                     samples[i][endpoint].append(run(i, endpoint, plan.seconds))
     outs = []
-    for (config, _), (server, load_cpu), runs in zip(members, servers, samples, strict=True):
-        setup = {"server_cpus": server.cpus if isinstance(server, Server) else "0-1", "load_cpu": load_cpu or "shared",
+    for (config, _), (_, server_cpu, load_cpu), runs in zip(members, servers, samples, strict=True):
+        setup = {"server_cpus": server_cpu, "load_cpu": load_cpu or "shared",
                  "settings": {k: v for k, v in server_env(config).items() if k not in peers.SECRETS},
                  "seconds": plan.seconds, "rounds": rounds,
                  "side_by_side_with": [c.label for c, _ in members if c is not config]}
@@ -175,9 +175,9 @@ def server_env(config: Config) -> dict[str, str]:
     return {**config.env, "WORKERS": str(config.workers)}
 
 
-def server_for(config: Config, index: int) -> tuple[Server | BalancerServer, str | None]:
-    """(the config's server, not started yet; the load generator's CPU). Member `index` of a
-    side-by-side group listens on its own port."""
+def server_for(config: Config, index: int) -> tuple[Server | BalancerServer, str, str | None]:
+    """(the config's server, not started yet; its CPUs; the load generator's CPU). Member `index`
+    of a side-by-side group listens on its own port."""
     server_cpu, load_cpu = cpus()
     env = server_env(config)
     if config.workers > 1 or config.instances or config.shared_cpus:
@@ -186,14 +186,14 @@ def server_for(config: Config, index: int) -> tuple[Server | BalancerServer, str
     if config.peer:
         command, extra = peers.command(config.peer, bench_settings(), config.workers, port)
         env.update(extra)
-        return Server(env, server_cpu, command), load_cpu
+        return Server(env, server_cpu, command), server_cpu, load_cpu
     if config.instances:
         if index:
             raise ValueError("instances behind HAProxy run alone")
-        return BalancerServer(config.instances, env), load_cpu
+        return BalancerServer(config.instances, env), server_cpu, load_cpu
     if index:
         env["PORT"] = str(port)
-    return Server(env, server_cpu), load_cpu
+    return Server(env, server_cpu), server_cpu, load_cpu
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -232,7 +232,8 @@ class IdleSweep:
         self.lifetime = lifetime
         self.period = min(10.0, lifetime / 4)
         self._pools = pools
-        self._idle: dict[int, tuple[float, int, int]] = {}  # holder -> (idle since, connection, statements)
+        # holder -> (idle since, (its connection, statements run)) at the last look
+        self._idle: dict[int, tuple[float, tuple[int, int]]] = {}
 
     def sweep(self) -> int:
         """Close what has been idle too long; how many were closed."""
@@ -243,13 +244,13 @@ class IdleSweep:
                 if holder._in_use is not None or con is None or con.is_closed():
                     continue
                 mark = (id(con), con._protocol.queries_count)
-                since, *seen = self._idle.get(id(holder), (now, *mark))
-                if tuple(seen) != mark:  # used since the last look
+                since, seen = self._idle.get(id(holder), (now, mark))
+                if seen != mark:  # used since the last look
                     since = now
                 if now - since >= self.lifetime:
                     holder._deactivate_inactive_connection()  # keeps the pool's minimum
                     closed += con.is_closed()
-                idle[id(holder)] = (since, *mark)
+                idle[id(holder)] = (since, mark)
         self._idle = idle
         return closed
 
