@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
+import redis
 
 from ops import stack
 from ops.process import ServiceProcess
@@ -109,6 +113,31 @@ def wait_until(check: Callable[[], bool], seconds: float = 30, what: str = "the 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {seconds} s")
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    """An ACL user of its own on the test stack's Redis (deleted after the test): its URL, and the
+    default user's client to change its rights with."""
+
+    name: str
+    url: str
+    admin: redis.Redis
+
+
+@pytest.fixture
+def redis_user(urls: tuple[str, str]) -> Iterator[RedisUser]:
+    admin = redis.Redis.from_url(urls[1])
+    name, password = unique("cache-user-"), secrets.token_urlsafe(16)
+    admin.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+                      commands=["+@all"])
+    parts = urlsplit(urls[1])
+    url = urlunsplit(parts._replace(netloc=f"{quote(name)}:{quote(password)}@{parts.hostname}:{parts.port}"))
+    try:
+        yield RedisUser(name, url, admin)
+    finally:
+        admin.acl_deluser(name)
+        admin.close()
 
 
 def unique(prefix: str = "u") -> str:

@@ -77,6 +77,7 @@ class WireClient:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 6379
         self._password = unquote(parts.password) if parts.password else None
+        self._username = unquote(parts.username) if parts.username else None  # an ACL user
         self._db = int(parts.path.strip("/") or 0)
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -169,7 +170,8 @@ class WireClient:
             self._transport, self._protocol = transport, protocol
             setup = []
             if self._password:
-                setup.append(self._send(("AUTH", self._password)))
+                who = (self._username,) if self._username else ()
+                setup.append(self._send(("AUTH", *who, self._password)))
             if self._db:
                 setup.append(self._send(("SELECT", self._db)))
             await asyncio.gather(*setup)

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ops import redis_server
 from service.cache.wire import WireClient
 from service.settings import Settings
-from tests.conftest import unique
+from tests.conftest import RedisUser, unique
 from tests.proxy import Proxy
 
 T = TypeVar("T")
@@ -147,6 +147,18 @@ def test_a_wrong_password_is_an_error_not_a_hang(settings: Settings, urls: tuple
             await wire.aclose()
 
     assert isinstance(run(scenario()), ResponseError)
+
+
+def test_an_acl_user_in_the_url_is_who_it_signs_in_as(redis_user: RedisUser) -> None:
+    """redis://user:password@...: AUTH with both (a password alone would be the default user's)."""
+    async def scenario() -> tuple[object, object]:
+        wire = WireClient(redis_user.url, timeout=1.0, connect_timeout=1.0)
+        try:
+            return await wire.call("ACL", "WHOAMI"), await wire.call("PING")
+        finally:
+            await wire.aclose()
+
+    assert run(scenario()) == (redis_user.name.encode(), b"PONG")
 
 
 def test_a_connection_closed_under_a_queued_write_fails_its_callers_at_once(
