@@ -7,6 +7,8 @@ serve with the same pool, cache, feed and timeline.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +19,7 @@ from redis.asyncio import RedisCluster
 from service.accounts import Accounts
 from service.cache.client import CACHE_ERRORS, Breaker, create_client, master_clients
 from service.cache.feed import Feed
-from service.cache.generations import SharedGenerations
+from service.cache.generations import DirtyWorkers, SharedGenerations
 from service.cache.guard import Guard
 from service.cache.local import LocalCache
 from service.cache.tags import TagCache
@@ -92,6 +94,8 @@ async def open_resources(settings: Settings) -> Resources:
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
                     on_lost=lost, on_moved=moved, on_back=breaker.success,
                     nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
+    dirty_workers = None if cache is None else \
+        DirtyWorkers(settings.worker_files() / "dirty-workers", worker_number(), settings.workers)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
@@ -101,11 +105,20 @@ async def open_resources(settings: Settings) -> Resources:
         local=local,
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
-        post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json)
+        post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
+        dirty_workers=dirty_workers)
     loop = asyncio.get_running_loop()
     tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
+
+
+def worker_number() -> int:
+    """This server worker's number among the service's (Sanic names them Sanic-Server-N-K, keeping N
+    when it starts one again); 0 outside Sanic's worker processes."""
+    name = os.environ.get("SANIC_WORKER_NAME", "")
+    match = re.fullmatch(r"Sanic-Server-(\d+)-\d+", name)
+    return int(match[1]) if match else 0
 
 
 async def close_resources(res: Resources, seconds: float = 5.0) -> None:

@@ -10,7 +10,10 @@ Rules that keep the cache coherent:
   once Redis answers again, invalidates every tag posted to since then (read from PostgreSQL,
   so posts of other workers are covered too) before using the cache again; when the feed finds
   Redis holding data from another run, every cached tag is invalidated instead. Nothing
-  acknowledged goes missing from search after an outage.
+  acknowledged goes missing from search after an outage;
+- while any worker of the service on this host is dirty, its siblings bypass the cache too
+  (service/cache/generations.py DirtyWorkers): a post's failed update may have left a shared
+  entry without the post, and a sibling may still read it without an error.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from redis.exceptions import ResponseError
 
+from service.cache.generations import DirtyWorkers
 from service.cache.guard import CacheDown, Guard
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
@@ -74,7 +79,7 @@ class Timeline:
     def __init__(self, db: Database, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
-                 stored_json: bool = True) -> None:
+                 stored_json: bool = True, dirty_workers: DirtyWorkers | None = None) -> None:
         self._db = db
         self._codec = codec
         self._cache = cache
@@ -82,6 +87,7 @@ class Timeline:
         self._guard = guard
         self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
         self._dirty_since: datetime | None = None
+        self._dirty_workers = dirty_workers
         self._repair: asyncio.Task[None] | None = None
         self._closed = False  # closing: no repair starts (it would outlive the pool)
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
@@ -131,11 +137,22 @@ class Timeline:
                     updated = True
                 except CacheDown as exc:
                     log.warning("cache update failed after post %s: %s", row["id"], exc)
+                    if isinstance(exc.__cause__, ResponseError):  # Redis answers but refused it
+                        await self._announce_dirty(new.tags, row["created_at"])
             if self._local is not None:
                 self._local.posted(new.tags)
             if not updated:
                 self.mark_dirty(row["created_at"])
         return body
+
+    async def _announce_dirty(self, tags: list[str], since: datetime) -> None:
+        """Other instances' workers still read the entries Redis did not let this post update: before
+        the 201, tell them (as siblings here are told by DirtyWorkers)."""
+        assert self._cache is not None
+        try:
+            await self._guard(self._cache.announce_dirty(tags, since))
+        except CacheDown as exc:
+            log.warning("could not announce the missed cache update: %s", exc)
 
     # -- search --
 
@@ -209,7 +226,7 @@ class Timeline:
         async with await self._db.reader() as conn:
             total, rows = await tweets.search(conn, tag, self._cache.size, 0, None, self._stored_json)
         stored = False
-        if version is not None and self._dirty_since is None and self._guard.feed_trusted():
+        if version is not None and self._clean() and self._guard.feed_trusted():
             try:
                 stored = await self._guard(self._cache.fill(tag, version, total, rows))
             except CacheDown:
@@ -225,7 +242,12 @@ class Timeline:
                     window_answers(len(items), count, len(filled.tweets), filled.total, offset, before_id))
 
     def _cache_usable(self) -> bool:
-        return self._dirty_since is None and self._guard.readable()
+        return self._clean() and self._guard.readable()
+
+    def _clean(self) -> bool:
+        """Neither this worker nor a sibling is dirty."""
+        board = self._dirty_workers
+        return self._dirty_since is None and (board is None or not board.any())
 
     async def _search_db(self, q: SearchQuery) -> bytes:
         async with await self._db.reader() as conn:
@@ -241,7 +263,8 @@ class Timeline:
 
     @property
     def dirty(self) -> bool:
-        return self._dirty_since is not None
+        """Bypassing the cache until a repair is done (this worker's or a sibling's)."""
+        return not self._clean()
 
     def mark_dirty(self, since: datetime) -> None:
         """Bypass the cache until every tag posted to since then has been invalidated."""
@@ -250,6 +273,8 @@ class Timeline:
         since = since - timedelta(seconds=2) if since > EVERYTHING + timedelta(seconds=2) else EVERYTHING
         if self._dirty_since is None or since < self._dirty_since:
             self._dirty_since = since
+        if self._dirty_workers is not None:
+            self._dirty_workers.set(True)  # siblings bypass too from now on
         if not self._closed and (self._repair is None or self._repair.done()):
             self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
 
@@ -291,6 +316,8 @@ class Timeline:
                 continue
             if self._dirty_since == since:  # no newer failure while we worked
                 self._dirty_since = None
+                if self._dirty_workers is not None:
+                    self._dirty_workers.set(False)
                 if self._moved_to == moved:
                     self._moved_to = None
                 log.info("cache repaired after outage: %d tags invalidated", len(tags))

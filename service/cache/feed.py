@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as redis
 
 from service.cache.local import LocalCache
-from service.cache.tags import CacheClient, TagCache
+from service.cache.tags import DIRTY, CacheClient, TagCache
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +143,23 @@ class Feed:
                 if not self._lost:
                     self._lose("resubscribed")  # redis-py reconnected by itself: messages were lost
                 self._confirmed.add(node)
-            if kind == "message" and self._local is not None:
-                data = message["data"]
-                for tag in (data.decode() if isinstance(data, bytes) else str(data)).split():
-                    self._local.invalidate(tag)
+            if kind == "message":
+                self._apply(message["data"])
             self._hear(node)
             if self._lost and len(self._confirmed) == len(self._heard) and self._all_heard():
                 await self._recover()
                 self._hear(node)
+
+    def _apply(self, data: bytes | str) -> None:
+        """A message: the tags whose pages changed, or a post missing from the shared entries
+        (TagCache.announce_dirty): then this worker is dirty since that post was made."""
+        words = (data.decode() if isinstance(data, bytes) else data).split()
+        if words[:1] == [DIRTY]:
+            _, since, *words = words
+            self._on_lost(datetime.fromisoformat(since))
+        if self._local is not None:
+            for tag in words:
+                self._local.invalidate(tag)
 
     async def _recover(self) -> None:
         """Heard again after a loss: whatever happened meanwhile is unknown."""

@@ -20,6 +20,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as redis
@@ -29,6 +30,7 @@ from service.cache.batch import Batcher
 from service.cache.wire import WireClient
 
 TOTAL = b"#n"
+DIRTY = "!dirty"  # the feed message that opens announce_dirty's (tags are word characters only)
 Arg = bytes | str | int | float
 CacheClient = redis.Redis | redis.RedisCluster
 
@@ -238,6 +240,12 @@ class TagCache:
             keys += [self.entry_key(tag), self.version_key(tag)]
         args: list[Arg] = [tweet_id, body, self.size, self._ttl_ms * 2, self.channel, " ".join(tags)]
         await self._run([(ADD, len(keys), keys + args)])
+
+    async def announce_dirty(self, tags: Sequence[str], since: datetime) -> None:
+        """Tell every worker that a post to these tags, made at `since`, is missing from the shared
+        entries (Redis refused its update): they drop their pages of the tags and bypass the cache
+        until they have repaired it (service/cache/feed.py)."""
+        await self._send("PUBLISH", self.channel, " ".join([DIRTY, since.isoformat(), *tags]))
 
     async def invalidate(self, tags: Sequence[str]) -> None:
         """Drop entries and bump versions (so in-flight fills for them are discarded too)."""

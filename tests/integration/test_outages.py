@@ -1,5 +1,6 @@
 """Failure modes: Redis and PostgreSQL stopped (or frozen) and restarted while the service runs."""
 
+import itertools
 import os
 import signal
 import statistics
@@ -11,7 +12,7 @@ import pytest
 
 from ops import postgres, redis_server, stack
 from service.settings import Settings
-from tests.conftest import register_and_login, start_server, unique
+from tests.conftest import RedisUser, from_every_worker, register_and_login, start_server, unique, wait_until
 from tests.proxy import Proxy
 
 
@@ -131,3 +132,49 @@ def test_postgres_stopped_then_restarted(client: httpx.Client, auth: dict[str, s
     assert client.get("/health").status_code == 200
     body = search(client, auth, cached).json()
     assert body["pagination"]["total"] == 2 and body["data"][0]["msg"] == f"#{cached} after"
+
+
+@pytest.mark.parametrize(("layout", "refused"), [
+    ("two workers", ["-@write", "-@scripting", "-publish"]),  # the siblings are told in shared memory
+    ("two instances", ["-@write", "-@scripting"]),  # the other instance by a pub/sub message
+])
+def test_a_post_whose_cache_update_redis_refuses_is_in_every_workers_next_search(
+        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, redis_user: RedisUser,
+        layout: str, refused: list[str]) -> None:
+    """Redis up and reading, but refusing every write and script: the post's cache update and the
+    repair that would follow fail, as for a moment after a Redis Cluster master restarts (CLUSTERDOWN)
+    or on a demoted master (READONLY). The worker that posted cannot vouch for the tag's shared entry,
+    and from its 201 on neither may any other worker, which still reads that entry without an error:
+    a sibling on the same host, or another instance's."""
+    if layout == "two workers":
+        servers = [start_server(urls, tmp_path_factory, WORKERS="2", REDIS_URL=redis_user.url)]
+    else:
+        servers = [start_server(urls, tmp_path_factory, REDIS_URL=redis_user.url) for _ in range(2)]
+    try:
+        with httpx.Client(base_url=servers[0].url, timeout=10) as c:
+            _, auth = register_and_login(c)
+        tag = unique("ro")
+        turns = itertools.cycle(servers)
+
+        def search_() -> httpx.Response:  # a new connection each: every worker takes part
+            url = next(turns).url
+            return httpx.get(f"{url}/api/v1/search-tweets", params={"tag": tag}, headers=auth, timeout=10)
+
+        def post(msg: str) -> httpx.Response:
+            return httpx.post(f"{servers[0].url}/api/v1/tweet", json={"msg": msg}, headers=auth, timeout=10)
+
+        assert post(f"#{tag} first").status_code == 201
+        assert "HIT" in {s.headers["x-cache"] for s in from_every_worker(search_)}  # the entry is there
+        redis_user.admin.acl_setuser(redis_user.name, enabled=True, commands=refused)
+        new = post(f"#{tag} refused")
+        assert new.status_code == 201, new.text
+        new_id = new.json()["data"]["id"]
+        for s in from_every_worker(search_):
+            assert s.status_code == 200 and s.json()["data"][0]["id"] == new_id, (s.headers, s.text[:200])
+            assert s.json()["pagination"]["total"] == 2
+        redis_user.admin.acl_setuser(redis_user.name, enabled=True, commands=["+@all"])  # writes again
+        wait_until(lambda: all(s.headers["x-cache"] == "HIT" and s.json()["data"][0]["id"] == new_id
+                               for s in from_every_worker(search_)), what="every worker caching again")
+    finally:
+        for srv in servers:
+            srv.stop()
