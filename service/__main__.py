@@ -32,6 +32,7 @@ def serve(settings: Settings) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from service import manager
     from service.app import create_app, metrics_folder
 
     settings.require_resolved()
@@ -44,44 +45,12 @@ def serve(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}"
     print(f"Simple Twitter on {url} ({settings.workers} worker{'s' if settings.workers > 1 else ''}): "
           f"Swagger UI {url}/swagger, OpenAPI {url}/openapi.json; Ctrl-C stops it", flush=True)
-    stop_ends_the_wait_for_workers()
+    manager.install()  # stops cleanly whenever the stop comes (service/manager.py)
     loader = AppLoader(factory=partial(create_app, settings, served_by_guarded_protocol=True))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 access_log=settings.access_log, motd=False, backlog=1024, protocol=protocol(settings))
     Sanic.serve(primary=app, app_loader=loader)
-
-
-def stop_ends_the_wait_for_workers() -> None:
-    """Sanic's main process, told to stop (SIGTERM, Ctrl-C) while its workers start, hangs or
-    leaves a worker serving (sanic-org/sanic#2997; a fix proposed in #3063): it goes on waiting
-    for the workers' word that they started, re-reading its own stop message, until a second
-    signal; and a worker that gets its stop (SIGINT) before it handles signals, then says it
-    started, overwrites the TERMINATED its manager wrote and serves on. Its manager is made to
-    end that wait on a stop, and to stop again any worker that says it started after the stop;
-    a worker also looks for that word while it starts (service/app.py, stop_when_told)."""
-    import os
-    import signal
-    import time
-
-    import sanic.mixins.startup
-    from sanic.worker.constants import ProcessState
-    from sanic.worker.manager import WorkerManager
-
-    class StoppableManager(WorkerManager):
-        def _all_workers_ack(self) -> bool:
-            return bool(self._shutting_down) or bool(super()._all_workers_ack())  # type: ignore[no-untyped-call]
-
-        def join(self) -> None:
-            while self._shutting_down and any(p.is_alive() for p in self.processes):
-                for p in self.processes:
-                    if p.is_alive() and self.worker_state.get(p.name, {}).get("state") == "ACKED":
-                        p.set_state(ProcessState.TERMINATED, force=True)
-                        os.kill(p.pid, signal.SIGINT)
-                time.sleep(0.1)
-            super().join()  # type: ignore[no-untyped-call]
-
-    sanic.mixins.startup.WorkerManager = StoppableManager  # type: ignore[attr-defined]
 
 
 def protocol(settings: Settings) -> type[HttpProtocol]:

@@ -122,7 +122,7 @@ def stop_when_told(app: App, until: float) -> None:
     handles signals, or one its handler drops (the app not serving yet), or a loop stop that
     uvloop forgets once run_forever begins; it then serves until killed. Its manager's word
     (TERMINATED) stays, so for a while after the start, look at it now and then, and stop
-    (again) while it says so and the drain has not begun. See also service/__main__.py."""
+    (again) while it says so and the drain has not begun. See also service/manager.py."""
     if app.ctx.stopping:
         return
     told = hasattr(app, "multiplexer") and app.m.state.get("state") == "TERMINATED"
