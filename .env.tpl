@@ -131,6 +131,10 @@ USE_LEAN_POST=true
 # per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd),
 # and connections idle for DB_IDLE_LIFETIME closed by a sweep instead of a timer per release.
 USE_LEAN_POOL=true
+# Posts arriving while POST_BATCH_SLOTS post statements of a worker run wait and go together, up to
+# POST_BATCH_MAX in one statement (one round trip, transaction and WAL flush); 1: each post alone.
+POST_BATCH_MAX=64
+POST_BATCH_SLOTS=2
 # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (a connection lent past
 # it is closed: its statement fails as on a lost connection) instead of a timer per statement.
 USE_DEADLINE_WATCH=true

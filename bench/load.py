@@ -51,6 +51,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "lean search off (searches not cached in the worker through Sanic)": {"USE_LEAN_SEARCH": "false"},
     "lean post off (posts through Sanic)": {"USE_LEAN_POST": "false"},
     "lean pool off (asyncpg's acquire and release)": {"USE_LEAN_POOL": "false"},
+    "post batching off (each post its own statement)": {"POST_BATCH_MAX": "1"},
     "deadline watch off (asyncpg's timer per statement)": {"USE_DEADLINE_WATCH": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
@@ -79,6 +80,9 @@ NOT_ON_PATH = {("responses finished by a Sanic middleware and written by Sanic (
                ("in-process cache off", "bypass"), ("in-process cache off", "post"),
                ("in-process cache off", "miss"), ("version read in its own round trip", "bypass"),
                ("version read in its own round trip", "post"),
+               ("post batching off (each post its own statement)", "hit"),
+               ("post batching off (each post its own statement)", "miss"),
+               ("post batching off (each post its own statement)", "bypass"),
                ("tweet JSON built per read (not stored)", "hit"), ("tweet JSON built per read (not stored)", "post")}
 # The paths that ask PostgreSQL on every request, each against its statements' ceiling.
 DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")

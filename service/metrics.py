@@ -42,6 +42,7 @@ TOTALS = {
     "fast_hits": "Cached searches answered at the protocol, before the framework (USE_FAST_HITS)",
     "lean_searches": "Searches not in the worker's cache answered at the protocol (USE_LEAN_SEARCH)",
     "lean_posts": "Posts answered at the protocol (USE_LEAN_POST)",
+    "posts_batched": "Posts written in one statement with others that arrived together (POST_BATCH_MAX)",
 }
 
 

@@ -27,6 +27,7 @@ from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.database import Database, Replica
 from service.db.pool import Deadlines, IdleSweep, PoolStats, begin_statement, create_pool
+from service.db.posts import Posts
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
@@ -106,7 +107,7 @@ async def open_resources(settings: Settings) -> Resources:
         slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                           settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
-        dirty_workers=dirty_workers)
+        dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots))
     loop = asyncio.get_running_loop()
     tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,

@@ -78,6 +78,10 @@ class Settings:
     # and shielded release task, and idle ones closed by a sweep (service/db/pool.py); off:
     # asyncpg's acquire and release, and its idle timer armed on every release.
     use_lean_pool: bool = True
+    # Posts that arrive while POST_BATCH_SLOTS post statements of the worker are running wait, and
+    # go together, up to POST_BATCH_MAX in one statement (service/db/posts.py); 1: each post alone.
+    post_batch_max: int = 64
+    post_batch_slots: int = 2
     # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
     # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
     use_deadline_watch: bool = True
@@ -235,6 +239,8 @@ class Settings:
             raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
         if not 0 < self.feed_ping_interval < self.feed_stale_after < self.redis_socket_timeout:
             raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
+        if self.post_batch_max < 1 or self.post_batch_slots < 1:
+            raise SettingsError("POST_BATCH_MAX and POST_BATCH_SLOTS must be at least 1")
         if not self.db_idle_lifetime > 0:
             raise SettingsError("DB_IDLE_LIFETIME must be above 0 (seconds)")
         if not 0 < self.db_statement_timeout <= self.db_command_timeout:

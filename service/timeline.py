@@ -36,7 +36,7 @@ from service.cache.tags import Page, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
-from service.db.pool import outcome_unknown
+from service.db.posts import Posts, WriteUnknown
 from service.errors import USER_GONE, WRITE_UNKNOWN, ServiceUnavailable, Unauthorized, success
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
@@ -79,8 +79,10 @@ class Timeline:
     def __init__(self, db: Database, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
-                 stored_json: bool = True, dirty_workers: DirtyWorkers | None = None) -> None:
+                 stored_json: bool = True, dirty_workers: DirtyWorkers | None = None,
+                 posts: Posts | None = None) -> None:
         self._db = db
+        self._posts = posts if posts is not None else Posts(db, batch_max=1, slots=1)
         self._codec = codec
         self._cache = cache
         self._local = local
@@ -114,18 +116,12 @@ class Timeline:
         """post() for a caller that is never cancelled (the protocol's lean post): no task of its own."""
         if self._slowdown.post_us:
             _burn(self._slowdown.post_us)
-        sent = False
         try:
-            async with self._db.connection() as conn:
-                sent = True  # from here a lost connection may follow the commit
-                try:
-                    row = await tweets.post(conn, user.user_id, user.username, new.msg, new.tags)
-                except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
-                    raise Unauthorized(message=USER_GONE) from None
-        except Exception as exc:
-            if sent and outcome_unknown(exc):
-                raise ServiceUnavailable(message=WRITE_UNKNOWN) from exc
-            raise
+            row = await self._posts.write(user.user_id, user.username, new.msg, new.tags)
+        except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
+            raise Unauthorized(message=USER_GONE) from None
+        except WriteUnknown as exc:  # sent, then the connection lost: it may have committed
+            raise ServiceUnavailable(message=WRITE_UNKNOWN) from exc.__cause__
         body: bytes = row["body"].encode()
         if self._cache is not None and new.tags:
             updated = False
@@ -256,6 +252,10 @@ class Timeline:
         return self.page_json(items, total, q)
 
     # -- repair after a Redis outage --
+
+    @property
+    def posts_batched(self) -> int:
+        return self._posts.batched
 
     @property
     def breaker_open(self) -> bool:

@@ -31,6 +31,27 @@ WITH new AS (
 )
 SELECT id, created_at, body FROM tweet"""
 
+# Several posts in one statement (service/db/posts.py), each as POST would write it: ids in the
+# order given, tags as one space-separated text per post (tags are word characters only), each
+# count shard bumped once by the number of its posts. Rows come back in the order given.
+POST_MANY = """
+WITH input AS (
+    SELECT nextval('tweets_id_seq') AS id, now() AS at, i.u, i.m, i.name, i.n,
+           string_to_array(i.t, ' ') AS tags
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS i(u, m, t, name, n)
+), tweet AS (
+    INSERT INTO tweets (id, user_id, msg, tags, created_at, body) OVERRIDING SYSTEM VALUE
+    SELECT id, u, m, tags, at, tweet_json(id, m, u, name, at, tags) FROM input ORDER BY n
+    RETURNING id, created_at, body
+), link AS (
+    INSERT INTO tweet_tags (tag, tweet_id) SELECT t, input.id FROM input, unnest(input.tags) AS t
+), count AS (
+    INSERT INTO tags AS g (name, shard, tweet_count)
+    SELECT t, pg_backend_pid() % 32, count(*) FROM input, unnest(input.tags) AS t GROUP BY t ORDER BY t
+    ON CONFLICT (name, shard) DO UPDATE SET tweet_count = g.tweet_count + excluded.tweet_count
+)
+SELECT tweet.id, tweet.created_at, tweet.body FROM input JOIN tweet USING (id) ORDER BY input.n"""
+
 TOTAL = "SELECT coalesce(sum(tweet_count), 0)::bigint FROM tags WHERE name = $1"
 NEWEST = """SELECT tweet_id FROM tweet_tags WHERE tag = $1 AND tweet_id < $4
     ORDER BY tweet_id DESC LIMIT $2 OFFSET $3"""
@@ -64,6 +85,14 @@ async def post(conn: Conn, user_id: int, username: str, msg: str, tags: list[str
     row = await conn.fetchrow(POST, user_id, msg, tags, username)
     assert row is not None
     return row
+
+
+async def post_many(conn: Conn, posts: list[tuple[int, str, str, list[str]]]) -> list[asyncpg.Record]:
+    """POST for each (user id, username, msg, tags), in one statement: their rows in that order."""
+    rows = await conn.fetch(POST_MANY, [p[0] for p in posts], [p[2] for p in posts],
+                            [" ".join(p[3]) for p in posts], [p[1] for p in posts])
+    assert len(rows) == len(posts)
+    return rows
 
 
 async def search(conn: Conn, tag: str, limit: int, offset: int, before_id: int | None,
