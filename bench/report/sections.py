@@ -252,8 +252,9 @@ LEVERS = {
             "and a receive; the next lever is asyncpg's per-statement path (its Python layers around the "
             "protocol: the miss's profile above)",
     "bypass": "the next lever is asyncpg's per-statement path (the bypass's profile above)",
-    "post": "the next lever is the invalidation feed hearing the worker's own message (redis-py's pub/sub "
-            "parsing on every post) and asyncpg's per-statement path",
+    "post": "posts arriving together already share one statement (POST_BATCH_MAX); the next lever is the "
+            "cache update and the invalidation feed's message per post (one script call and redis-py's pub/sub "
+            "parsing each), which could go per batch too",
     "deep_offset": "the next lever is PostgreSQL's work: an offset page walks every row before it",
     "deep_keyset": "the next lever is PostgreSQL's work and asyncpg's per-statement path",
 }
