@@ -100,12 +100,9 @@ async def open_resources(settings: Settings) -> Resources:
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        db, chosen, cache=cache,
-        guard=Guard(breaker, feed),
-        singleflight=settings.use_singleflight,
-        local=local,
-        slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
-                          settings.slowdown_bypass_us, settings.slowdown_post_us),
+        db, chosen, cache=cache, guard=Guard(breaker, feed), singleflight=settings.use_singleflight,
+        local=local, slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
+                                       settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
         dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots))
     loop = asyncio.get_running_loop()
