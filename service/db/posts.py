@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
-from service.db import tweets
+from service.db import Conn, tweets
 from service.db.database import Database
 from service.db.pool import outcome_unknown, unavailable
+
+T = TypeVar("T")
 
 
 class WriteUnknown(Exception):
@@ -108,22 +111,19 @@ class Posts:
             w.future.set_exception(exc)
 
     async def _one(self, user_id: int, username: str, msg: str, tags: list[str]) -> asyncpg.Record:
+        return await self._sent(lambda conn: tweets.post(conn, user_id, username, msg, tags))
+
+    async def _many(self, batch: list[Waiting]) -> list[asyncpg.Record]:
+        posts = [(w.user_id, w.username, w.msg, w.tags) for w in batch]
+        return await self._sent(lambda conn: tweets.post_many(conn, posts))
+
+    async def _sent(self, write: Callable[[Conn], Awaitable[T]]) -> T:
+        """write(a pooled connection); a lost connection after it was sent is WriteUnknown."""
         sent = False
         try:
             async with self._db.connection() as conn:
                 sent = True  # from here a lost connection may follow the commit
-                return await tweets.post(conn, user_id, username, msg, tags)
-        except Exception as exc:
-            if sent and outcome_unknown(exc):
-                raise WriteUnknown(repr(exc)) from exc
-            raise
-
-    async def _many(self, batch: list[Waiting]) -> list[asyncpg.Record]:
-        sent = False
-        try:
-            async with self._db.connection() as conn:
-                sent = True
-                return await tweets.post_many(conn, [(w.user_id, w.username, w.msg, w.tags) for w in batch])
+                return await write(conn)
         except Exception as exc:
             if sent and outcome_unknown(exc):
                 raise WriteUnknown(repr(exc)) from exc
