@@ -70,12 +70,30 @@ def start(settings: Settings) -> str:
                     raise
         for node in nodes[1:]:
             node.cluster("MEET", "127.0.0.1", node_ports[0])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if all(ok(n) for n in nodes):
-                return url(settings)
+    finally:
+        for node in nodes:
+            node.close()
+    wait_ok(settings)
+    return url(settings)
+
+
+def wait_ok(settings: Settings, seconds: float = 30) -> float:
+    """Until every node reports cluster_state:ok (a restarted master rejoins after a while, and
+    until then the cluster answers CLUSTERDOWN to keys); how long that took."""
+    import redis as sync_redis
+
+    password = redis_server.password_file(settings).read_text().strip()
+    nodes = [sync_redis.Redis(port=p, password=password) for p in ports(settings)]
+    started = time.monotonic()
+    try:
+        while time.monotonic() < started + seconds:
+            try:
+                if all(n.cluster("INFO").get("cluster_state") == "ok" for n in nodes):
+                    return time.monotonic() - started
+            except sync_redis.ConnectionError:  # a node still starting
+                pass
             time.sleep(0.1)
-        raise StackError("the Redis cluster did not reach cluster_state:ok within 30 s")
+        raise StackError(f"the Redis cluster did not reach cluster_state:ok within {seconds} s")
     finally:
         for node in nodes:
             node.close()
