@@ -141,6 +141,11 @@ class Timeline:
                 self.mark_dirty(row["created_at"])
         return body
 
+    @property
+    def posts_batched(self) -> int:
+        """Posts written in a statement with others (/metrics)."""
+        return self._posts.batched
+
     async def _announce_dirty(self, tags: list[str], since: datetime) -> None:
         """Other instances' workers still read the entries Redis did not let this post update: before
         the 201, tell them (as siblings here are told by DirtyWorkers)."""
@@ -252,10 +257,6 @@ class Timeline:
         return self.page_json(items, total, q)
 
     # -- repair after a Redis outage --
-
-    @property
-    def posts_batched(self) -> int:
-        return self._posts.batched
 
     @property
     def breaker_open(self) -> bool:

@@ -33,12 +33,12 @@ class WriteUnknown(Exception):
     """The statement was sent and the connection lost: it may or may not have committed."""
 
 
+Post = tuple[int, str, str, list[str]]  # user id, username, msg, tags (as tweets.post_many takes them)
+
+
 @dataclass(slots=True)
 class Waiting:
-    user_id: int
-    username: str
-    msg: str
-    tags: list[str]
+    post: Post
     future: asyncio.Future[asyncpg.Record]
 
 
@@ -58,12 +58,12 @@ class Posts:
         if self._running < self._slots or self._batch_max <= 1:
             self._running += 1
             try:
-                return await self._one(user_id, username, msg, tags)
+                return await self._one((user_id, username, msg, tags))
             finally:
                 self._running -= 1
                 self._next()
         future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
-        self._waiting.append(Waiting(user_id, username, msg, tags, future))
+        self._waiting.append(Waiting((user_id, username, msg, tags), future))
         return await future
 
     def _next(self) -> None:
@@ -78,8 +78,7 @@ class Posts:
     async def _batch(self, batch: list[Waiting]) -> None:
         try:
             if len(batch) == 1:
-                await self._settle(batch[0], self._one(batch[0].user_id, batch[0].username, batch[0].msg,
-                                                       batch[0].tags))
+                await self._settle(batch[0], self._one(batch[0].post))
                 return
             try:
                 rows = await self._many(batch)
@@ -88,7 +87,7 @@ class Posts:
                     _fail(batch, exc)
                 else:  # refused and rolled back because of one post (its user gone): each alone
                     for w in batch:
-                        await self._settle(w, self._one(w.user_id, w.username, w.msg, w.tags))
+                        await self._settle(w, self._one(w.post))
                 return
             except Exception as exc:
                 _fail(batch, exc)
@@ -110,11 +109,11 @@ class Posts:
         except Exception as exc:
             w.future.set_exception(exc)
 
-    async def _one(self, user_id: int, username: str, msg: str, tags: list[str]) -> asyncpg.Record:
-        return await self._sent(lambda conn: tweets.post(conn, user_id, username, msg, tags))
+    async def _one(self, post: Post) -> asyncpg.Record:
+        return await self._sent(lambda conn: tweets.post(conn, *post))
 
     async def _many(self, batch: list[Waiting]) -> list[asyncpg.Record]:
-        posts = [(w.user_id, w.username, w.msg, w.tags) for w in batch]
+        posts = [w.post for w in batch]
         return await self._sent(lambda conn: tweets.post_many(conn, posts))
 
     async def _sent(self, write: Callable[[Conn], Awaitable[T]]) -> T:
