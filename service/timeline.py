@@ -89,6 +89,7 @@ class Timeline:
         self._guard = guard
         self._fills: SingleFlight[Filled] = SingleFlight(singleflight)
         self._dirty_since: datetime | None = None
+        self._failures = 0  # mark_dirty calls: a repair is done only if none came while it worked
         self._dirty_workers = dirty_workers
         self._repair: asyncio.Task[None] | None = None
         self._closed = False  # closing: no repair starts (it would outlive the pool)
@@ -274,6 +275,7 @@ class Timeline:
         since = since - timedelta(seconds=2) if since > EVERYTHING + timedelta(seconds=2) else EVERYTHING
         if self._dirty_since is None or since < self._dirty_since:
             self._dirty_since = since
+        self._failures += 1
         if self._dirty_workers is not None:
             self._dirty_workers.set(True)  # siblings bypass too from now on
         if not self._closed and (self._repair is None or self._repair.done()):
@@ -292,7 +294,7 @@ class Timeline:
         here include every post acknowledged without its update."""
         assert self._cache is not None
         while self._dirty_since is not None:
-            since = self._dirty_since
+            since, failures = self._dirty_since, self._failures
             if not self._guard.settled():
                 await asyncio.sleep(0.05)
                 continue
@@ -315,7 +317,7 @@ class Timeline:
             except CacheDown:
                 await asyncio.sleep(0.2)
                 continue
-            if self._dirty_since == since:  # no newer failure while we worked
+            if self._failures == failures:  # no failure while we worked, whatever its time
                 self._dirty_since = None
                 if self._dirty_workers is not None:
                     self._dirty_workers.set(False)

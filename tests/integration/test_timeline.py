@@ -87,6 +87,46 @@ def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> Non
     assert during == "BYPASS" and after in ("MISS", "HIT") and total == 2
 
 
+def test_a_failure_during_the_repair_is_repaired_too(resolved: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A post that commits after the repair read its tags, and whose cache update fails, must not
+    be left out: the repair is done only when no failure came while it worked, whatever its time
+    (mark_dirty keeps the earliest time, so a later one does not change it)."""
+    async def scenario() -> tuple[str, int]:
+        s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
+        w = await open_resources(s)
+        try:
+            assert w.feed is not None
+            while not w.feed.trusted():
+                await asyncio.sleep(0.01)
+            u = await user(w.pool)
+            tag = unique("tf")
+            await w.timeline.post(u, NewTweet(f"one #{tag}", [tag]))
+            q = search_query({"tag": tag})
+            await w.timeline.search(q)  # the entry holds one tweet
+            await asyncio.sleep(2.2)  # past mark_dirty's 2 s margin: the repair's query leaves the tag out
+            real = tweets.tags_since
+
+            async def read_then_fail(conn, since):  # type: ignore[no-untyped-def]
+                tags = await real(conn, since)
+                if tag not in tags:  # the repair's first pass: a post commits now, its update fails
+                    async with w.pool.acquire() as other:
+                        row = await tweets.post(other, u.user_id, u.username, f"two #{tag}", [tag])
+                    w.timeline.mark_dirty(row["created_at"])
+                return tags
+
+            monkeypatch.setattr(tweets, "tags_since", read_then_fail)
+            w.timeline.mark_dirty(datetime.now(UTC))
+            while w.timeline.dirty:
+                await asyncio.sleep(0.01)
+            body, state = await w.timeline.search(q)
+            return state, ORJSON.loads(body)["pagination"]["total"]
+        finally:
+            await close_resources(w)
+
+    state, total = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert total == 2, (state, total)  # the second tweet is seen, not the entry from before it
+
+
 def test_no_repair_outlives_a_closed_timeline(resolved: Settings) -> None:
     """A feed loss reported while a worker closes must not start a repair against the closed pool
     (seen once retrying forever: 'cache repair postponed: pool is closed')."""
