@@ -135,6 +135,9 @@ USE_LEAN_POOL=true
 # POST_BATCH_MAX in one statement (one round trip, transaction and WAL flush); 1: each post alone.
 POST_BATCH_MAX=64
 POST_BATCH_SLOTS=2
+# The cache updates of posts answered together (a batch's) go to Redis as one script call with one
+# feed message; false: one call and one message per post.
+POST_UPDATES_TOGETHER=true
 # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (a connection lent past
 # it is closed: its statement fails as on a lost connection) instead of a timer per statement.
 USE_DEADLINE_WATCH=true

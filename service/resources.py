@@ -104,7 +104,8 @@ async def open_resources(settings: Settings) -> Resources:
         local=local, slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                                        settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
-        dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots))
+        dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
+        updates_together=settings.post_updates_together)
     loop = asyncio.get_running_loop()
     tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,

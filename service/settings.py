@@ -82,6 +82,9 @@ class Settings:
     # go together, up to POST_BATCH_MAX in one statement (service/db/posts.py); 1: each post alone.
     post_batch_max: int = 64
     post_batch_slots: int = 2
+    # The cache updates of posts answered in the same event-loop tick (a batch's) go to Redis as one
+    # script call with one feed message for all (service/cache/batch.py, Together); off: one each.
+    post_updates_together: bool = True
     # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
     # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
     use_deadline_watch: bool = True

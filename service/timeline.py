@@ -21,18 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from redis.exceptions import ResponseError
 
+from service.cache.batch import Together
 from service.cache.generations import DirtyWorkers
 from service.cache.guard import CacheDown, Guard
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
-from service.cache.tags import Page, TagCache, window_answers
+from service.cache.tags import Page, Posted, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 EVERYTHING = datetime.min.replace(tzinfo=UTC)  # dirty since: every cached entry is suspect
+UPDATES_MAX = 64  # posts' cache updates in one script call at most (POST_UPDATES_TOGETHER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class Timeline:
                  singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
                  stored_json: bool = True, dirty_workers: DirtyWorkers | None = None,
-                 posts: Posts | None = None) -> None:
+                 posts: Posts | None = None, updates_together: bool = True) -> None:
         self._db = db
         self._posts = posts if posts is not None else Posts(db, batch_max=1, slots=1)
         self._codec = codec
@@ -97,6 +99,8 @@ class Timeline:
         self._slowdown = slowdown
         self._post_cache_delay = post_cache_delay
         self._stored_json = stored_json
+        # The cache updates of posts answered in one tick (a PostgreSQL batch's) as one script call.
+        self._together = Together(self._add_posts, UPDATES_MAX) if updates_together else None
 
     # -- serialization: a tweet's JSON comes from PostgreSQL (sql/006 tweet_json), as stored --
 
@@ -130,7 +134,7 @@ class Timeline:
                 await asyncio.sleep(self._post_cache_delay)
             if self._guard.updatable():
                 try:
-                    await self._guard(self._cache.add(new.tags, row["id"], body))  # tells the other workers
+                    await self._update((new.tags, row["id"], body))  # tells the other workers
                     updated = True
                 except CacheDown as exc:
                     log.warning("cache update failed after post %s: %s", row["id"], exc)
@@ -141,6 +145,15 @@ class Timeline:
             if not updated:
                 self.mark_dirty(row["created_at"])
         return body
+
+    def _update(self, posted: Posted) -> Awaitable[None]:
+        if self._together is not None:
+            return self._together(posted)
+        return self._add_posts([posted])
+
+    async def _add_posts(self, posted: list[Posted]) -> None:
+        assert self._cache is not None
+        await self._guard(self._cache.add_many(posted))
 
     @property
     def posts_batched(self) -> int:

@@ -168,8 +168,8 @@ def post(environ: dict[str, Any]) -> bytes:
                                                 "p4": user.username}).fetchone()  # type: ignore[misc]
     if CACHE_ON and new.tags:
         keys = [k for tag in new.tags for k in (f"{PREFIX}:t:{tag}", f"{PREFIX}:v:{tag}")]
-        add_script(keys=keys, args=[tweet_id, body, settings.cache_tag_size, settings.cache_ttl_seconds * 2000,
-                                    f"{PREFIX}:inv", " ".join(new.tags)])
+        add_script(keys=keys, args=[settings.cache_tag_size, settings.cache_ttl_seconds * 2000, f"{PREFIX}:inv",
+                                    " ".join(new.tags), tweet_id, body, len(new.tags)])
         for tag in new.tags:
             drop(tag)
     return success(body.encode())

@@ -10,9 +10,12 @@ than the current tick.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as redis
+
+T = TypeVar("T")
 
 
 class Batcher:
@@ -57,3 +60,49 @@ class Batcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+class Together(Generic[T]):
+    """Items handed in during one event-loop tick go to `run` as one list (at most `limit` a
+    call), and each caller learns how that call ended. The posts a PostgreSQL batch answers
+    resume in the same tick, so their cache updates become one call (one script, one message)."""
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[None]], limit: int) -> None:
+        self._run = run
+        self._limit = limit
+        self._queue: list[tuple[T, asyncio.Future[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, item: T) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()  # one per caller: a cancelled one
+        self._queue.append((item, future))                  # cancels nobody else's
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        elif len(self._queue) >= self._limit:
+            self._flush()
+        return future
+
+    def _flush(self) -> None:
+        if not self._queue:  # sent early, full
+            return
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._run([item for item, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the loop closing): nobody waits for ever
+            for _, future in batch:
+                future.cancel()
+            raise
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)

@@ -32,6 +32,7 @@ from service.cache.wire import WireClient
 TOTAL = b"#n"
 DIRTY = "!dirty"  # the feed message that opens announce_dirty's (tags are word characters only)
 Arg = bytes | str | int | float
+Posted = tuple[Sequence[str], int, bytes]  # a committed post's tags, tweet id and tweet bytes
 CacheClient = redis.Redis | redis.RedisCluster
 
 # KEYS: entry, version. ARGV: expected version ('' = none), ttl ms, total, then score/member pairs.
@@ -50,35 +51,45 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# After a post, for all its tags in one call. KEYS: entry1, version1, entry2, version2, ...
-# ARGV: tweet id, tweet bytes, size bound, version ttl ms, channel, space-separated tags.
+# After posts commit, for all of them and all their tags in one call, with one message.
+# KEYS: each post's tags' entry and version, post after post (entry1, version1, entry2, ...).
+# ARGV: size bound, version ttl ms, channel, message (space-separated tags), then per post: tweet
+# id, tweet bytes, its number of tags.
 ADD = """
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-for k = 1, #KEYS, 2 do
-  local entry, version = KEYS[k], KEYS[k + 1]
-  redis.call('INCR', version)
-  redis.call('PEXPIRE', version, ARGV[4])
-  if redis.call('EXISTS', entry) == 1 and redis.call('ZCOUNT', entry, ARGV[1], ARGV[1]) == 0 then
-    redis.call('ZADD', entry, ARGV[1], ARGV[2])
-    redis.call('ZINCRBY', entry, -1, '#n')
-    local extra = redis.call('ZCARD', entry) - 1 - tonumber(ARGV[3])
-    if extra > 0 then redis.call('ZREMRANGEBYRANK', entry, 1, extra) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+local k = 1
+for i = 5, #ARGV, 3 do
+  local id, body = ARGV[i], ARGV[i + 1]
+  for _ = 1, tonumber(ARGV[i + 2]) do
+    local entry, version = KEYS[k], KEYS[k + 1]
+    k = k + 2
+    redis.call('INCR', version)
+    redis.call('PEXPIRE', version, ARGV[2])
+    if redis.call('EXISTS', entry) == 1 and redis.call('ZCOUNT', entry, id, id) == 0 then
+      redis.call('ZADD', entry, id, body)
+      redis.call('ZINCRBY', entry, -1, '#n')
+      local extra = redis.call('ZCARD', entry) - 1 - tonumber(ARGV[1])
+      if extra > 0 then redis.call('ZREMRANGEBYRANK', entry, 1, extra) end
+    end
   end
 end
 return 1
 """
 
-# Redis Cluster: one tag's keys per call (a script may only touch one slot); the post's calls
-# for all its tags go in one pipelined round trip, and the message is published after them.
-# KEYS: entry, version. ARGV: tweet id, tweet bytes, size bound, version ttl ms.
+# Redis Cluster: one tag's keys per call (a script may only touch one slot); the calls for all
+# the posts' tags go in one pipelined round trip, and the message is published after them.
+# KEYS: entry, version. ARGV: size bound, version ttl ms, then tweet id / tweet bytes pairs.
 ADD_ONE = """
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('ZINCRBY', KEYS[1], -1, '#n')
-  local extra = redis.call('ZCARD', KEYS[1]) - 1 - tonumber(ARGV[3])
-  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra) end
+local entry = KEYS[1]
+for i = 3, #ARGV, 2 do
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  if redis.call('EXISTS', entry) == 1 and redis.call('ZCOUNT', entry, ARGV[i], ARGV[i]) == 0 then
+    redis.call('ZADD', entry, ARGV[i], ARGV[i + 1])
+    redis.call('ZINCRBY', entry, -1, '#n')
+    local extra = redis.call('ZCARD', entry) - 1 - tonumber(ARGV[1])
+    if extra > 0 then redis.call('ZREMRANGEBYRANK', entry, 1, extra) end
+  end
 end
 return 1
 """
@@ -226,19 +237,30 @@ class TagCache:
         return bool(stored)
 
     async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
-        """After a post commits: add it to each cached tag, bump every tag's version and tell
-        the workers (one pub/sub message), all in one script call; in a Redis Cluster one call
-        per tag, all in one round trip, then the message."""
+        """add_many for one post."""
+        await self.add_many([(tags, tweet_id, body)])
+
+    async def add_many(self, posts: Sequence[Posted]) -> None:
+        """After posts commit: add each to each of its tags' entries that exist, bump each tag's
+        version once a post and tell the workers (one pub/sub message for all), in one script
+        call; in a Redis Cluster one call per tag, all in one round trip, then the message."""
+        message = " ".join(dict.fromkeys(tag for tags, _, _ in posts for tag in tags))
+        size, ttl = self.size, self._ttl_ms * 2
         if self._cluster:
-            ttl = self._ttl_ms * 2
-            await self._run([(ADD_ONE, 2, [self.entry_key(tag), self.version_key(tag), tweet_id, body,
-                                           self.size, ttl]) for tag in tags])
-            await self._send("PUBLISH", self.channel, " ".join(tags))
+            by_tag: dict[str, list[Arg]] = {}
+            for tags, tweet_id, body in posts:
+                for tag in tags:
+                    by_tag.setdefault(tag, [self.entry_key(tag), self.version_key(tag), size, ttl]) \
+                        .extend((tweet_id, body))
+            await self._run([(ADD_ONE, 2, args) for args in by_tag.values()])
+            await self._send("PUBLISH", self.channel, message)
             return
         keys: list[Arg] = []
-        for tag in tags:
-            keys += [self.entry_key(tag), self.version_key(tag)]
-        args: list[Arg] = [tweet_id, body, self.size, self._ttl_ms * 2, self.channel, " ".join(tags)]
+        args: list[Arg] = [size, ttl, self.channel, message]
+        for tags, tweet_id, body in posts:
+            for tag in tags:
+                keys += [self.entry_key(tag), self.version_key(tag)]
+            args += [tweet_id, body, len(tags)]
         await self._run([(ADD, len(keys), keys + args)])
 
     async def announce_dirty(self, tags: Sequence[str], since: datetime) -> None:

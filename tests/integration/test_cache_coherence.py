@@ -7,10 +7,11 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import redis as sync_redis
 import redis.asyncio as aredis
 
-from service.cache.tags import Miss, TagCache
+from service.cache.tags import TOTAL, Miss, Posted, TagCache
 from tests.conftest import Server, register_and_login, start_server, unique, worker_of
 
 T = TypeVar("T")
@@ -148,3 +149,45 @@ def test_cache_keys_are_namespaced(urls: tuple[str, str], client: httpx.Client, 
     client.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
     keys: list[bytes] = sync_redis.Redis.from_url(urls[1]).keys(f"*{tag}*")  # type: ignore[assignment]
     assert keys and all(k.startswith(b"st:") for k in keys)
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one script call", "cluster: a call per tag"])
+def test_posts_added_together_end_as_added_one_by_one(urls: tuple[str, str], cluster: bool) -> None:
+    """add_many leaves every entry, total and version as the same adds one by one do (bounded,
+    no double count, no entry created), with one feed message naming each tag once."""
+    a, b, c = unique("a"), unique("b"), unique("c")  # c has no entry: a post never creates one
+
+    async def scenario() -> tuple[list[Any], list[list[str]]]:
+        client = aredis.Redis.from_url(urls[1])
+        caches = [TagCache(client, unique("tg"), 60, 0.1, 4, True, cluster=cluster) for _ in range(2)]
+        posts: list[Posted] = [([a], 5, body(5)), ([a, b, c], 6, body(6)), ([b], 7, body(7)),
+                               ([a], 3, body(3)), ([a], 8, body(8)), ([a, b], 9, body(9))]
+        feed = client.pubsub()
+        await feed.subscribe(*(cache.channel for cache in caches))
+        for cache in caches:
+            await cache.fill(a, b"", 3, [(3, body(3)), (2, body(2)), (1, body(1))])
+            await cache.fill(b, b"", 1, [(4, body(4))])
+        await caches[0].add_many(posts)
+        for post in posts:
+            await caches[1].add(*post)
+        states = []
+        for cache in caches:
+            states.append([(await client.zrange(cache.entry_key(t), 0, -1, withscores=True),
+                            await client.get(cache.version_key(t))) for t in (a, b, c)])
+        heard: dict[str, list[list[str]]] = {cache.channel: [] for cache in caches}
+        while (m := await feed.get_message(timeout=0.5)) is not None:
+            if m["type"] == "message":
+                heard[m["channel"].decode()].append(m["data"].decode().split())
+        await feed.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+        assert len(heard[caches[1].channel]) == len(posts)  # one by one: a message each
+        return states, heard[caches[0].channel]
+
+    (together, one_by_one), messages = run(scenario())
+    assert together == one_by_one
+    (entry_a, version_a), (entry_b, _), (entry_c, version_c) = together
+    assert [m for m, _ in entry_a] == [TOTAL, body(5), body(6), body(8), body(9)]  # bounded to 4
+    assert entry_a[0][1] == -(1 + 3 + 4)  # the total: 3 filled, 4 new (tweet 3 was there)
+    assert version_a == b"5" and version_c == b"1" and entry_c == []
+    assert [m for m, _ in entry_b] == [TOTAL, body(4), body(6), body(7), body(9)]
+    assert messages == [[a, b, c]]

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aredis
 
 from service.db import tweets
 from service.db.database import Database
@@ -80,22 +81,35 @@ def test_a_post_postgresql_refuses_fails_alone(urls: tuple[str, str]) -> None:
     asyncio.run(with_user(urls[0], scenario))
 
 
-@pytest.mark.parametrize("batch_max", ["64", "1"])
+@pytest.mark.parametrize(("batch_max", "together"), [("64", "true"), ("64", "false"), ("1", "true")],
+                         ids=["batched, updates together", "batched, updates one by one", "each post alone"])
 def test_posts_arriving_together_through_the_service(
-        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, batch_max: str) -> None:
-    srv = Server({"POST_BATCH_MAX": batch_max}, tmp_path_factory.mktemp("server") / "server.log")
+        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, batch_max: str,
+        together: str) -> None:
+    prefix = unique("bt")
+    srv = Server({"POST_BATCH_MAX": batch_max, "POST_UPDATES_TOGETHER": together, "CACHE_PREFIX": prefix},
+                 tmp_path_factory.mktemp("server") / "server.log")
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)
         tag = unique("bt")
 
-        async def burst() -> list[httpx.Response]:
+        async def burst() -> tuple[list[httpx.Response], int]:
+            """The answers, and the feed messages naming the tag (read after the last answer: each
+            post's message is published before its 201)."""
+            feed = aredis.Redis.from_url(urls[1]).pubsub()
+            await feed.subscribe(f"{prefix}:inv")
             async with httpx.AsyncClient(base_url=srv.url, timeout=10,
                                          limits=httpx.Limits(max_connections=32)) as c:
-                return await asyncio.gather(*(c.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"},
-                                                     headers=auth) for i in range(64)))
+                answers = await asyncio.gather(*(c.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"},
+                                                        headers=auth) for i in range(64)))
+            messages = 0
+            while (m := await feed.get_message(timeout=0.5)) is not None:
+                messages += m["type"] == "message" and tag in m["data"].decode().split()
+            await feed.aclose()  # type: ignore[no-untyped-call]
+            return answers, messages
 
-        answers = asyncio.run(burst())
+        answers, messages = asyncio.run(burst())
         assert [r.status_code for r in answers] == [201] * 64
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             assert tag_ids(c, tag, auth) == {r.json()["data"]["id"] for r in answers}
@@ -105,5 +119,11 @@ def test_posts_arriving_together_through_the_service(
         batched = float(next(line.split()[1] for line in metrics.splitlines()
                              if line.startswith("posts_batched_total")))
         assert (batched > 0) == (batch_max != "1"), batched
+        if together == "false":
+            assert messages == 64  # one message a post
+        elif batch_max != "1":
+            assert 1 <= messages < 64, messages  # a batch's posts tell the workers once
+        else:
+            assert 1 <= messages <= 64, messages
     finally:
         srv.stop()

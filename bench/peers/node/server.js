@@ -196,7 +196,7 @@ app.post('/api/v1/tweet', async (request, reply) => {
   const { id, body } = rows[0];
   if (cacheOn && tags.length) {
     const keys = tags.flatMap((t) => [`${prefix}:t:${t}`, `${prefix}:v:${t}`]);
-    await redis.add(keys.length, ...keys, id, body, spec.cache_size, spec.cache_ttl_ms * 2, `${prefix}:inv`, tags.join(' '));
+    await redis.add(keys.length, ...keys, spec.cache_size, spec.cache_ttl_ms * 2, `${prefix}:inv`, tags.join(' '), id, body, tags.length);
     for (const t of tags) dropTag(t);
   }
   reply.code(201).type('application/json').send(`{"data":${body},"code":"success"}`);
