@@ -52,6 +52,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "lean post off (posts through Sanic)": {"USE_LEAN_POST": "false"},
     "lean pool off (asyncpg's acquire and release)": {"USE_LEAN_POOL": "false"},
     "post batching off (each post its own statement)": {"POST_BATCH_MAX": "1"},
+    "post cache updates one by one (not together)": {"POST_UPDATES_TOGETHER": "false"},
     "deadline watch off (asyncpg's timer per statement)": {"USE_DEADLINE_WATCH": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
@@ -83,6 +84,9 @@ NOT_ON_PATH = {("responses finished by a Sanic middleware and written by Sanic (
                ("post batching off (each post its own statement)", "hit"),
                ("post batching off (each post its own statement)", "miss"),
                ("post batching off (each post its own statement)", "bypass"),
+               ("post cache updates one by one (not together)", "hit"),
+               ("post cache updates one by one (not together)", "miss"),
+               ("post cache updates one by one (not together)", "bypass"),
                ("tweet JSON built per read (not stored)", "hit"), ("tweet JSON built per read (not stored)", "post")}
 # The paths that ask PostgreSQL on every request, each against its statements' ceiling.
 DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")

@@ -252,9 +252,9 @@ LEVERS = {
             "and a receive; the next lever is asyncpg's per-statement path (its Python layers around the "
             "protocol: the miss's profile above)",
     "bypass": "the next lever is asyncpg's per-statement path (the bypass's profile above)",
-    "post": "posts arriving together already share one statement (POST_BATCH_MAX); the next lever is the "
-            "cache update and the invalidation feed's message per post (one script call and redis-py's pub/sub "
-            "parsing each), which could go per batch too",
+    "post": "posts arriving together already share one statement (POST_BATCH_MAX) and one cache update "
+            "(POST_UPDATES_TOGETHER); what is left per post is mostly the event loop and the kernel (a receive "
+            "and a send a request) and asyncpg running each batch (the post's profile above)",
     "deep_offset": "the next lever is PostgreSQL's work: an offset page walks every row before it",
     "deep_keyset": "the next lever is PostgreSQL's work and asyncpg's per-statement path",
 }
