@@ -7,13 +7,14 @@ import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from service.codec import ORJSON
 from service.db import tweets
 from service.resources import close_resources, open_resources
 from service.security.tokens import Identity
 from service.settings import Settings
-from service.validate import NewTweet, search_query
+from service.validate import NewTweet, SearchQuery, search_query
 from tests.conftest import unique
 
 
@@ -22,6 +23,19 @@ async def user(pool) -> Identity:  # type: ignore[no-untyped-def]
     user_id = await pool.fetchval("INSERT INTO users (username, full_name, password_hash) "
                                   "VALUES ($1, 'T', 'x') RETURNING id", name)
     return Identity(user_id, name, time.time() + 600)
+
+
+async def one_cached_tweet(w: Any) -> tuple[Identity, str, SearchQuery]:
+    """Once the feed is live: a new user's tweet to a new tag, whose entry the search then fills."""
+    assert w.feed is not None and w.redis is not None
+    while not w.feed.trusted():
+        await asyncio.sleep(0.01)
+    u = await user(w.pool)
+    tag = unique("tr")
+    await w.timeline.post(u, NewTweet(f"one #{tag}", [tag]))
+    q = search_query({"tag": tag})
+    await w.timeline.search(q)
+    return u, tag, q
 
 
 def test_a_post_whose_client_hangs_up_still_updates_the_cache(resolved: Settings) -> None:
@@ -61,14 +75,7 @@ def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> Non
         s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
         w = await open_resources(s)
         try:
-            assert w.feed is not None and w.redis is not None
-            while not w.feed.trusted():
-                await asyncio.sleep(0.01)
-            u = await user(w.pool)
-            tag = unique("tr")
-            await w.timeline.post(u, NewTweet(f"one #{tag}", [tag]))
-            q = search_query({"tag": tag})
-            await w.timeline.search(q)
+            u, tag, q = await one_cached_tweet(w)
             # A tweet written behind the cache's back (as by a worker that died before its update).
             async with w.pool.acquire() as conn:
                 await tweets.post(conn, u.user_id, u.username, f"two #{tag}", [tag])
@@ -95,14 +102,7 @@ def test_a_failure_during_the_repair_is_repaired_too(resolved: Settings, monkeyp
         s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
         w = await open_resources(s)
         try:
-            assert w.feed is not None
-            while not w.feed.trusted():
-                await asyncio.sleep(0.01)
-            u = await user(w.pool)
-            tag = unique("tf")
-            await w.timeline.post(u, NewTweet(f"one #{tag}", [tag]))
-            q = search_query({"tag": tag})
-            await w.timeline.search(q)  # the entry holds one tweet
+            u, tag, q = await one_cached_tweet(w)  # the entry holds one tweet
             await asyncio.sleep(2.2)  # past mark_dirty's 2 s margin: the repair's query leaves the tag out
             real = tweets.tags_since
 
