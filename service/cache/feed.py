@@ -155,8 +155,8 @@ class Feed:
         (TagCache.announce_dirty): then this worker is dirty since that post was made."""
         words = (data.decode() if isinstance(data, bytes) else data).split()
         if words[:1] == [DIRTY]:
-            _, since, *words = words
-            self._on_lost(datetime.fromisoformat(since))
+            self._on_lost(_dirty_since(words[1] if len(words) > 1 else ""))
+            words = words[2:]
         if self._local is not None:
             for tag in words:
                 self._local.invalidate(tag)
@@ -200,3 +200,17 @@ class Feed:
             log.warning("cache invalidation feed %s; caches bypassed until it is back", why)
             self._lost = True
             self._on_lost(self._heard_wall)
+
+
+def _dirty_since(text: str) -> datetime:
+    """A `!dirty` message's time. One without a readable, zoned time (only another Redis client
+    could have published it) counts from the earliest time: every cached tag is repaired."""
+    try:
+        since: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        log.warning("a cache dirty message without a readable time (%r): every cached tag is repaired",
+                    text[:64])
+        return datetime.min.replace(tzinfo=UTC)
+    return since

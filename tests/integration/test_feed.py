@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -240,3 +241,35 @@ def test_a_closed_feed_stops_by_itself_within_a_heartbeat(settings: Settings) ->
             return time.monotonic() - began
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_a_malformed_dirty_message_repairs_every_tag_and_keeps_the_feed(
+        settings: Settings, urls: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """`!dirty <time> <tags>` comes from TagCache.announce_dirty; one another Redis client made
+    without a readable time (none, not ISO, no time zone) counts from the earliest time (every
+    cached tag repaired) instead of breaking the feed, which stays subscribed."""
+    messages = ["!dirty", "!dirty yesterday a", "!dirty 2026-01-01T00:00:00 a",
+                "!dirty 2026-01-01T00:00:00+00:00 a"]
+
+    async def scenario() -> list[datetime]:
+        async with workers(settings, n=1) as (a,):
+            marked: list[datetime] = []
+            real = a.timeline.mark_dirty
+
+            def mark(since: datetime) -> None:
+                marked.append(since)
+                real(since)
+
+            a.timeline.mark_dirty = mark  # type: ignore[method-assign]
+            admin = aioredis.Redis.from_url(urls[1])
+            for message in messages:
+                await admin.publish(a.timeline._cache.channel, message)  # type: ignore[union-attr]
+            await admin.aclose()
+            await until(lambda: len(marked) == len(messages))
+            assert a.feed is not None and a.feed.trusted()
+            return marked
+
+    marked = asyncio.run(asyncio.wait_for(scenario(), 30))
+    earliest = datetime.min.replace(tzinfo=UTC)
+    assert marked == [earliest] * 3 + [datetime(2026, 1, 1, tzinfo=UTC)]
+    assert not [r for r in caplog.records if "invalidation feed" in r.getMessage()]
