@@ -379,13 +379,12 @@ def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
             **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
                                         ["bypass"], plan, plan.ablation_rounds).items()}}
     log("ablation: each tuning switched off in turn")
+    # What the rows are compared with: every tuning on, measured as they are (a server alone, these
+    # rounds), not the side-by-side run above, whose regime differs (for posts, the peers' inserts
+    # just before each of ours).
+    results["ablation_base"] = ablation_row(Config("every tuning on", {}), {}, "", plan, cold)
     for label, env in ABLATIONS.items():
-        hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
-        row = measure(Config(label, env), hot, plan, plan.ablation_rounds)
-        if (label, "bypass") not in NOT_ON_PATH:
-            row.update({k: v for k, v in measure(Config(label + ", cache off", {**env, **cold.env}),
-                                                 ["bypass"], plan, plan.ablation_rounds).items()})
-        results["ablation"][label] = row
+        results["ablation"][label] = ablation_row(Config(label, env), env, label, plan, cold)
     log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
     storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
     results["ablation"]["refill storm, single-flight on"] = measure(
@@ -393,6 +392,17 @@ def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
     results["ablation"]["refill storm, single-flight off"] = measure(
         Config("storm, single-flight off", {**storm, "USE_SINGLEFLIGHT": "false"}), ["hit"], plan,
         plan.ablation_rounds)
+
+
+def ablation_row(config: Config, env: dict[str, str], label: str, plan: Plan, cold: Config) -> dict[str, Any]:
+    """floor, hit, miss and post on the config's server, bypass on its cache-off twin: each where
+    the tuning `label` is on the path."""
+    hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
+    row = measure(config, hot, plan, plan.ablation_rounds)
+    if (label, "bypass") not in NOT_ON_PATH:
+        row.update(measure(Config(config.label + ", cache off", {**env, **cold.env}), ["bypass"], plan,
+                           plan.ablation_rounds))
+    return row
 
 
 def main() -> None:

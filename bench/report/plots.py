@@ -42,7 +42,7 @@ def ablation(results: Results, folder: Path) -> str:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.21
     for j, endpoint in enumerate(["hit", "miss", "bypass", "post"]):
-        ys = [results.run(endpoint)["rps"]] + [row.get(endpoint, {}).get("rps", 0) for row in rows.values()]
+        ys = [results.ablation_base(endpoint)["rps"]] + [row.get(endpoint, {}).get("rps", 0) for row in rows.values()]
         ax.barh([i + j * width for i in range(len(labels))], ys, height=width, label=endpoint)
     ax.set_yticks([i + 1.5 * width for i in range(len(labels))], labels, fontsize=8)
     ax.invert_yaxis()

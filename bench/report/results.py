@@ -47,6 +47,12 @@ class Results:
     def cores(self) -> int:
         return int(self.http["facts"]["machine"]["cores"])
 
+    def ablation_base(self, path: str) -> dict[str, Any]:
+        """What the ablation rows are compared with: every tuning on, measured as they are (runs
+        before it was measured so: the default run's)."""
+        base = self.http.get("ablation_base")
+        return dict(base[path]) if base else self.run(path)
+
     def run(self, path: str) -> dict[str, Any]:
         """A path's run: bypass from the cache-off server, every other from the default one."""
         return dict((self.cold if path == "bypass" else self.default)[path])

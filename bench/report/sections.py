@@ -304,8 +304,11 @@ def worker_counts(r: Results, plot_dir: str) -> list[str]:
             table(["workers", "endpoint", "req/s", "p99 ms", "server CPU"], rows)]
 
 
+ABLATED = ("hit", "miss", "bypass", "post")
 ABLATION_INTRO = (
-    "Each configuration runs on its own server, and this machine's speed drifts between servers "
+    "Each configuration runs on its own server, and so does the row with every tuning on, measured "
+    "the same way just before the others (not the side-by-side run above, whose posts follow the "
+    "peers' inserts). This machine's speed drifts between servers "
     "(compare the floor column, which no tuning but uvloop and the access log touches). Two "
     "speedups are given: raw = req/s with every tuning on ÷ req/s with this one off; vs floor = "
     "the same on ratios to the floor measured on the same server, which cancels the drift but "
@@ -315,20 +318,19 @@ ABLATION_INTRO = (
 
 def ablation_row(r: Results, label: str, row: dict[str, Any]) -> list[str]:
     cells = [label, f0(row["floor"]["rps"])]
-    for e in ("hit", "miss", "bypass", "post"):
+    for e in ABLATED:
         if e not in row:
             cells.append("-")
             continue
-        base = r.cold if e == "bypass" else r.default
-        raw, vs_floor = speedups(base[e]["rps"], base["floor"]["rps"], row[e]["rps"], row["floor"]["rps"])
+        raw, vs_floor = speedups(r.ablation_base(e)["rps"], r.ablation_base("floor")["rps"], row[e]["rps"],
+                                 row["floor"]["rps"])
         cells.append(f"{f0(row[e]['rps'])} (×{raw:.2f} raw, ×{vs_floor:.2f} vs floor)")
     return cells
 
 
 def ablation(r: Results, plot_dir: str) -> list[str]:
     runs = r.http["ablation"]
-    rows = [["none (every tuning on)", f0(r.default["floor"]["rps"]), f0(r.default["hit"]["rps"]),
-             f0(r.default["miss"]["rps"]), f0(r.cold["bypass"]["rps"]), f0(r.default["post"]["rps"])]]
+    rows = [["none (every tuning on)", *(f0(r.ablation_base(e)["rps"]) for e in ("floor", *ABLATED))]]
     rows += [ablation_row(r, label, row) for label, row in runs.items() if not label.startswith("refill storm")]
     out = ["## Ablation: each tuning switched off in turn (1 worker)", "",
            f"![ablation]({plot_dir}/ablation.png)", "", ABLATION_INTRO, "",
