@@ -382,9 +382,9 @@ def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
     # What the rows are compared with: every tuning on, measured as they are (a server alone, these
     # rounds), not the side-by-side run above, whose regime differs (for posts, the peers' inserts
     # just before each of ours).
-    results["ablation_base"] = ablation_row(Config("every tuning on", {}), {}, "", plan, cold)
+    results["ablation_base"] = ablation_row(Config("every tuning on"), plan, cold)
     for label, env in ABLATIONS.items():
-        results["ablation"][label] = ablation_row(Config(label, env), env, label, plan, cold)
+        results["ablation"][label] = ablation_row(Config(label, env), plan, cold)
     log("single-flight under a refill storm (1 s cache TTL, no in-process cache)")
     storm = {"CACHE_TTL_SECONDS": "1", "CACHE_TTL_JITTER": "0", "LOCAL_CACHE_TTL": "0"}
     results["ablation"]["refill storm, single-flight on"] = measure(
@@ -394,13 +394,13 @@ def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
         plan.ablation_rounds)
 
 
-def ablation_row(config: Config, env: dict[str, str], label: str, plan: Plan, cold: Config) -> dict[str, Any]:
+def ablation_row(config: Config, plan: Plan, cold: Config) -> dict[str, Any]:
     """floor, hit, miss and post on the config's server, bypass on its cache-off twin: each where
-    the tuning `label` is on the path."""
-    hot = [e for e in ("floor", "hit", "miss", "post") if (label, e) not in NOT_ON_PATH]
+    the tuning the config switches off is on the path."""
+    hot = [e for e in ("floor", "hit", "miss", "post") if (config.label, e) not in NOT_ON_PATH]
     row = measure(config, hot, plan, plan.ablation_rounds)
-    if (label, "bypass") not in NOT_ON_PATH:
-        row.update(measure(Config(config.label + ", cache off", {**env, **cold.env}), ["bypass"], plan,
+    if (config.label, "bypass") not in NOT_ON_PATH:
+        row.update(measure(Config(config.label + ", cache off", {**config.env, **cold.env}), ["bypass"], plan,
                            plan.ablation_rounds))
     return row
 

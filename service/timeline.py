@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from redis.exceptions import ResponseError
@@ -33,7 +33,7 @@ from service.cache.generations import DirtyWorkers
 from service.cache.guard import CacheDown, Guard
 from service.cache.local import LocalCache
 from service.cache.singleflight import SingleFlight
-from service.cache.tags import Page, Posted, TagCache, window_answers
+from service.cache.tags import EVERYTHING, Page, Posted, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
@@ -45,7 +45,6 @@ from service.validate import NewTweet, SearchQuery
 log = logging.getLogger(__name__)
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
-EVERYTHING = datetime.min.replace(tzinfo=UTC)  # dirty since: every cached entry is suspect
 UPDATES_MAX = 64  # posts' cache updates in one script call at most (POST_UPDATES_TOGETHER)
 
 

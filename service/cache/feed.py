@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as redis
 
 from service.cache.local import LocalCache
-from service.cache.tags import DIRTY, CacheClient, TagCache
+from service.cache.tags import DIRTY, EVERYTHING, CacheClient, TagCache
 
 log = logging.getLogger(__name__)
 
@@ -212,5 +212,5 @@ def _dirty_since(text: str) -> datetime:
     if since is None or since.tzinfo is None:
         log.warning("a cache dirty message without a readable time (%r): every cached tag is repaired",
                     text[:64])
-        return datetime.min.replace(tzinfo=UTC)
+        return EVERYTHING
     return since

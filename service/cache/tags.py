@@ -20,7 +20,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as redis
@@ -31,6 +31,7 @@ from service.cache.wire import WireClient
 
 TOTAL = b"#n"
 DIRTY = "!dirty"  # the feed message that opens announce_dirty's (tags are word characters only)
+EVERYTHING = datetime.min.replace(tzinfo=UTC)  # dirty since: every cached entry is suspect
 Arg = bytes | str | int | float
 Posted = tuple[Sequence[str], int, bytes]  # a committed post's tags, tweet id and tweet bytes
 CacheClient = redis.Redis | redis.RedisCluster
@@ -235,10 +236,6 @@ class TagCache:
             args += [tweet_id, body]
         (stored,) = await self._run([(FILL, 2, args)])
         return bool(stored)
-
-    async def add(self, tags: Sequence[str], tweet_id: int, body: bytes) -> None:
-        """add_many for one post."""
-        await self.add_many([(tags, tweet_id, body)])
 
     async def add_many(self, posts: Sequence[Posted]) -> None:
         """After posts commit: add each to each of its tags' entries that exist, bump each tag's

@@ -35,7 +35,7 @@ def test_fill_discarded_when_a_post_raced_it(urls: tuple[str, str]) -> None:
         client, c = cache(urls[1])
         tag = unique("race")
         version = await c.version(tag)          # fill reads the version, then queries PostgreSQL...
-        await c.add([tag], 10, body(10))         # ...meanwhile a post commits and updates the cache
+        await c.add_many([([tag], 10, body(10))])  # ...meanwhile a post commits and updates the cache
         stale = await c.fill(tag, version, 1, [(9, body(9))])  # fill's result lacks tweet 10
         fresh = await c.fill(tag, await c.version(tag), 2, [(10, body(10)), (9, body(9))])
         await client.aclose()
@@ -50,7 +50,7 @@ def test_a_miss_brings_the_version_a_racing_post_then_invalidates(urls: tuple[st
         client, c = cache(urls[1])
         tag = unique("rv")
         first = await c.read(tag, 0, 10, None)   # a miss: the version comes with it
-        await c.add([tag], 10, body(10))         # a post commits while the fill queries PostgreSQL
+        await c.add_many([([tag], 10, body(10))])  # a post commits while the fill queries PostgreSQL
         second = await c.read(tag, 0, 10, None)
         assert isinstance(first, Miss) and isinstance(second, Miss)
         stale = await c.fill(tag, first.version or b"", 1, [(9, body(9))])
@@ -72,10 +72,10 @@ def test_add_is_idempotent_bounded_and_counts(urls: tuple[str, str]) -> None:
         client, c = cache(urls[1], size=5)
         tag = unique("b")
         await c.fill(tag, await c.version(tag), 3, [(3, body(3)), (2, body(2)), (1, body(1))])
-        await c.add([tag], 3, body(3))  # already there (the fill saw it): no double count
+        await c.add_many([([tag], 3, body(3))])  # already there (the fill saw it): no double count
         set_at = time.monotonic()  # before the adds: the TTL the last one set has run at most since
         for i in range(4, 9):
-            await c.add([tag], i, body(i))
+            await c.add_many([([tag], i, body(i))])
         page = await c.read(tag, 0, 10, None)
         ttl = await client.pttl(c.entry_key(tag))
         elapsed_ms = (time.monotonic() - set_at) * 1000  # PTTL counts down from the TTL set
@@ -98,7 +98,7 @@ def test_read_without_pipeline_matches(urls: tuple[str, str]) -> None:
         await piped.fill(tag, b"", 2, [(2, body(2)), (1, body(1))])
         a = await piped.read(tag, 0, 10, None)
         b = await single.read(tag, 0, 10, None)
-        await single.add([tag, unique("other")], 3, body(3))
+        await single.add_many([([tag, unique("other")], 3, body(3))])
         c = await piped.read(tag, 0, 1, None)
         await client.aclose()
         return a, b, c
@@ -169,7 +169,7 @@ def test_posts_added_together_end_as_added_one_by_one(urls: tuple[str, str], clu
             await cache.fill(b, b"", 1, [(4, body(4))])
         await caches[0].add_many(posts)
         for post in posts:
-            await caches[1].add(*post)
+            await caches[1].add_many([post])
         states = []
         for cache in caches:
             states.append([(await client.zrange(cache.entry_key(t), 0, -1, withscores=True),

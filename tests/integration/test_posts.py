@@ -16,10 +16,8 @@ import redis.asyncio as aredis
 
 from service.db import tweets
 from service.db.database import Database
-from service.db.posts import Posts
+from service.db.posts import Post, Posts
 from tests.conftest import Server, register_and_login, tag_ids, unique
-
-Post = tuple[int, str, str, list[str]]  # user id, username, msg, tags
 
 
 async def with_user(dsn: str, scenario: Any) -> Any:
