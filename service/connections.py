@@ -32,6 +32,20 @@ BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n
         b"connection: close\r\ncontent-length: " + str(len(BUSY_BODY)).encode() + b"\r\n\r\n" + BUSY_BODY)
 
 
+def field_int(value: str, base: int = 10) -> int:
+    """A Content-Length (base 10) or a chunk size (base 16) as RFC 9112 writes them: digits of
+    ASCII only (Python's int() also takes other scripts' digits, signs, underscores, "0x" and
+    surrounding whitespace of any kind), trailing spaces or tabs allowed; else ValueError, which
+    Sanic answers 400 and closes. The front reads a Content-Length with this one rule too."""
+    digits = value.rstrip(" \t")
+    if not digits or len(digits) > 16 or not (DECIMAL if base == 10 else HEX).issuperset(digits):
+        raise ValueError(f"not a length: {value!r}")
+    return int(digits, base)
+
+
+DECIMAL, HEX = frozenset("0123456789"), frozenset("0123456789abcdefABCDEF")
+
+
 class FinishingHttp(Http):
     """Sanic's HTTP/1.1 stream, finishing each response (request id, metrics, drain: the app's
     ctx.finish) as its head is written: once per response, errors Sanic answers itself included,
@@ -41,6 +55,10 @@ class FinishingHttp(Http):
     is written by Sanic. Both with FINISH_IN_PROTOCOL; without it, Sanic's path alone."""
 
     __slots__ = ()
+
+    def __init__(self, protocol: Any) -> None:
+        super().__init__(protocol)  # type: ignore[no-untyped-call]
+        self.init_for_request()  # type: ignore[no-untyped-call]  # its fields set before the task's first step
 
     def http1_response_header(self, data: bytes, end_stream: bool) -> Coroutine[Any, Any, None]:
         res = self.response
@@ -65,6 +83,10 @@ class FinishingHttp(Http):
                     return self._whole(head + data)
         # Looked up per call: Sanic rewrites the method on its class at start-up (its touch-ups).
         return Http.http1_response_header(self, data, end_stream)
+
+    @staticmethod
+    def _safe_int(value: str, base: int = 10) -> int:
+        return field_int(value, base)  # Sanic's reading of Content-Length and chunk sizes, made strict
 
     async def _whole(self, response: bytes) -> None:
         await self._send(response)
@@ -109,28 +131,61 @@ class GuardedProtocol(HttpProtocol):
         if self._began >= 0:
             super().connection_lost(exc)  # type: ignore[no-untyped-call]
 
+    def waits_for_request(self) -> bool:
+        """Is Sanic's connection task parked at the top of its loop, waiting for the first byte of
+        a request? Only then does the next byte begin a request, for Sanic as for anything else
+        reading this stream (the fast path, the deadline). Stage IDLE alone does not say so: Sanic
+        is IDLE too while it discards the unread body of a request it has answered (a GET's body,
+        a 401, 404 or 405 sent early), while it waits for a chunked body's last line, and after a
+        response that closes the connection, until its task ends. In all of those the request is
+        still set: Http.init_for_request clears it only just before the wait for the next one.
+        A task that has not begun yet (no Http) will begin with that wait; one that has ended
+        (Http gone) waits for nothing."""
+        try:
+            http = self._http
+        except AttributeError:
+            return self._task is not None and not self.recv_buffer
+        return (http is not None and http.stage is Stage.IDLE and http.request is None
+                and not self.recv_buffer and not self._data_received.is_set())
+
     def data_received(self, data: bytes) -> None:
         if self._began < 0:
             return
-        http = getattr(self, "_http", None)
-        stage = http.stage if http is not None else Stage.IDLE
-        if stage is Stage.IDLE and not self.recv_buffer:
+        if self.waits_for_request():
             self._began = monotonic()  # the first byte of a new request
-        elif stage is Stage.HANDLER and http is not None and http.request_body \
-                and monotonic() - self._began > self.request_timeout:
-            self._too_slow()  # the body still arriving after the deadline
+        elif self._body_late():
+            self._too_slow()  # a body still arriving (read or discarded) after the deadline
             return
         super().data_received(data)
         self._time = self._began  # Sanic's timers count from the request's first byte
 
+    def _body_late(self) -> bool:
+        """Is a request's body still being read, or discarded after an early response, past the
+        request's deadline (REQUEST_TIMEOUT from its first byte)?"""
+        http = self._http
+        return (http is not None and bool(http.request_body)
+                and monotonic() - self._began > self.request_timeout)
+
+    def check_timeouts(self) -> None:
+        """Sanic's periodic check, and the deadline of a body being discarded after its response:
+        Sanic counts that stage (IDLE) against the keep-alive timeout only, so a body that stalls
+        there would hold the connection past the request's deadline."""
+        http = self._http
+        if http is not None and http.stage is Stage.IDLE and self._task is not None and self._body_late():
+            self._too_slow()
+            return
+        super().check_timeouts()  # type: ignore[no-untyped-call]
+
     def _too_slow(self) -> None:
+        """Cut the request: before its response, Sanic answers 408 and closes; after it (a body
+        being discarded), the connection closes."""
         if self._http is not None and self._task is not None:
             self._http.exception = RequestTimeout("Request Timeout")
             self._task.cancel("request deadline")
 
     def idle(self) -> bool:
         """No request in flight, nothing buffered."""
-        return self._http is not None and self._http.stage is Stage.IDLE and not self.recv_buffer
+        return self.waits_for_request()
 
     def _make_room(self) -> bool:
         """Close the connection idle the longest."""

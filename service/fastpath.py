@@ -43,10 +43,9 @@ from time import monotonic
 from typing import Any
 
 from sanic.headers import format_http1_response
-from sanic.http import Stage
 from sanic.response import HTTPResponse
 
-from service.connections import GuardedProtocol
+from service.connections import FinishingHttp, GuardedProtocol, field_int
 from service.errors import AppError, success
 from service.validate import NewTweet, SearchQuery, json_object, new_tweet, search_query_string
 
@@ -60,7 +59,7 @@ PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~%+=&-]{1,1024}")
 # Headers after which the request is Sanic's to answer.
 DEFER = {"content-length", "transfer-encoding", "expect", "upgrade", "connection"}
 ONCE = {"authorization", "x-request-id"}  # Sanic reads the first of these; a repeat goes to it
-MAX_HEAD = 8192  # longer heads are Sanic's (it enforces its own limit)
+MAX_LENGTH = 999_999_999  # a longer body is Sanic's (413 past REQUEST_MAX_SIZE)
 MAX_HELD = 65536  # bytes held behind a lean search before reading pauses
 
 
@@ -106,24 +105,30 @@ def bearer_and_id(head: bytes, line_end: int) -> tuple[str, str | None] | None:
 def header_fields(head: bytes, line_end: int, with_body: bool) -> tuple[str, str | None, int] | None:
     """(bearer token, X-Request-ID or None, Content-Length) from the header lines after the request
     line; None when a header leaves the request to Sanic, or there is no bearer token. A request
-    `with_body` must give one plain Content-Length; any other must give none."""
+    `with_body` must give one plain Content-Length; any other must give none. Heads with bytes
+    outside ASCII are Sanic's: it decodes them as UTF-8 and strips Unicode whitespace (so
+    latin-1 here would read b"\\xa0Bearer" as "Bearer", where Sanic reads no bearer at all)."""
+    if not head.isascii():
+        return None
     token = request_id = None
     length = -1
     for raw in head[line_end + 2:].split(b"\r\n"):
         name, colon, value = raw.partition(b":")
         if not colon:
             return None  # Sanic answers a malformed header line with 400
-        key = name.decode("latin-1").lower()
+        key = name.decode("ascii").lower()
         if key == "content-length" and with_body and length < 0:
-            digits = value.strip()
-            if not digits.isdigit() or len(digits) > 9:
+            try:  # the framework's own rule (FinishingHttp), after Sanic's lstrip
+                length = field_int(value.decode("ascii").lstrip())
+            except ValueError:
                 return None
-            length = int(digits)
+            if length > MAX_LENGTH:
+                return None
             continue
         if key in DEFER:
             return None
         if key in ONCE:
-            text = value.decode("latin-1").lstrip()
+            text = value.decode("ascii").lstrip()  # as Sanic takes a value
             if key == "authorization":
                 scheme, _, given = text.partition(" ")
                 if token is not None or scheme.lower() != "bearer" or not given:
@@ -140,7 +145,7 @@ def header_fields(head: bytes, line_end: int, with_body: bool) -> tuple[str, str
 
 def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
     """(search, token, X-Request-ID) of a request head the fast path may answer, else None."""
-    line = request_query(head)
+    line = request_query(head) if head.isascii() else None  # header_fields' docstring
     query = None if line is None else plain_query(line[0])
     fields = None if line is None or query is None else bearer_and_id(head, line[1])
     return None if query is None or fields is None else (query, *fields)
@@ -213,7 +218,7 @@ class FastHitProtocol(GuardedProtocol):
         if self._lean is not None:
             self._hold(data)
             return
-        if data.startswith(PREFIXES) and self._sanic_waits():
+        if data.startswith(PREFIXES) and self._may_answer():
             data = self._answer(data, monotonic())
             if not data:
                 self._time = monotonic()  # the keep-alive timeout counts from here
@@ -226,14 +231,11 @@ class FastHitProtocol(GuardedProtocol):
     def close_if_idle(self) -> bool:
         return False if self._lean is not None else bool(super().close_if_idle())
 
-    def _sanic_waits(self) -> bool:
-        """Is Sanic's connection task parked waiting for a new request, with nothing buffered,
-        nothing to write first, and the worker not draining?"""
-        http = self._http if hasattr(self, "_http") else None
-        return (http is not None and http.stage is Stage.IDLE and not self.recv_buffer
-                and not self._data_received.is_set() and self._can_write.is_set()
-                and self.transport is not None and not self.transport.is_closing()
-                and not self.app.ctx.stopping)
+    def _may_answer(self) -> bool:
+        """Does the next byte begin a request (Sanic waits for one: GuardedProtocol.waits_for_request),
+        with nothing to write first and the worker not draining?"""
+        return (self.waits_for_request() and self._can_write.is_set() and self.transport is not None
+                and not self.transport.is_closing() and not self.app.ctx.stopping)
 
     def _answer(self, data: bytes, arrived: float) -> bytes:
         """Answer the leading complete requests that are hits, and start a lean search for the
@@ -242,7 +244,8 @@ class FastHitProtocol(GuardedProtocol):
         start = 0
         answered: list[bytes] = []
         while start < len(data):
-            end = data.find(b"\r\n\r\n", start, start + MAX_HEAD)
+            # A head as long as Sanic's limit or longer is Sanic's (it answers 413)
+            end = data.find(b"\r\n\r\n", start, start + FinishingHttp.HEADER_MAX_SIZE)
             if end < 0:
                 break
             head = data[start:end]

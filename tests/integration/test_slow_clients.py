@@ -157,3 +157,55 @@ def test_when_no_connection_is_idle_a_new_one_is_answered_503(
         for s in busy:
             s.close()
         srv.stop()
+
+
+def closed_after(port: int, head: bytes, every: float | None) -> tuple[float, bytes]:
+    """Send a head answered before its body is read (Content-Length: 64), then its body one byte
+    every `every` seconds (None: nothing more): (seconds from the first byte until the server
+    closed the connection, what it sent)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        began = time.monotonic()
+        s.sendall(head)
+        s.settimeout(0.2)
+        got, next_byte = b"", began + (every or 0.0)
+        while time.monotonic() - began < 30:
+            if every is not None and time.monotonic() >= next_byte:
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    break
+                next_byte += every
+            try:
+                chunk = s.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return time.monotonic() - began, got
+
+
+@pytest.fixture(scope="module")
+def guarded_without_front(urls: tuple[str, str],
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(urls, tmp_path_factory, REQUEST_TIMEOUT=str(DEADLINE), USE_FAST_HITS="false",
+                       USE_LEAN_SEARCH="false", USE_LEAN_POST="false")
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("every", [1.0, None], ids=["trickled", "stalled"])
+def test_a_body_discarded_after_an_early_response_is_cut_at_the_deadline(
+        guarded: Server, guarded_without_front: Server, every: float | None) -> None:
+    """A 401 (or a GET route's answer) is sent before the body is read; Sanic then discards the
+    body with its stage back at IDLE, where only the keep-alive timeout (restarted by every byte)
+    bounded it. The request's deadline covers that body too: the connection is closed at it, front
+    on and off, whether the body trickles in or stalls."""
+    head = HEAD.replace(b"\r\n\r\n", b"\r\nContent-Length: 64\r\n\r\n")
+    for srv in (guarded, guarded_without_front):
+        elapsed, got = closed_after(srv.port, head, every)
+        assert got.startswith(b"HTTP/1.1 401") and got.count(b"HTTP/1.1") == 1, got[:200]
+        front = srv.env.get("USE_FAST_HITS", "true")
+        assert DEADLINE - 0.5 <= elapsed <= DEADLINE + CHECK + 0.5, (front, every, elapsed)
