@@ -92,9 +92,15 @@ global
 defaults
     mode http
     option http-keep-alive
-    # Bytes outside ASCII in a URL (a client that sends ?tag=café unencoded) pass on to the
-    # instance, which answers as it would directly; HAProxy would answer them with an HTML 400
-    # that no errorfile replaces (the request line fails before any proxy's rules apply).
+    # Bytes outside ASCII in a URL (a client that sends ?tag=café unencoded), and header names
+    # with a space, tab or NUL, pass on to the instance, which answers as it would directly (its
+    # JSON 400, or the header read as an unknown one); HAProxy's strict parser would answer them
+    # with an HTML 400 that no errorfile replaces. Kept by measurement: the hostile-request corpus
+    # (tests/integration/test_framing_balancer.py) is answered alike through this balancer with
+    # the instance's protocol front on and off, and neither this option nor strictness changes
+    # how HAProxy frames a request (Content-Length, Transfer-Encoding): strict, 8 of 274 cases
+    # became HTML 400s and none framed differently; lenient, 0 of 274 differ and no response ever
+    # reached another client (200 attempts at hiding a request in a body).
     option accept-invalid-http-request
     timeout connect 1s
     timeout client {SERVER_TIMEOUT + 5}s

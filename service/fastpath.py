@@ -8,8 +8,10 @@ already verified and cached, and whose page the timeline would answer from the i
 right now (cache trusted: feed live, not dirty, breaker closed), it writes the response the
 framework path writes, byte for byte but the X-Request-ID (tests/integration/test_fastpath.py).
 
-Anything in doubt goes to Sanic, unchanged and in order: Sanic busy with a request or holding
-unparsed bytes, a partial request, a body, Expect, Upgrade, a Connection header, HEAD, a path or
+Anything in doubt goes to Sanic, unchanged and in order: Sanic not waiting for a request's first
+byte (GuardedProtocol.waits_for_request: a request in any stage, unparsed bytes, the body of an
+answered request still being discarded), a head with bytes outside ASCII, a partial request, a
+body, Expect, Upgrade, a Connection header, HEAD, a path or
 query outside the plain form below, a repeated header that matters, an unknown or expired token,
 a page not cached, a transport that is not writable, a worker that is draining. Pipelined
 requests are answered in order: the fast path answers a leading run of hits and hands the rest to

@@ -13,6 +13,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+# The service's settings with the protocol front (service/fastpath.py) on and off.
+FRONT = {
+    "on": {"USE_FAST_HITS": "true", "USE_LEAN_SEARCH": "true", "USE_LEAN_POST": "true"},
+    "off": {"USE_FAST_HITS": "false", "USE_LEAN_SEARCH": "false", "USE_LEAN_POST": "false"},
+}
 GENERATED_ID = re.compile(rb"^[0-9a-f]+-[0-9]+$")  # service/app.py RequestIds: "<pid hex>-<n>"
 
 
@@ -132,3 +137,30 @@ def differences(
         got = [pool.map(outcome, [port] * len(cases), cases.values(), [fresh] * len(cases)) for port in ports]
         results = dict(zip(cases, zip(*got, strict=True), strict=True))
     return {name: (a, b) for name, (a, b) in results.items() if a != b}
+
+
+class Connection:
+    """One keep-alive client connection: requests written as given, responses read one by one."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self) -> bytes:
+        """The next whole response (its body framed by Content-Length; not an answer to HEAD)."""
+        while (end := self.buf.find(b"\r\n\r\n")) < 0 or len(self.buf) < end + 4 + int(
+            header(self.buf[: end + 4], b"content-length") or 0
+        ):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed by the server after {self.buf[:200]!r}")
+            self.buf += chunk
+        total = end + 4 + int(header(self.buf[: end + 4], b"content-length") or 0)
+        whole, self.buf = self.buf[:total], self.buf[total:]
+        return whole
+
+    def close(self) -> None:
+        self.sock.close()

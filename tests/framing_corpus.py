@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote, unquote_to_bytes
 
+import httpx
+
+from tests.conftest import register_and_login, unique
+
 Case = list[bytes]
 CRLF = b"\r\n"
 
@@ -368,3 +372,21 @@ def corpus(c: Corpus) -> dict[str, Case]:
 def splits(whole: bytes) -> dict[str, Case]:
     """The bytes split in two at every position."""
     return {f"split@{n}": [whole[:n], whole[n:]] for n in range(1, len(whole))}
+
+
+def prepared_corpus(urls: list[str]) -> Corpus:
+    """A corpus for a new user's verified token (cached by every server) and two tags (one ASCII,
+    one not) with three tweets each, whose first page every server holds."""
+    with httpx.Client(base_url=urls[0], timeout=10) as client:
+        auth = register_and_login(client)[1]
+        tag, wide = unique("frame"), unique("framé_")
+        for n in range(3):
+            r = client.post("/api/v1/tweet", json={"msg": f"#{tag} #{wide} tweet {n}"}, headers=auth)
+            assert r.status_code == 201, r.text
+    for url in urls:
+        for name in (tag, wide):
+            for _ in range(2):  # the first may be a miss
+                r = httpx.get(f"{url}/api/v1/search-tweets", params={"tag": name}, headers=auth)
+            assert r.status_code == 200 and r.headers["x-cache"] == "HIT", r.text
+        assert httpx.get(f"{url}/api/v1/verify", headers=auth).status_code == 200
+    return Corpus(auth["Authorization"].split()[1], tag, unique("framepost"), wide)

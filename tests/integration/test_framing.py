@@ -7,17 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.conftest import Server, register_and_login, start_server, unique
-from tests.framing import Outcome, differences, exchange, outcome
-from tests.framing_corpus import Corpus, bodies_of_answered_requests, corpus, splits
-
-FRONT = {
-    "on": {"USE_FAST_HITS": "true", "USE_LEAN_SEARCH": "true", "USE_LEAN_POST": "true"},
-    "off": {"USE_FAST_HITS": "false", "USE_LEAN_SEARCH": "false", "USE_LEAN_POST": "false"},
-}
+from tests.conftest import Server, start_server
+from tests.framing import FRONT, Outcome, differences, exchange, outcome
+from tests.framing_corpus import Corpus, bodies_of_answered_requests, corpus, prepared_corpus, splits
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +26,7 @@ def pair(urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def c(pair: tuple[Server, Server]) -> Corpus:
-    """A corpus for a verified token (cached by both servers) and a tag whose page both hold."""
-    with httpx.Client(base_url=pair[0].url, timeout=10) as client:
-        auth = register_and_login(client)[1]
-        tag, wide = unique("frame"), unique("framé_")
-        for n in range(3):
-            r = client.post("/api/v1/tweet", json={"msg": f"#{tag} #{wide} tweet {n}"}, headers=auth)
-            assert r.status_code == 201, r.text
-    for server in pair:
-        for name in (tag, wide):
-            for _ in range(2):  # the first may be a miss
-                r = httpx.get(f"{server.url}/api/v1/search-tweets", params={"tag": name}, headers=auth)
-            assert r.status_code == 200 and r.headers["x-cache"] == "HIT", r.text
-        assert httpx.get(f"{server.url}/api/v1/verify", headers=auth).status_code == 200
-    return Corpus(auth["Authorization"].split()[1], tag, unique("framepost"), wide)
+    return prepared_corpus([server.url for server in pair])
 
 
 def ports(pair: tuple[Server, Server]) -> tuple[int, int]:

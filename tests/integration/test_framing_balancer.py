@@ -1,0 +1,120 @@
+"""Request framing behind HAProxy configured as ops/balancer.py configures it (keep-alive to the
+instances, `http-reuse safe`): a request hidden in a body never reaches another client as the
+answer to its own request, and the corpus of hostile requests (tests/framing_corpus.py) is answered
+alike through a balancer whose instance has the protocol front on and one whose instance has it off."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from ops import balancer
+from service.settings import Settings
+from tests.conftest import TEST_ENV, free_port
+from tests.framing import FRONT, Connection, differences, header
+from tests.framing_corpus import Corpus, corpus, prepared_corpus
+
+
+def started(resolved: Settings, front: str) -> balancer.Balancer:
+    settings = dataclasses.replace(resolved, port=free_port())
+    env = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return balancer.Balancer(
+        settings, [free_port()], env={**env, **FRONT[front], "LOCAL_CACHE_TTL": "900"}
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def balanced(resolved: Settings) -> Iterator[tuple[balancer.Balancer, balancer.Balancer]]:
+    """A balancer in front of one instance with the front on, and one in front of one with it off."""
+    on = started(resolved, "on")
+    try:
+        off = started(resolved, "off")
+    except Exception:
+        on.stop()
+        raise
+    yield on, off
+    on.stop()
+    off.stop()
+
+
+@pytest.fixture(scope="module")
+def c(balanced: tuple[balancer.Balancer, balancer.Balancer]) -> Corpus:
+    return prepared_corpus([b.url for b in balanced])
+
+
+ATTEMPTS = 200
+
+
+def test_no_client_ever_receives_another_clients_response(
+    balanced: tuple[balancer.Balancer, balancer.Balancer], c: Corpus
+) -> None:
+    """An attacker sends a cached search with a Content-Length and, once answered, a search as its
+    body, 200 times, while three other keep-alive clients send their own requests: each client
+    receives the answers to its own requests only, and no hidden request is ever answered."""
+    port = balanced[0].settings.port
+    stop = threading.Event()
+    wrong: list[tuple[str, bytes]] = []
+    answered = [0, 0, 0]
+
+    def client(n: int) -> None:
+        conn = Connection(port)
+        try:
+            i = 0
+            while not stop.is_set():
+                rid = f"VICTIM{n}-{i}".encode()
+                conn.send(
+                    b"GET /api/v1/verify HTTP/1.1\r\nHost: t\r\n"
+                    + c.auth
+                    + b"\r\nX-Request-ID: "
+                    + rid
+                    + b"\r\n\r\n"
+                )
+                got = conn.response()
+                if header(got, b"x-request-id") != rid:
+                    wrong.append((rid.decode(), got[:300]))
+                answered[n] += 1
+                i += 1
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for t in clients:
+        t.start()
+    attacker = Connection(port)
+    try:
+        for k in range(ATTEMPTS):
+            hidden = c.hit(f"SMUGGLED{k}".encode())
+            attacker.send(
+                b"GET "
+                + c.path
+                + b" HTTP/1.1\r\nHost: t\r\n"
+                + c.auth
+                + b"\r\nX-Request-ID: ATTACK"
+                + str(k).encode()
+                + b"\r\nContent-Length: %d\r\n\r\n" % len(hidden)
+            )
+            got = attacker.response()
+            assert header(got, b"x-request-id") == f"ATTACK{k}".encode(), got[:300]
+            attacker.send(hidden)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
+        attacker.close()
+    assert not wrong, f"{len(wrong)} responses reached the wrong client: {wrong[:3]}"
+    assert min(answered) > 0
+
+
+def test_the_corpus_through_the_balancer_is_answered_alike_front_on_and_off(
+    balanced: tuple[balancer.Balancer, balancer.Balancer], c: Corpus
+) -> None:
+    cases = corpus(c)
+    ports = (balanced[0].settings.port, balanced[1].settings.port)
+    for fresh in (False, True):
+        found = differences(ports, cases, fresh)
+        assert not found, f"{len(found)} of {len(cases)} differ (fresh={fresh}): " + "\n".join(
+            f"{name}:\n  on:  {a}\n  off: {b}" for name, (a, b) in list(found.items())[:5]
+        )
