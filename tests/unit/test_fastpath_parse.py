@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from service import fastpath
+from service.connections import field_int
 from service.fastpath import (
+    POST_LINE,
     bearer_and_id,
     created,
     header_fields,
@@ -138,3 +142,35 @@ def test_fast_hits_counted_together_equal_each_counted_alone(tmp_path: Path) -> 
     for route, row in together.latency.items():
         assert row[:-1] == alone.latency[route][:-1] and abs(row[-1] - alone.latency[route][-1]) < 1e-9
     assert together.fast_hits == 9
+
+
+def test_a_head_with_bytes_outside_ascii_is_left_to_sanic() -> None:
+    """Sanic decodes a head as UTF-8 and strips Unicode whitespace from values: latin-1 here read
+    b"\\xa0Bearer" as "Bearer" where Sanic reads no bearer (and a proxy reading as Sanic would)."""
+    line_end = len(head())
+    for value in (b"\xa0Bearer tok", b"\x85Bearer tok", b"\xc2\xa0Bearer tok", b"Bearer\xa0tok"):
+        assert parse_head(head(b"Authorization:" + value)) is None, value
+        assert bearer_and_id(head(b"Authorization:" + value), line_end) is None, value
+    assert parse_head(head(b"Authorization: Bearer tok", b"X-Request-ID:\xa0r1")) is None
+    assert parse_head(head(b"Authorization: Bearer tok", b"X-Note: caf\xc3\xa9")) is None
+
+
+def test_a_length_is_ascii_digits_only() -> None:
+    """The rule the front and the framework (FinishingHttp) both read a Content-Length by; the
+    framework's 400 is tests/integration/test_framing.py's."""
+    for good, value in (("5", 5), ("0", 0), ("05", 5), ("5 ", 5), ("5\t", 5), ("123456", 123456)):
+        assert field_int(good) == value
+    for bad in ("\u0665", "\uff15", "+5", "-5", "5.0", "1_0", "0x5", "", " ", "5\x0b", "5\x1c", "5, 5",
+                "99999999999999999"):
+        with pytest.raises(ValueError):
+            field_int(bad)
+    assert field_int("1aF", 16) == 0x1AF and field_int("5 ", 16) == 5
+    for bad in ("0x5", "+5", "-1", "\u0665", " 5", "g"):
+        with pytest.raises(ValueError):
+            field_int(bad, 16)
+    line_end = len(POST_LINE) - 2
+    auth = b"Authorization: Bearer tok"
+    post = b"POST /api/v1/tweet HTTP/1.1"
+    for length in ("\u0665".encode(), b"5\x0b", b"0x5"):
+        assert header_fields(head(auth, b"Content-Length: " + length, line=post), line_end, True) is None
+    assert header_fields(head(auth, b"Content-Length:\t5 ", line=post), line_end, True) == ("tok", None, 5)
