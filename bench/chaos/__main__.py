@@ -67,7 +67,8 @@ def experiment(settings: Settings, service: ServiceProcess, proxy: Proxy, args: 
 
     async def run() -> None:
         faults = Faults(settings, service, proxy, args.fault)
-        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop), load.run())
+        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop, load.loading),
+                             load.run())
 
     asyncio.run(run())
     time.sleep(1.0)  # the last in-flight cache repairs

@@ -95,8 +95,11 @@ class Faults:
 
 
 async def schedule(faults: Faults, names: list[str], steady: float, phases: list[Phase],
-                   stop: asyncio.Event) -> None:
-    """Steady load, then each fault and steady load again; phases records when each happened."""
+                   stop: asyncio.Event, loading: asyncio.Event) -> None:
+    """Steady load, then each fault and steady load again; phases records when each happened. The
+    first steady period begins once the load does (`loading`: its users registered and logged in,
+    which takes 16 password hashes, seconds on a slow machine)."""
+    await loading.wait()
     phases.append(Phase("steady", time.monotonic()))
     await asyncio.sleep(steady)
     for name in names:

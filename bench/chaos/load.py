@@ -65,6 +65,7 @@ class Load:
         self.writes: list[Write] = []
         self.reads: list[Read] = []
         self.stop = asyncio.Event()
+        self.loading = asyncio.Event()  # every writer and reader logged in: the load begins
 
     async def login(self, client: httpx.AsyncClient, name: str) -> dict[str, str]:
         body = {"username": name, "password": "chaos password 1", "full_name": "Chaos"}
@@ -130,6 +131,7 @@ class Load:
         """Every writer and reader, each logged in as a user of its own, until stop is set."""
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
             auths = [await self.login(client, f"chaos{self.run_id}u{i}") for i in range(WRITERS + READERS)]
+        self.loading.set()
         await asyncio.gather(*(self.writer(i, auths[i]) for i in range(WRITERS)),
                              *(self.reader(i, auths[WRITERS + i]) for i in range(READERS)))
 
