@@ -4,6 +4,7 @@ benchmarks. Its files live beside the cluster's (DATA_DIR/pg/pgbouncer)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 
 from ops import postgres
@@ -54,6 +55,11 @@ server_check_delay = 10
 # for this long before trying again (15 s by default): the service answers 503 meanwhile, so
 # one second brings posts back within a second or two of PostgreSQL's return.
 server_login_retry = 1
+# A client whose transaction waits for a server longer than this gets an error (the service: 503)
+# instead of waiting up to 120 s: while PostgreSQL is down, a client queued before the logins
+# began to fail waited until the service cut it at DB_COMMAND_TIMEOUT, past a client's patience
+# (a chaos run's post got no answer). The service waits as long for a connection of its own pool.
+query_wait_timeout = {max(1, math.ceil(settings.db_acquire_timeout))}
 logfile = {directory}/pgbouncer.log
 pidfile = {directory}/pgbouncer.pid
 """)

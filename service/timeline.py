@@ -69,6 +69,15 @@ class Slowdown:
     post_us: int = 0
 
 
+def _outcome_seen(task: asyncio.Future[bytes]) -> None:
+    """A shielded post's failure, read: when its caller was cancelled (the client gone, a deadline),
+    asyncio would log it as an exception never retrieved, with a traceback, though the post failed
+    as any post may (PostgreSQL unreachable: the 503 no one waits for any more). A caller still
+    waiting gets the failure as well, and answers it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("post failed: %r", task.exception())
+
+
 def _burn(microseconds: int) -> None:
     """Busy CPU work (not sleep), so the event loop is held as by slower code."""
     end = time.perf_counter() + microseconds / 1e6
@@ -114,7 +123,9 @@ class Timeline:
     async def post(self, user: Identity, new: NewTweet) -> bytes:
         # Shielded: once the tweet is committed, a client hanging up must not cancel the cache
         # update that makes it visible.
-        return await asyncio.shield(asyncio.ensure_future(self.post_unshielded(user, new)))
+        task = asyncio.ensure_future(self.post_unshielded(user, new))
+        task.add_done_callback(_outcome_seen)  # by no one, if the caller was cancelled meanwhile
+        return await asyncio.shield(task)
 
     async def post_unshielded(self, user: Identity, new: NewTweet) -> bytes:
         """post() for a caller that is never cancelled (the protocol's lean post): no task of its own."""
