@@ -25,8 +25,13 @@ def test_every_scrape_adds_up_both_workers(urls: tuple[str, str],
         n = len(searches)
         for i in range(3):
             assert httpx.get(f"{server.url}/no/such/{unique()}/{i}", timeout=10).status_code == 404
-        # each worker flushes its counts every second: wait until the sum holds them all
-        wait_until(lambda: total(scrape(server.url)["search_cache_total"]) == n, what="every search counted")
+        # each worker flushes its counts every second: wait until the sum holds them all (the 404s
+        # last: a worker that answered one and has not flushed since is not in the sum yet)
+        def counted() -> bool:
+            samples = scrape(server.url)
+            return total(samples["search_cache_total"]) == n and \
+                total(samples["http_requests_total"], route="unmatched", status="404") == 3
+        wait_until(counted, what="every search and every 404 counted")
         scrapes = [scrape(server.url) for _ in range(6)]
     finally:
         server.stop()
