@@ -138,6 +138,10 @@ POST_BATCH_SLOTS=2
 # The cache updates of posts answered together (a batch's) go to Redis as one script call with one
 # feed message; false: one call and one message per post.
 POST_UPDATES_TOGETHER=true
+# A post is answered only once every worker of every instance has dropped its in-process pages of
+# the post's tags (at most 2 x FEED_STALE_AFTER); false: a search on another instance in the instant
+# after the 201 can still miss the post.
+POST_WAITS_FOR_WORKERS=true
 # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (a connection lent past
 # it is closed: its statement fails as on a lost connection) instead of a timer per statement.
 USE_DEADLINE_WATCH=true

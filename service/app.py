@@ -237,7 +237,8 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
                                "db_replica_behind_reads": res.db_stats.replica_behind_reads,
                                "fast_hits": metrics.fast_hits, "lean_searches": metrics.lean_searches,
                                "lean_posts": metrics.lean_posts,
-                               "posts_batched": res.timeline.posts_batched})
+                               "posts_batched": res.timeline.posts_batched,
+                               "posts_answered_late": res.timeline.posts_answered_late})
 
     @app.get("/metrics")
     async def serve_metrics(request: Request) -> HTTPResponse:

@@ -43,6 +43,7 @@ TOTALS = {
     "lean_searches": "Searches not in the worker's cache answered at the protocol (USE_LEAN_SEARCH)",
     "lean_posts": "Posts answered at the protocol (USE_LEAN_POST)",
     "posts_batched": "Posts written in one statement with others that arrived together (POST_BATCH_MAX)",
+    "posts_answered_late": "Posts answered after waiting their longest for every feed to drop their pages",
 }
 
 

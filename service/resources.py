@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,7 @@ import redis.asyncio as redis
 from redis.asyncio import RedisCluster
 
 from service.accounts import Accounts
+from service.cache.acks import Acks, host_group
 from service.cache.client import CACHE_ERRORS, Breaker, create_client, master_clients
 from service.cache.feed import Feed
 from service.cache.generations import DirtyWorkers, SharedGenerations
@@ -66,7 +68,7 @@ async def open_resources(settings: Settings) -> Resources:
     sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db_idle_lifetime) \
         if settings.use_lean_pool else None
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
-    cache = local = feed = wire = None
+    cache = local = feed = wire = acks = None
     # The feed calls back into the timeline, which is made after it.
     timeline: Timeline | None = None
 
@@ -90,11 +92,15 @@ async def open_resources(settings: Settings) -> Resources:
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes,
                                SharedGenerations(settings.worker_files() / "tag-generations"))
+        # Every feed answers asks, whether or not this worker's posts ask.
+        group = host_group(socket.gethostname(), str(settings.worker_files()))
+        acks = Acks(2 * settings.feed_stale_after, group)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
                     on_lost=lost, on_moved=moved, on_back=breaker.success,
-                    nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
+                    nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None,
+                    acks=acks)
     dirty_workers = None if cache is None else \
         DirtyWorkers(settings.worker_files() / "dirty-workers", worker_number(), settings.workers)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
@@ -105,7 +111,8 @@ async def open_resources(settings: Settings) -> Resources:
                                        settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
         dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
-        updates_together=settings.post_updates_together)
+        updates_together=settings.post_updates_together,
+        acks=acks if settings.post_waits_for_workers else None)
     loop = asyncio.get_running_loop()
     tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,

@@ -85,6 +85,11 @@ class Settings:
     # The cache updates of posts answered in the same event-loop tick (a batch's) go to Redis as one
     # script call with one feed message for all (service/cache/batch.py, Together); off: one each.
     post_updates_together: bool = True
+    # A post is answered only once every worker of every instance has dropped its in-process pages
+    # of the post's tags (each feed answers the post's message; at most 2 x FEED_STALE_AFTER, after
+    # which one that has not answered no longer serves its pages): service/cache/acks.py. Off: other
+    # instances drop them one Redis hop after the 201, and a search in that instant can miss the post.
+    post_waits_for_workers: bool = True
     # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
     # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
     use_deadline_watch: bool = True

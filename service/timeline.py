@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from redis.exceptions import ResponseError
 
+from service.cache.acks import Acks
 from service.cache.batch import Together
 from service.cache.generations import DirtyWorkers
 from service.cache.guard import CacheDown, Guard
@@ -90,7 +91,8 @@ class Timeline:
                  singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
                  stored_json: bool = True, dirty_workers: DirtyWorkers | None = None,
-                 posts: Posts | None = None, updates_together: bool = True) -> None:
+                 posts: Posts | None = None, updates_together: bool = True,
+                 acks: Acks | None = None) -> None:
         self._db = db
         self._posts = posts if posts is not None else Posts(db, batch_max=1, slots=1)
         self._codec = codec
@@ -109,6 +111,8 @@ class Timeline:
         self._stored_json = stored_json
         # The cache updates of posts answered in one tick (a PostgreSQL batch's) as one script call.
         self._together = Together(self._add_posts, UPDATES_MAX) if updates_together else None
+        # A post waits until every feed has dropped its tags' pages (POST_WAITS_FOR_WORKERS, acks.py).
+        self._acks = acks
 
     # -- serialization: a tweet's JSON comes from PostgreSQL (sql/006 tweet_json), as stored --
 
@@ -163,7 +167,22 @@ class Timeline:
 
     async def _add_posts(self, posted: list[Posted]) -> None:
         assert self._cache is not None
-        await self._guard(self._cache.add_many(posted))
+        acks = self._acks
+        if acks is None:
+            await self._guard(self._cache.add_many(posted))
+            return
+        word, number = acks.ask()
+        try:
+            counted = await self._guard(self._cache.add_many(posted, word, acks.group))
+        except BaseException:
+            acks.forget(number)
+            raise
+        await acks.wait(number, counted)  # every instance's workers, their pages of the tags dropped
+
+    @property
+    def posts_answered_late(self) -> int:
+        """Posts answered after waiting wait_at_most for the feeds (/metrics)."""
+        return self._acks.late if self._acks is not None else 0
 
     @property
     def posts_batched(self) -> int:

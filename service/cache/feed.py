@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as redis
 
+from service.cache.acks import Acks, group_of, parse_ask
 from service.cache.local import LocalCache
 from service.cache.tags import DIRTY, EVERYTHING, CacheClient, TagCache
 
@@ -41,8 +42,20 @@ class Feed:
                  ping_interval: float, stale_after: float, retry_seconds: float,
                  on_lost: Callable[[datetime], None],
                  on_moved: Callable[[str], None], on_back: Callable[[], None],
-                 nodes: Callable[[], Awaitable[list[redis.Redis]]] | None = None) -> None:
+                 nodes: Callable[[], Awaitable[list[redis.Redis]]] | None = None,
+                 acks: Acks | None = None) -> None:
         self._client = client
+        # Posts that ask are answered once applied (acks.py): this feed hears the answers to its
+        # worker's posts on its own channel and, where the worker keeps pages, is counted among the
+        # feeds that answer (the ackers channels) and answers on the poster's channel.
+        self._acks = acks
+        self._channels = [cache.channel]
+        if acks is not None:
+            self._channels.append(cache.ack_channel(acks.me))
+            if local is not None:
+                self._channels += [cache.ackers_channel, cache.group_channel(acks.group)]
+        self._answers: dict[str, list[int]] = {}  # poster -> numbers applied, not answered yet
+        self._answering: asyncio.Task[None] | None = None
         self._nodes = nodes  # a Redis Cluster: a client per master, asked again at each subscription
         self._heard: dict[int, float] = {}  # each subscription's last message or heartbeat reply
         self._confirmed: set[int] = set()  # subscriptions confirmed in this round
@@ -119,7 +132,7 @@ class Feed:
         # itself and subscribes again without raising.
         pubsub = client.pubsub(ignore_subscribe_messages=False)
         try:
-            await pubsub.subscribe(self._cache.channel)
+            await pubsub.subscribe(*self._channels)
             await self._listen(node, pubsub)
         finally:
             try:  # bounded: a broken connection must not hold the worker's shutdown
@@ -139,12 +152,17 @@ class Feed:
             if message is None:
                 continue
             kind = message["type"]
+            if kind == "subscribe" and message["data"] != len(self._channels):
+                continue  # one of the channels: the subscription is whole at the last
             if kind == "subscribe":
                 if not self._lost:
                     self._lose("resubscribed")  # redis-py reconnected by itself: messages were lost
                 self._confirmed.add(node)
             if kind == "message":
-                self._apply(message["data"])
+                if self._acks is not None and _text(message["channel"]) == self._channels[1]:
+                    self._acks.heard(message["data"])
+                else:
+                    self._apply(message["data"])
             self._hear(node)
             if self._lost and len(self._confirmed) == len(self._heard) and self._all_heard():
                 await self._recover()
@@ -153,13 +171,39 @@ class Feed:
     def _apply(self, data: bytes | str) -> None:
         """A message: the tags whose pages changed, or a post missing from the shared entries
         (TagCache.announce_dirty): then this worker is dirty since that post was made."""
-        words = (data.decode() if isinstance(data, bytes) else data).split()
+        words = _text(data).split()
         if words[:1] == [DIRTY]:
             self._on_lost(_dirty_since(words[1] if len(words) > 1 else ""))
             words = words[2:]
+        asked = parse_ask(words[0]) if words and len(self._channels) > 2 else None
+        if asked is not None:
+            words = words[1:]
         if self._local is not None:
             for tag in words:
                 self._local.invalidate(tag)
+        if asked is not None:
+            self._answer(*asked)
+
+    def _answer(self, poster: str, number: int) -> None:
+        """Tell a poster of another group (its own is told through shared memory, and not counted)
+        that its message was applied here, on its channel, the answers of one tick together."""
+        assert self._acks is not None
+        if group_of(poster) == self._acks.group:
+            return
+        if not self._answers:
+            self._answering = asyncio.get_running_loop().create_task(self._send_answers())
+        self._answers.setdefault(poster, []).append(number)
+
+    async def _send_answers(self) -> None:
+        await asyncio.sleep(0)  # the rest of this tick's messages join
+        answers, self._answers = self._answers, {}
+        assert self._acks is not None
+        for poster, numbers in answers.items():
+            try:
+                await self._client.publish(self._cache.ack_channel(poster),
+                                           f"{','.join(map(str, numbers))} {self._acks.me}")
+            except Exception as exc:  # the poster waits its longest: safe, only slower
+                log.warning("could not answer a post's ask: %r", exc)
 
     async def _recover(self) -> None:
         """Heard again after a loss: whatever happened meanwhile is unknown."""
@@ -200,6 +244,10 @@ class Feed:
             log.warning("cache invalidation feed %s; caches bypassed until it is back", why)
             self._lost = True
             self._on_lost(self._heard_wall)
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode() if isinstance(data, bytes) else data
 
 
 def _dirty_since(text: str) -> datetime:

@@ -160,13 +160,16 @@ class TagCache:
         """Several commands sent together (queued in the same tick: one round trip when pipelined)."""
         return list(await asyncio.gather(*(self._send(*c) for c in commands)))
 
-    async def _run(self, calls: list[tuple[str, int, list[Arg]]]) -> list[object]:
-        """EVALSHA each (script, number of keys, keys+args) call."""
+    async def _run(self, calls: list[tuple[str, int, list[Arg]]],
+                   first: Sequence[tuple[Arg, ...]] = ()) -> list[Any]:
+        """EVALSHA each (script, number of keys, keys+args) call, after the commands `first` in
+        the same round trip (their replies first)."""
         for attempt in (1, 2):
             if not all(self._sha.values()):
                 await self._load_scripts()
             try:
-                return await self._send_many([("EVALSHA", self._sha[s], n, *args) for s, n, args in calls])
+                scripts = [("EVALSHA", self._sha[s], n, *args) for s, n, args in calls]
+                return await self._send_many([*first, *scripts])
             except NoScriptError:
                 if attempt == 2:
                     raise
@@ -237,28 +240,60 @@ class TagCache:
         (stored,) = await self._run([(FILL, 2, args)])
         return bool(stored)
 
-    async def add_many(self, posts: Sequence[Posted]) -> None:
+    async def add_many(self, posts: Sequence[Posted], ask: str = "", group: str = "") -> int:
         """After posts commit: add each to each of its tags' entries that exist, bump each tag's
         version once a post and tell the workers (one pub/sub message for all), in one script
-        call; in a Redis Cluster one call per tag, all in one round trip, then the message."""
-        message = " ".join(dict.fromkeys(tag for tags, _, _ in posts for tag in tags))
+        call; in a Redis Cluster one call per tag, all in one round trip, then the message.
+        `ask`: the message opens with it (service/cache/acks.py), and the feeds that answer asks,
+        outside the poster's `group`, are counted first, in the same round trip: the count is
+        returned (0 without `ask`)."""
+        tagged = dict.fromkeys(tag for tags, _, _ in posts for tag in tags)
+        message = " ".join([ask, *tagged] if ask else tagged)
         size, ttl = self.size, self._ttl_ms * 2
+        count: tuple[Arg, ...] = ("PUBSUB", "NUMSUB", self.ackers_channel, self.group_channel(group))
         if self._cluster:
             by_tag: dict[str, list[Arg]] = {}
             for tags, tweet_id, body in posts:
                 for tag in tags:
                     by_tag.setdefault(tag, [self.entry_key(tag), self.version_key(tag), size, ttl]) \
                         .extend((tweet_id, body))
+            counted = await self._count_on_one_master(count) if ask else 0
             await self._run([(ADD_ONE, 2, args) for args in by_tag.values()])
             await self._send("PUBLISH", self.channel, message)
-            return
+            return counted
         keys: list[Arg] = []
         args: list[Arg] = [size, ttl, self.channel, message]
         for tags, tweet_id, body in posts:
             for tag in tags:
                 keys += [self.entry_key(tag), self.version_key(tag)]
             args += [tweet_id, body, len(tags)]
-        await self._run([(ADD, len(keys), keys + args)])
+        if not ask:
+            await self._run([(ADD, len(keys), keys + args)])
+            return 0
+        # Counted before the message is published: a feed counted has it, or left (then the post
+        # waits its longest), and one subscribing in between clears its pages as it begins.
+        numbers, _ = await self._run([(ADD, len(keys), keys + args)], first=[count])
+        return _outside(numbers)
+
+    async def _count_on_one_master(self, count: tuple[Arg, ...]) -> int:
+        """In a cluster every feed subscribes on every master, so each master counts every feed
+        (redis-py would ask them all and add the counts up)."""
+        assert isinstance(self._r, redis.RedisCluster)
+        reply = await self._r.execute_command(*count, target_nodes=self._r.get_primaries()[:1])
+        return _outside(reply)
+
+    @property
+    def ackers_channel(self) -> str:
+        """Every feed that answers asks subscribes here too: PUBSUB NUMSUB counts them."""
+        return f"{self._prefix}:ackers"
+
+    def group_channel(self, group: str) -> str:
+        """...and here, with the other workers of its service on its host (its group)."""
+        return f"{self._prefix}:ackers:{group}"
+
+    def ack_channel(self, worker: str) -> str:
+        """Where feeds answer the asks of this worker's posts."""
+        return f"{self._prefix}:ack:{worker}"
 
     async def announce_dirty(self, tags: Sequence[str], since: datetime) -> None:
         """Tell every worker that a post to these tags, made at `since`, is missing from the shared
@@ -291,6 +326,13 @@ class TagCache:
 
     async def record_run(self, run: str) -> None:
         await self._r.set(self.run_key, run)
+
+
+def _outside(reply: list[Any]) -> int:
+    """PUBSUB NUMSUB's reply for (all the feeds, the poster's group): the feeds outside the group.
+    Flat from the lean client, (channel, count) pairs from redis-py."""
+    flat = [v for item in reply for v in (item if isinstance(item, tuple | list) else (item,))]
+    return int(flat[1]) - int(flat[3])
 
 
 def _bytes(value: object) -> bytes:
