@@ -92,15 +92,12 @@ async def open_resources(settings: Settings) -> Resources:
         if settings.local_cache_ttl > 0:
             local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes,
                                SharedGenerations(settings.worker_files() / "tag-generations"))
-        # Every feed answers asks, whether or not this worker's posts ask.
-        group = host_group(socket.gethostname(), str(settings.worker_files()))
-        acks = Acks(2 * settings.feed_stale_after, group)
+        acks = worker_acks(settings)
         feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
-                    on_lost=lost, on_moved=moved, on_back=breaker.success,
-                    nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None,
-                    acks=acks)
+                    on_lost=lost, on_moved=moved, on_back=breaker.success, acks=acks,
+                    nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
     dirty_workers = None if cache is None else \
         DirtyWorkers(settings.worker_files() / "dirty-workers", worker_number(), settings.workers)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
@@ -111,12 +108,18 @@ async def open_resources(settings: Settings) -> Resources:
                                        settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
         dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
-        updates_together=settings.post_updates_together,
-        acks=acks if settings.post_waits_for_workers else None)
+        updates_together=settings.post_updates_together, acks=acks)
     loop = asyncio.get_running_loop()
     tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
+
+
+def worker_acks(settings: Settings) -> Acks:
+    """This worker's asks and answers (service/cache/acks.py); its group is its service's workers on
+    this host. Its feed answers other posts' asks whether or not its own posts ask."""
+    group = host_group(socket.gethostname(), str(settings.worker_files()))
+    return Acks(2 * settings.feed_stale_after, group, asks=settings.post_waits_for_workers)
 
 
 def worker_number() -> int:

@@ -168,7 +168,7 @@ class Timeline:
     async def _add_posts(self, posted: list[Posted]) -> None:
         assert self._cache is not None
         acks = self._acks
-        if acks is None:
+        if acks is None or not acks.asks:
             await self._guard(self._cache.add_many(posted))
             return
         word, number = acks.ask()

@@ -49,8 +49,9 @@ class Waiting:
 class Acks:
     """This worker's asks and the answers to them, and its name among the feeds."""
 
-    def __init__(self, wait_at_most: float, group: str) -> None:
+    def __init__(self, wait_at_most: float, group: str, asks: bool = True) -> None:
         self.group = group
+        self.asks = asks  # this worker's posts ask and wait (POST_WAITS_FOR_WORKERS)
         self.me = f"{group}.{os.getpid():x}{secrets.token_hex(4)}"
         self.wait_at_most = wait_at_most
         self._numbers = itertools.count(1)
