@@ -147,7 +147,7 @@ def header_fields(head: bytes, line_end: int, with_body: bool) -> tuple[str, str
 
 def parse_head(head: bytes) -> tuple[SearchQuery, str, str | None] | None:
     """(search, token, X-Request-ID) of a request head the fast path may answer, else None."""
-    line = request_query(head) if head.isascii() else None  # header_fields' docstring
+    line = request_query(head)
     query = None if line is None else plain_query(line[0])
     fields = None if line is None or query is None else bearer_and_id(head, line[1])
     return None if query is None or fields is None else (query, *fields)

@@ -55,7 +55,7 @@ class Feed:
             if local is not None:
                 self._channels += [cache.ackers_channel, cache.group_channel(acks.group)]
         self._answers: dict[str, list[int]] = {}  # poster -> numbers applied, not answered yet
-        self._answering: asyncio.Task[None] | None = None
+        self._answering: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
         self._nodes = nodes  # a Redis Cluster: a client per master, asked again at each subscription
         self._heard: dict[int, float] = {}  # each subscription's last message or heartbeat reply
         self._confirmed: set[int] = set()  # subscriptions confirmed in this round
