@@ -61,6 +61,8 @@ class FinishingHttp(Http):
         self.init_for_request()  # type: ignore[no-untyped-call]  # its fields set before the task's first step
 
     def http1_response_header(self, data: bytes, end_stream: bool) -> Coroutine[Any, Any, None]:
+        if self.request_body and self._discard_may_close():
+            self.keep_alive = False  # the head says close
         res = self.response
         finish = self.protocol.app.ctx.finish
         if finish is None:  # FINISH_IN_PROTOCOL=false: a middleware finishes it, Sanic writes it
@@ -83,6 +85,20 @@ class FinishingHttp(Http):
                     return self._whole(head + data)
         # Looked up per call: Sanic rewrites the method on its class at start-up (its touch-ups).
         return Http.http1_response_header(self, data, end_stream)
+
+    def _discard_may_close(self) -> bool:
+        """May Sanic close the connection while it discards the unread body of a request answered
+        early (a GET route, a 401, 404 or 405 written before the body is read)? It does on a
+        chunked body it finds malformed once all of it is in (a trailer, a bad last line) or over
+        the size limit, and on a Content-Length over the limit. A response that promised
+        keep-alive and is followed by that close races a balancer that reuses connections: the
+        request is whole, so HAProxy gives the idle connection to another client's request, meets
+        the close, and drops that client's connection unanswered. Such a response says close
+        instead. A Content-Length body within the limit is discarded without fail: only a stalled
+        one is cut, at the request's deadline, before the request is whole, while no other request
+        can be sent on the connection."""
+        body: object = self.request_body  # True or "chunked" (Sanic annotates it bytes | None)
+        return body == "chunked" or (self.request_bytes or 0) > self.protocol.request_max_size
 
     @staticmethod
     def _safe_int(value: str, base: int = 10) -> int:

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.settings import Settings
 from tests.conftest import Server, start_server
-from tests.framing import FRONT, Outcome, differences, exchange, outcome
+from tests.framing import FRONT, Outcome, differences, exchange, header, outcome
 from tests.framing_corpus import Corpus, bodies_of_answered_requests, corpus, prepared_corpus, splits
 
 
@@ -116,3 +117,29 @@ def test_a_post_with_an_ascii_length_is_still_taken(pair: tuple[Server, Server],
     for port in ports(pair):
         got = exchange(port, [c.post(rid=b"OK1") + c.hit(b"BEHIND")])
         assert got.statuses() == [201, 200] and not got.closed, got
+
+
+def test_an_answer_written_before_a_body_that_may_yet_be_refused_says_close(
+    pair: tuple[Server, Server], c: Corpus, settings: Settings
+) -> None:
+    """A search is answered before its body is read. Sanic then discards the body and closes on a
+    chunked one it refuses, or one over the size limit: such an answer says close (a keep-alive
+    answer followed by a close loses another client's request behind a balancer:
+    test_framing_balancer.py). A Content-Length body within the limit is discarded and the
+    connection kept, the next request answered."""
+    big = b"x" * (settings.request_max_size + 1)
+    closing = {
+        "chunked": c.search(c.auth, b"Transfer-Encoding: chunked", body=b"5\r\nhello\r\n0\r\n\r\n"),
+        "chunked-with-trailer": c.search(
+            c.auth, b"Transfer-Encoding: chunked", body=b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n"),
+        "length-over-the-limit": c.search(c.auth, b"Content-Length: %d" % len(big), body=big),
+    }
+    kept = c.search(c.auth, b"Content-Length: 5")
+    for port in ports(pair):
+        for name, request in closing.items():
+            got = exchange(port, [request, c.hit(b"BEHIND")])
+            assert got.statuses() == [200] and got.closed, (name, got)
+            assert header(got.responses[0], b"connection") == b"close", (name, got)
+        got = exchange(port, [kept, b"hello" + c.hit(b"BEHIND")])
+        assert got.statuses() == [200, 200] and not got.closed, got
+        assert header(got.responses[0], b"connection") == b"keep-alive", got
