@@ -80,6 +80,15 @@ LOCAL_CACHE_BYTES=33554432
 # its caches until the feed is back and the cache repaired. FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT.
 FEED_PING_INTERVAL=0.05
 FEED_STALE_AFTER=0.2
+# Quiet this long (seconds), the feed follows on a new connection rather than waiting out the old
+# one's backed-off TCP retransmissions after a network cut; 0: waits on the same connection.
+FEED_RECONNECT_AFTER=0.4
+# The second invalidation channel: a post whose cache update failed (its instance cut from Redis)
+# is announced through PostgreSQL (NOTIFY) and waits FEED_STALE_AFTER before its 201; a worker
+# answers from its caches only while it hears PostgreSQL. NOTICES_DATABASE_URL: where it listens
+# (empty: DATABASE_URL; behind DB_TRANSACTION_POOLER, MIGRATE_DATABASE_URL: LISTEN needs a session).
+DATABASE_NOTICES=true
+NOTICES_DATABASE_URL=
 
 # Token signing secret: required (32+ random characters) in production. In development it is
 # generated once into DATA_DIR/token_secret when left empty.

@@ -52,9 +52,10 @@ fuzz: install  ## schemathesis from /openapi.json: every operation and check, fi
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m tests.fuzz
 
 CHAOS_SHORT ?= 0
-chaos: install  ## faults injected under load, on one server and on the pooled, replicated tier; RESULTS.md tables
+chaos: install  ## faults injected under load: one server, the pooled replicated tier, partitions between instances; RESULTS.md tables
 	$(PY) -m bench.chaos $(if $(filter 1,$(CHAOS_SHORT)),--short,--publish)
 	$(PY) -m bench.chaos --tier pooled $(if $(filter 1,$(CHAOS_SHORT)),--short,--publish)
+	$(PY) -m bench.chaos --tier partition $(if $(filter 1,$(CHAOS_SHORT)),--short,--publish)
 
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name

@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ops import pgbouncer, redis_cluster, replica, stack
-from ops.process import ServiceProcess, terminate
+from ops.hosts import Hosts
+from ops.process import SERVICE_RUN, ServiceProcess, terminate
 from ops.system import StackError, ensure_tool, port_open
 from service.db.migrate import migrate
 from service.errors import error_code
@@ -64,12 +65,12 @@ def instance_ports(settings: Settings, instances: int, base_port: int = 0) -> li
     return list(range(first, first + instances))
 
 
-def haproxy_config(settings: Settings, ports: list[int], directory: Path) -> str:
-    """The balancer of `make cluster`: fixed loopback instances, a stats socket for the tests."""
+def haproxy_config(settings: Settings, targets: list[str], directory: Path) -> str:
+    """The balancer of `make cluster`: fixed instances (address:port), a stats socket for the tests."""
     return balancer_config(
         bind=f"{settings.host}:{settings.port}", errors=str(directory),
         request_timeout=settings.request_timeout,
-        servers="\n".join(f"    server i{n} 127.0.0.1:{port}" for n, port in enumerate(ports, 1)),
+        servers="\n".join(f"    server i{n} {target}" for n, target in enumerate(targets, 1)),
         process=f"    pidfile {directory}/haproxy.pid\n"
                 f"    stats socket {directory}/haproxy.sock mode 600 level admin\n")
 
@@ -147,6 +148,9 @@ class Balancer:
     instances: list[ServiceProcess] = dataclasses.field(default_factory=list)
     record: bool = False  # the one `make cluster` runs: recorded for `cluster down` and `status`
     haproxy_pid: int | None = None
+    # Each instance on a test host of its own (ops/hosts.py), i1, i2, ..., HAProxy on the machine;
+    # the settings' URLs are then the ones the hosts reach (forwarders on the gateway).
+    hosts: Hosts | None = None
 
     @property
     def directory(self) -> Path:
@@ -157,11 +161,23 @@ class Balancer:
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
-    def instance_env(self, port: int) -> dict[str, str]:
+    def address(self, n: int) -> str:
+        """Where the n-th instance (from 1) listens."""
+        return "127.0.0.1" if self.hosts is None else self.hosts.addresses[f"i{n}"]
+
+    def instance(self, n: int, port: int) -> ServiceProcess:
+        env, log = self.instance_env(port, self.address(n)), self.directory / f"instance-{port}.log"
+        if self.hosts is None:
+            return ServiceProcess(env, log)
+        inside = self.hosts.command(f"i{n}", SERVICE_RUN)
+        return ServiceProcess(env, log, host=self.address(n), command=inside)
+
+    def instance_env(self, port: int, host: str = "127.0.0.1") -> dict[str, str]:
         s = self.settings
-        return {"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", "MIGRATE_ON_START": "false",
+        return {"PORT": str(port), "HOST": host, "WORKERS": "1", "MIGRATE_ON_START": "false",
                 "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "TOKEN_SECRET": s.token_secret,
                 "DB_TRANSACTION_POOLER": str(s.db_transaction_pooler).lower(),
+                "NOTICES_DATABASE_URL": s.notices_url(),
                 "REPLICA_DATABASE_URL": s.replica_database_url, "REDIS_CLUSTER": str(s.redis_cluster).lower(),
                 **self.env}
 
@@ -171,8 +187,11 @@ class Balancer:
         if port_open(self.settings.port):
             raise StackError(f"port {self.settings.port} is taken: stop what runs there (make stop) "
                                    "or set PORT")
-        self.instances = [ServiceProcess(self.instance_env(port), self.directory / f"instance-{port}.log")
-                          for port in self.ports]
+        if self.hosts is not None:
+            for n in range(1, len(self.ports) + 1):
+                if f"i{n}" not in self.hosts.addresses:
+                    self.hosts.add(f"i{n}")
+        self.instances = [self.instance(n, port) for n, port in enumerate(self.ports, 1)]
         with ThreadPoolExecutor(len(self.instances)) as pool:  # started side by side
             failures = [f for f in [pool.submit(p.start) for p in self.instances] if f.exception()]
         if failures:
@@ -181,7 +200,8 @@ class Balancer:
         for status in ERRORS:
             (self.directory / f"{status}.http").write_bytes(error_page(status))
         config = self.directory / "haproxy.cfg"
-        config.write_text(haproxy_config(self.settings, self.ports, self.directory))
+        targets = [f"{self.address(n)}:{port}" for n, port in enumerate(self.ports, 1)]
+        config.write_text(haproxy_config(self.settings, targets, self.directory))
         checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
         if checked.returncode:
             self.stop()
@@ -273,8 +293,9 @@ def up(settings: Settings, instances: int, base_port: int = 0, with_pooler: bool
         resolved = dataclasses.replace(resolved, redis_url=redis_cluster.start(settings),
                                        redis_cluster=True)
     if with_pooler:
+        direct = resolved.notices_url()  # PostgreSQL itself: the notices' session
         resolved = dataclasses.replace(resolved, database_url=pgbouncer.start(settings),
-                                       db_transaction_pooler=True)
+                                       db_transaction_pooler=True, notices_database_url=direct)
     if with_replica:
         resolved = dataclasses.replace(resolved, replica_database_url=replica.start(settings))
     balancer = Balancer(resolved, instance_ports(settings, instances, base_port), record=True)

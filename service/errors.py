@@ -84,11 +84,14 @@ MISSING_TOKEN = "Missing bearer token"  # noqa: S105 (a message, not a secret)
 INVALID_TOKEN = "Invalid or expired token"  # noqa: S105
 USER_GONE = "User no longer exists"
 DATABASE_DOWN = "Database unavailable, retry shortly"
-# The one 503 after which a write may have landed: the connection was lost after the write was
-# sent and before PostgreSQL's answer came back. Every other 503 on a write means not written.
+# The 503s after which a write may have landed: the connection was lost after the write was
+# sent and before PostgreSQL's answer came back (WRITE_UNKNOWN), or it landed and could not be
+# announced to the caches (NOT_YET_SHOWN). Every other 503 on a write means not written.
 WRITE_UNKNOWN = ("Database connection lost during the write: the tweet may have been saved; "
                  "search for it before posting again")
 HASHING_BUSY = "Too many logins and registrations at once, retry shortly"
+NOT_YET_SHOWN = ("The tweet was saved, but the cache could not be told: it may not show in searches "
+                 "on every server yet; do not post it again")
 
 BEARER = 'Bearer realm="simple-twitter"'
 

@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from service.cache.feed import Feed
 from service.cache.generations import DirtyWorkers, SharedGenerations
 from service.cache.guard import Guard
 from service.cache.local import LocalCache
+from service.cache.notices import Notices
 from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
@@ -57,24 +59,22 @@ async def open_resources(settings: Settings) -> Resources:
     """Everything one worker serves with; call inside the worker's event loop."""
     settings.require_resolved()
     chosen = codec(settings.use_orjson)
-    pool = await create_pool(settings, settings.database_url)
-    begin, stats = begin_statement(settings), PoolStats()
-    watch = Deadlines(settings.db_command_timeout) if settings.use_deadline_watch else None
-    replica = None
-    if settings.replica_database_url:
-        replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
-                          settings.db_acquire_timeout, begin, stats, watch)
-    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool, watch)
-    sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db_idle_lifetime) \
-        if settings.use_lean_pool else None
+    db, watch, sweep = await worker_database(settings)
+    pool, replica, stats = db.primary, db.replica, db.stats
     client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
-    cache = local = feed = wire = acks = None
+    cache = local = feed = wire = acks = notices = None
     # The feed calls back into the timeline, which is made after it.
     timeline: Timeline | None = None
 
     def lost(since: datetime) -> None:
         if timeline is not None:
             timeline.mark_dirty(since)
+
+    def dirty(since: datetime, tags: list[str]) -> None:  # a database notice (notices.py)
+        if local is not None:
+            for tag in tags:
+                local.invalidate(tag)
+        lost(since)
 
     def moved(run: str) -> None:
         if timeline is not None:
@@ -97,22 +97,40 @@ async def open_resources(settings: Settings) -> Resources:
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
                     stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
                     on_lost=lost, on_moved=moved, on_back=breaker.success, acks=acks,
+                    reconnect_after=settings.feed_reconnect_after,
                     nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
+        notices = worker_notices(settings, dirty)
     dirty_workers = None if cache is None else \
         DirtyWorkers(settings.worker_files() / "dirty-workers", worker_number(), settings.workers)
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        db, chosen, cache=cache, guard=Guard(breaker, feed), singleflight=settings.use_singleflight,
+        db, chosen, cache=cache, guard=Guard(breaker, feed, notices), singleflight=settings.use_singleflight,
         local=local, slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                                        settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
         dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
-        updates_together=settings.post_updates_together, acks=acks)
+        updates_together=settings.post_updates_together, acks=acks, notices=notices)
     loop = asyncio.get_running_loop()
-    tasks = tuple(loop.create_task(job.run()) for job in (feed, watch, sweep) if job is not None)
+    tasks = tuple(loop.create_task(job.run()) for job in (feed, notices, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
+
+
+async def worker_database(settings: Settings) -> tuple[Database, Deadlines | None, IdleSweep | None]:
+    """The worker's pools (the primary's, the replica's) behind one Database, the watch over the
+    statements' deadlines and the sweep of idle connections, as the settings ask."""
+    pool = await create_pool(settings, settings.database_url)
+    begin, stats = begin_statement(settings), PoolStats()
+    watch = Deadlines(settings.db_command_timeout) if settings.use_deadline_watch else None
+    replica = None
+    if settings.replica_database_url:
+        replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
+                          settings.db_acquire_timeout, begin, stats, watch)
+    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool, watch)
+    sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db_idle_lifetime) \
+        if settings.use_lean_pool else None
+    return db, watch, sweep
 
 
 def worker_acks(settings: Settings) -> Acks:
@@ -120,6 +138,16 @@ def worker_acks(settings: Settings) -> Acks:
     this host. Its feed answers other posts' asks whether or not its own posts ask."""
     group = host_group(socket.gethostname(), str(settings.worker_files()))
     return Acks(2 * settings.feed_stale_after, group, asks=settings.post_waits_for_workers)
+
+
+def worker_notices(settings: Settings, dirty: Callable[[datetime, list[str]], None]) -> Notices | None:
+    """This worker's ear on PostgreSQL for posts the cache lacks (DATABASE_NOTICES, notices.py)."""
+    if not settings.database_notices:
+        return None
+    return Notices(settings.notices_url(), f"{settings.cache_prefix}_notices",
+                   ping_interval=settings.feed_ping_interval, stale_after=settings.feed_stale_after,
+                   retry_seconds=settings.feed_stale_after / 2, connect_timeout=settings.db_acquire_timeout,
+                   on_dirty=dirty)
 
 
 def worker_number() -> int:

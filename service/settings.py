@@ -64,7 +64,7 @@ class Settings:
     # workers together use at most this many, leaving room for psql, migrations and the harness.
     db_connection_budget: int = 80
     db_pool_min: int = 1
-    db_pool_max: int = 0  # 0: db_connection_budget // workers
+    db_pool_max: int = 0  # 0: db_connection_budget // workers, less the notices' session
     db_command_timeout: float = 5.0
     # Enforced by PostgreSQL (statement_timeout): a slow query is cancelled, answered with 503.
     db_statement_timeout: float = 4.0
@@ -113,6 +113,17 @@ class Settings:
     # repaired. Must stay below redis_socket_timeout (see service/cache/feed.py).
     feed_ping_interval: float = 0.05
     feed_stale_after: float = 0.2
+    # Quiet this long, the feed follows on a new connection instead of waiting for the old one's
+    # backed-off TCP retransmissions after a network cut (0: waits on the same connection).
+    feed_reconnect_after: float = 0.4
+    # The second invalidation channel (service/cache/notices.py): a post whose cache update failed
+    # is announced through PostgreSQL, and a worker answers from its caches only while it hears
+    # PostgreSQL (heartbeat every FEED_PING_INTERVAL, trusted FEED_STALE_AFTER past it); such a
+    # post waits FEED_STALE_AFTER before its 201. Listening needs a session of its own:
+    # NOTICES_DATABASE_URL, empty for DATABASE_URL (behind a transaction pooler, for
+    # MIGRATE_DATABASE_URL, PostgreSQL's own address).
+    database_notices: bool = True
+    notices_database_url: str = ""
     token_secret: str = ""
     token_ttl_seconds: int = 3600
     token_cache_size: int = 10000
@@ -176,7 +187,8 @@ class Settings:
 
     @property
     def pool_max(self) -> int:
-        return self.db_pool_max or max(1, self.db_connection_budget // self.workers)
+        listener = int(self.database_notices and self.cache_enabled)  # each worker's own session
+        return self.db_pool_max or max(1, self.db_connection_budget // self.workers - listener)
 
     @property
     def post_deadline_ms(self) -> int:
@@ -205,6 +217,12 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         settings._check()
         return settings
+
+    def notices_url(self) -> str:
+        """Where a worker listens for database notices (a session of its own, never the pooler's)."""
+        if self.notices_database_url:
+            return self.notices_database_url
+        return self.migrate_database_url if self.db_transaction_pooler else self.database_url
 
     def worker_files(self) -> Path:
         """Files the workers of the service on this port share (metrics, tag generations),
@@ -247,6 +265,8 @@ class Settings:
             raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
         if not 0 < self.feed_ping_interval < self.feed_stale_after < self.redis_socket_timeout:
             raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
+        if self.feed_reconnect_after and self.feed_reconnect_after < self.feed_stale_after:
+            raise SettingsError("FEED_RECONNECT_AFTER must be 0 (never) or at least FEED_STALE_AFTER")
         if self.post_batch_max < 1 or self.post_batch_slots < 1:
             raise SettingsError("POST_BATCH_MAX and POST_BATCH_SLOTS must be at least 1")
         if not self.db_idle_lifetime > 0:
@@ -269,6 +289,10 @@ class Settings:
             raise SettingsError("DB_TRANSACTION_POOLER=true: migrations need a direct connection to "
                                 "PostgreSQL: set MIGRATE_DATABASE_URL, or MIGRATE_ON_START=false and "
                                 "migrate separately")
+        if self.database_notices and self.cache_enabled and self.db_transaction_pooler and not (
+                self.notices_database_url or self.migrate_database_url):
+            raise SettingsError("DATABASE_NOTICES behind DB_TRANSACTION_POOLER needs NOTICES_DATABASE_URL "
+                                "(PostgreSQL's own address: LISTEN needs a session)")
         if self.production:
             if self.token_secret in KNOWN_SECRETS or len(self.token_secret) < MIN_SECRET_LENGTH:
                 raise SettingsError(

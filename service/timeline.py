@@ -33,13 +33,14 @@ from service.cache.batch import Together
 from service.cache.generations import DirtyWorkers
 from service.cache.guard import CacheDown, Guard
 from service.cache.local import LocalCache
+from service.cache.notices import Notices
 from service.cache.singleflight import SingleFlight
 from service.cache.tags import EVERYTHING, Page, Posted, TagCache, window_answers
 from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
 from service.db.posts import Posts, WriteUnknown
-from service.errors import USER_GONE, WRITE_UNKNOWN, ServiceUnavailable, Unauthorized, success
+from service.errors import NOT_YET_SHOWN, USER_GONE, WRITE_UNKNOWN, ServiceUnavailable, Unauthorized, success
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
 
@@ -92,7 +93,7 @@ class Timeline:
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
                  stored_json: bool = True, dirty_workers: DirtyWorkers | None = None,
                  posts: Posts | None = None, updates_together: bool = True,
-                 acks: Acks | None = None) -> None:
+                 acks: Acks | None = None, notices: Notices | None = None) -> None:
         self._db = db
         self._posts = posts if posts is not None else Posts(db, batch_max=1, slots=1)
         self._codec = codec
@@ -113,6 +114,8 @@ class Timeline:
         self._together = Together(self._add_posts, UPDATES_MAX) if updates_together else None
         # A post waits until every feed has dropped its tags' pages (POST_WAITS_FOR_WORKERS, acks.py).
         self._acks = acks
+        # A post whose cache update failed is announced through PostgreSQL (notices.py).
+        self._notices = notices
 
     # -- serialization: a tweet's JSON comes from PostgreSQL (sql/006 tweet_json), as stored --
 
@@ -158,7 +161,23 @@ class Timeline:
                 self._local.posted(new.tags)
             if not updated:
                 self.mark_dirty(row["created_at"])
+                await self._announce(new.tags, row["created_at"])
         return body
+
+    async def _announce(self, tags: list[str], since: datetime) -> None:
+        """A post the shared cache lacks, told to every worker through PostgreSQL; answered once each
+        has heard it or stopped trusting its caches (notices.py). If even that fails, the post is
+        saved but its visibility not established: 503, saying so."""
+        notices = self._notices
+        if notices is None:
+            return
+        try:
+            async with self._db.connection() as conn:
+                await notices.announce(conn, tags, since)
+        except Exception as exc:
+            log.warning("could not announce a post the cache lacks: %r", exc)
+            raise ServiceUnavailable(message=NOT_YET_SHOWN) from exc
+        await asyncio.sleep(notices.stale_after)
 
     def _update(self, posted: Posted) -> Awaitable[None]:
         if self._together is not None:

@@ -15,11 +15,19 @@ from typing import Any
 from bench import facts
 from bench.chaos.faults import FAULTS, POOLED_FAULTS, Faults, log, schedule
 from bench.chaos.load import READERS, TAGS, WRITERS, Load, Phase
+from bench.chaos.partition import PARTITION_FAULTS, partitioned
+from bench.chaos.partition import experiment as partition_experiment
 from bench.chaos.verdicts import report, traceback_kind, tracebacks
 from bench.harness import BENCH_ENV
 from bench.paths import RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
-from bench.report.runs import CHAOS_POOLED_TITLE, CHAOS_TITLE, chaos_section
+from bench.report.runs import (
+    CHAOS_PARTITION_TITLE,
+    CHAOS_POOLED_TITLE,
+    CHAOS_TITLE,
+    chaos_section,
+    partition_section,
+)
 from ops import pgbouncer, redis_server, replica, stack
 from ops.process import ServiceProcess
 from service.db.migrate import migrate
@@ -35,17 +43,19 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="shorter periods (CI): steady 2 s, faults 1.5 s")
     parser.add_argument("--steady", type=float, default=None, help="seconds of steady load between faults")
     parser.add_argument("--fault", type=float, default=None, help="seconds each fault lasts")
-    parser.add_argument("--tier", choices=["single", "pooled"], default="single",
-                        help="pooled: the service through PgBouncer, with a streaming replica")
+    parser.add_argument("--tier", choices=["single", "pooled", "partition"], default="single",
+                        help="pooled: the service through PgBouncer, with a streaming replica; partition: "
+                             "two instances on test hosts of their own, links cut (bench/chaos/partition.py)")
     parser.add_argument("--faults", default=None, help="comma-separated, in order (default: the tier's)")
     parser.add_argument("--publish", action="store_true", help="write RESULTS.md's Chaos section")
     args = parser.parse_args()
     if args.faults is None:
-        args.faults = ",".join(POOLED_FAULTS if args.tier == "pooled" else FAULTS)
+        args.faults = ",".join({"pooled": POOLED_FAULTS, "partition": PARTITION_FAULTS}.get(args.tier, FAULTS))
     args.steady = args.steady if args.steady is not None else (2.0 if args.short else 5.0)
-    args.fault = args.fault if args.fault is not None else (1.5 if args.short else 3.0)
+    long_cuts = 20.0 if args.tier == "partition" else 3.0  # cuts of 20 s and 60 s (redis-cut-long)
+    args.fault = args.fault if args.fault is not None else (1.5 if args.short else long_cuts)
     args.faults = [f for f in args.faults.split(",") if f]
-    known = [*FAULTS, *(f for f in POOLED_FAULTS if f not in FAULTS)]
+    known = [*FAULTS, *(f for f in POOLED_FAULTS if f not in FAULTS), *PARTITION_FAULTS]
     if unknown := set(args.faults) - set(known):
         parser.error(f"unknown faults {sorted(unknown)}; known: {known}")
     return args
@@ -102,6 +112,44 @@ def show(result: dict[str, Any]) -> None:
         log(f"MISSED: {problem}")
 
 
+def partitions(args: argparse.Namespace, settings: Settings) -> int:
+    """The partition tier: the same run with the database notices on (judged) and off (its stale
+    reads are what they prevent: it must catch some)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for notices in ("on", "off"):
+        env = {"DATABASE_NOTICES": "true" if notices == "on" else "false"}
+        log(f"chaos: {WRITERS} writers, {READERS} readers, 2 instances of 1 worker behind HAProxy, partition "
+            f"tier, DATABASE_NOTICES={env['DATABASE_NOTICES']}; steady {args.steady:g} s, faults "
+            f"{args.fault:g} s: " + ", ".join(args.faults))
+        with partitioned(settings, env) as net:
+            result = partition_experiment(settings, net, args, uuid.uuid4().hex[:6])
+            logs = [net.balancer.directory / f"instance-{port}.log" for port in net.balancer.ports]
+        stack.up(settings)
+        result["settings"] = run_settings(args, instances=2)
+        for path in logs:
+            judge_log(result, path)
+        show(result)
+        runs[notices] = result
+    caught = sum(row["stale_reads"] for row in runs["off"]["phases"])
+    problems = list(runs["on"]["problems"])
+    if not caught:
+        problems.append("with DATABASE_NOTICES=false no stale read was caught: the run cannot show what "
+                        "the notices prevent")
+    combined = {"on": runs["on"], "off": runs["off"], "problems": problems, "settings": runs["on"]["settings"]}
+    (RESULTS / f"chaos-partition{'-short' if args.short else ''}.json").write_text(json.dumps(combined, indent=1) + "\n")
+    for problem in problems:
+        log(f"MISSED: {problem}")
+    if args.publish:
+        publish_section(RESULTS_MD, CHAOS_PARTITION_TITLE, partition_section(combined))
+    return 1 if problems else 0
+
+
+def run_settings(args: argparse.Namespace, instances: int = 1) -> dict[str, Any]:
+    return {"tier": args.tier, "writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
+            "instances": instances, "steady_s": args.steady, "fault_s": args.fault, "short": args.short,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": facts.commit()}
+
+
 def main() -> int:
     args = arguments()
     two_cpus = len(os.sched_getaffinity(0)) > 1
@@ -110,6 +158,8 @@ def main() -> int:
     settings = Settings.from_env(CHAOS_ENV)
     stack.up(settings)
     asyncio.run(migrate(stack.urls(settings)[0]))
+    if args.tier == "partition":
+        return partitions(args, settings)
     proxy = Proxy(settings.stack_redis_port)
     log_path = settings.data_dir / "logs" / "service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +178,7 @@ def main() -> int:
         if args.tier == "pooled":
             replica.stop(settings)
             pgbouncer.stop(settings)
-    result["settings"] = {"tier": args.tier, "writers": WRITERS, "readers": READERS, "workers": 2, "tags": TAGS,
-                          "steady_s": args.steady, "fault_s": args.fault, "short": args.short,
-                          "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                          "commit": facts.commit()}
+    result["settings"] = run_settings(args)
     judge_log(result, log_path)
     name = "chaos" + ("-pooled" if args.tier == "pooled" else "") + ("-short" if args.short else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -20,8 +20,11 @@ FAULTS = ["redis-kill", "redis-freeze", "redis-cut", "pg-kill", "worker-kill", "
 # Behind PgBouncer with a replica (--tier pooled): PostgreSQL crashing under the pooler, the
 # replica crashing, and Redis, on the tier make cluster POOLER=1 REPLICA=1 runs.
 POOLED_FAULTS = ["pg-kill", "replica-kill", "redis-kill"]
-# Faults that cut the service's own connections: there a request may get no answer at all.
-CUTS = {"worker-kill", "sigterm"}
+# Faults that cut the service's own connections: there a request may get no answer at all (a
+# request HAProxy had sent to the instance it was then cut from included).
+CUTS = {"worker-kill", "sigterm", "lb-cut"}
+# Faults that take PostgreSQL away: a 503 is expected there, from the fault until shortly after.
+DATABASE_DOWN = {"pg-kill", "pg-cut"}
 
 
 def log(msg: str) -> None:

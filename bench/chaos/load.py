@@ -12,10 +12,12 @@ from typing import Any
 import asyncpg
 import httpx
 
-from service.errors import WRITE_UNKNOWN
+from service.errors import NOT_YET_SHOWN, WRITE_UNKNOWN
 
 WRITERS, READERS, TAGS = 4, 4, 4
-UNKNOWN = WRITE_UNKNOWN.split(":")[0]  # how a 503 says the write may have landed
+# How a 503 says the write may have landed (the connection lost after it was sent), or did (the
+# caches could not be told of it).
+MAY_HAVE_LANDED = (WRITE_UNKNOWN.split(":")[0], NOT_YET_SHOWN.split(":")[0])
 
 
 @dataclass
@@ -91,11 +93,11 @@ class Load:
                     if r.status_code == 201:
                         w.outcome, w.tweet_id = "acked", r.json()["data"]["id"]
                     else:
-                        # A 503 means not written, unless the service says the connection was lost
-                        # after the write was sent (its outcome unknown, like no answer at all):
-                        # whether each landed is looked up at the end, and judged.
+                        # A 503 means not written, unless the service says it may have landed
+                        # (its outcome unknown, like no answer at all): whether each landed is
+                        # looked up at the end, and judged.
                         w.outcome = "refused" if r.status_code < 500 else \
-                            "indeterminate" if UNKNOWN in r.text else "unavailable"
+                            "indeterminate" if any(m in r.text for m in MAY_HAVE_LANDED) else "unavailable"
                         w.retry_after = r.status_code != 503 or "retry-after" in r.headers
                 except httpx.ConnectError as exc:  # never reached the service: not written
                     w.outcome, w.status = "refused", type(exc).__name__

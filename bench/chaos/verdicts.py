@@ -7,7 +7,7 @@ import collections
 from pathlib import Path
 from typing import Any
 
-from bench.chaos.faults import CUTS
+from bench.chaos.faults import CUTS, DATABASE_DOWN
 from bench.chaos.load import Phase, Read, Write
 
 ByTag = dict[str, list[Write]]
@@ -111,7 +111,7 @@ def unexpected_503s(phases: list[Phase], spans: list[Write | Read]) -> collectio
     the kill until RECOVERY_S after it is back (pooled connections, and PgBouncer's, are replaced
     on first use). Judged by each request's own span, so one that began just before the kill is
     not blamed on the phase before."""
-    down = [(ph.start, ph.healed + RECOVERY_S) for ph in phases if ph.name == "pg-kill"]
+    down = [(ph.start, ph.healed + RECOVERY_S) for ph in phases if ph.name in DATABASE_DOWN]
     return collections.Counter(phases[phase_of(phases, x.start)].name for x in spans
                                if x.status == "503" and not any(a <= x.end and x.start <= b for a, b in down))
 

@@ -168,6 +168,51 @@ def chaos_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+CHAOS_PARTITION_TITLE = "## Network partitions under load (chaos, partition tier)"
+PARTITION_WORDS = {"steady": "none (warm-up)", "redis-cut": "instance 1 cut from Redis, both ways",
+                   "redis-cut-out": "instance 1's packets to Redis dropped",
+                   "redis-cut-in": "Redis's packets to instance 1 dropped",
+                   "pg-cut": "instance 1 cut from PostgreSQL", "lb-cut": "HAProxy cut from instance 1",
+                   "redis-cut-long": "instance 1 cut from Redis, both ways, 3x as long"}
+
+
+def partition_section(result: dict[str, Any]) -> list[str]:
+    """RESULTS.md's partition section, from bench/results/chaos-partition.json: the run with the
+    database notices on and the same run with them off, side by side."""
+    s, on, off = result["settings"], result["on"], result["off"]
+    rows = []
+    for a, b in zip(on["phases"], off["phases"], strict=True):
+        back = a.get("cache_back_s")
+        rows.append(f"| {PARTITION_WORDS.get(a['phase'], a['phase'])} | {a['writes']} | {a['acked']} | {a['lost']} | "
+                    f"{a['unavailable']} ({a['unavailable_landed']}) | {a['indeterminate']} "
+                    f"({a['indeterminate_landed']}) | {a['reads']} | **{a['stale_reads']}** | {a['status_500']} | "
+                    f"{a['status_503']} | {'' if a['recover_s'] is None else a['recover_s']} | "
+                    f"{'' if back is None else back} | {b['stale_reads']} of {b['reads']} |")
+    return [
+        CHAOS_PARTITION_TITLE, "",
+        f"`make chaos` on {s['measured_at']} (commit {s['commit']}): two instances of one worker each, "
+        "each on a test host of its own (network namespaces on a bridge, ops/hosts.py), behind HAProxy; "
+        "PostgreSQL and Redis reached through forwarders on the bridge. Each fault cuts one link with "
+        f"iptables for {s['fault_s']:g} s (the long one three times that), then {s['steady_s']:g} s of "
+        f"steady load; {s['writers']} writers and {s['readers']} readers on {s['tags']} shared tags "
+        "through HAProxy. Counted as in the sections above; *cache back*: from healing to instance "
+        "1's first search answered from its cache (HIT or MISS) again. The last column is the same "
+        "run with `DATABASE_NOTICES=false`: the stale reads the database notices prevent.", "",
+        "| fault (in order) | writes | acked | lost | 503 (landed) | no answer / unknown (landed) | reads | "
+        "stale reads | 500 | 503 | recovery s | cache back s | notices off: stale reads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows, "",
+        "Targets, each judged on the run with the notices on: nothing lost, no stale read, no 500, a "
+        "503 only while instance 1 is cut from PostgreSQL (until 2 s after), no answer only for "
+        "requests HAProxy had sent to instance 1 when it was cut from it, recovery and cache back "
+        "within 2 s of healing, at least 20 acknowledged writes and 20 successful reads in every "
+        "phase; and the run with them off must catch stale reads. "
+        + ("**All met.**" if not result["problems"] else "**Missed:** " + "; ".join(result["problems"])),
+        "", "Statuses per fault are in bench/results/chaos-partition.json. CI runs the same experiment "
+        "with shorter periods (`make chaos CHAOS_SHORT=1`).", "",
+    ]
+
+
 def soak_section(result: dict[str, Any]) -> list[str]:
     """RESULTS.md's soak section, from bench/results/soak.json (bench/soak.py)."""
     rows = []

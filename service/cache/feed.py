@@ -9,6 +9,10 @@ for what the caches hold:
 - broken or resubscribed (redis-py reconnects by itself): messages sent meanwhile are lost;
 - moved: the Redis server answering is not the one this prefix's data was written on (restarted
   from a snapshot, a replica promoted), so the shared entries may be old.
+A quiet subscription is given up after `reconnect_after` seconds and followed again on a new
+connection: across a network cut the old socket's unacknowledged bytes wait out TCP's backed-off
+retransmissions (seconds after a cut of seconds, growing with its length), while a new connection
+is tried every `retry_seconds` and answers as soon as the link is back.
 In the first two cases the worker is told when it last heard the feed (`on_lost`): it bypasses
 the shared cache and invalidates every tag posted to since then before using it again. In the
 third (`on_moved`) it drops every shared entry first. Either way the pages kept in process are
@@ -37,13 +41,17 @@ from service.cache.tags import DIRTY, EVERYTHING, CacheClient, TagCache
 log = logging.getLogger(__name__)
 
 
+class FeedQuiet(Exception):
+    """A subscription heard nothing for reconnect_after seconds."""
+
+
 class Feed:
     def __init__(self, client: CacheClient, cache: TagCache, local: LocalCache | None, *,
                  ping_interval: float, stale_after: float, retry_seconds: float,
                  on_lost: Callable[[datetime], None],
                  on_moved: Callable[[str], None], on_back: Callable[[], None],
                  nodes: Callable[[], Awaitable[list[redis.Redis]]] | None = None,
-                 acks: Acks | None = None) -> None:
+                 acks: Acks | None = None, reconnect_after: float = 0.0) -> None:
         self._client = client
         # Posts that ask are answered once applied (acks.py): this feed hears the answers to its
         # worker's posts on its own channel and, where the worker keeps pages, is counted among the
@@ -64,6 +72,7 @@ class Feed:
         self._ping = ping_interval
         self.stale_after = stale_after
         self._retry = retry_seconds
+        self._reconnect_after = reconnect_after  # 0: keep waiting on the same connection
         self._on_lost = on_lost
         self._on_moved = on_moved
         self._on_back = on_back
@@ -141,9 +150,12 @@ class Feed:
                 pass
 
     async def _listen(self, node: int, pubsub: redis.client.PubSub) -> None:
-        next_ping = 0.0
+        next_ping, began = 0.0, time.monotonic()
         while not self._closed:
             now = time.monotonic()
+            quiet = now - max(self._heard[node], began)
+            if self._reconnect_after and quiet > self._reconnect_after:
+                raise FeedQuiet(f"nothing heard for {quiet:.2f} s: following on a new connection")
             if now >= next_ping:
                 await pubsub.ping()
                 next_ping = now + self._ping

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from service.cache.client import Breaker, cache_error
 from service.cache.feed import Feed
+from service.cache.notices import Notices
 
 T = TypeVar("T")
 
@@ -20,9 +21,10 @@ class CacheDown(Exception):
 
 
 class Guard:
-    def __init__(self, breaker: Breaker, feed: Feed | None = None) -> None:
+    def __init__(self, breaker: Breaker, feed: Feed | None = None, notices: Notices | None = None) -> None:
         self.breaker = breaker
         self._feed = feed
+        self._notices = notices
 
     async def __call__(self, call: Awaitable[T]) -> T:
         """Await one cache call: a success closes the breaker, a failure counts towards opening it
@@ -38,8 +40,10 @@ class Guard:
         return result
 
     def feed_trusted(self) -> bool:
-        """No other worker's post can be missing from this worker's view of the cache."""
-        return self._feed is None or self._feed.trusted()
+        """No other worker's post can be missing from this worker's view of the cache: the Redis feed,
+        and the database notices (a post whose instance could not reach Redis), both heard."""
+        feed, notices = self._feed, self._notices
+        return (feed is None or feed.trusted()) and (notices is None or notices.trusted())
 
     def readable(self) -> bool:
         """Pages may come from the cache: the feed vouches for it and the breaker lets calls through."""

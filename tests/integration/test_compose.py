@@ -103,6 +103,7 @@ def test_profiles_tiers_and_what_switches_the_api_to_them() -> None:
     assert "${API_DB_HOST:-postgres}" in env["DATABASE_URL"]
     assert "${API_REDIS_HOST:-redis}" in env["REDIS_URL"]
     assert env["DB_TRANSACTION_POOLER"] == "${DB_TRANSACTION_POOLER:-false}"
+    assert "@postgres:5432/" in env["NOTICES_DATABASE_URL"]  # LISTEN needs a session: never the pooler
     assert env["REDIS_CLUSTER"] == "${REDIS_CLUSTER:-false}"
     assert "pg_basebackup" in (ROOT / "deploy" / "replica-entrypoint.sh").read_text()
     assert "replication" in (ROOT / "sql" / "roles" / "20-replication.sh").read_text()

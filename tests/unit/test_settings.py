@@ -66,7 +66,19 @@ def test_migrations_never_run_through_a_transaction_pooler() -> None:
     service started through PgBouncer migrated through it and hit another client's statement)."""
     with pytest.raises(SettingsError, match="MIGRATE_DATABASE_URL"):
         Settings.from_env({"DB_TRANSACTION_POOLER": "true"})
-    pooled = {"DB_TRANSACTION_POOLER": "true"}
+    pooled = {"DB_TRANSACTION_POOLER": "true", "DATABASE_NOTICES": "false"}
     assert Settings.from_env({**pooled, "MIGRATE_ON_START": "false"}).db_transaction_pooler
     direct = "postgresql://u:p@127.0.0.1:5432/simple_twitter"
     assert Settings.from_env({**pooled, "MIGRATE_DATABASE_URL": direct}).migrate_on_start
+
+
+def test_database_notices_behind_a_transaction_pooler_need_postgresql_itself() -> None:
+    """LISTEN holds a session, which a transaction pooler does not keep: notices would go unheard
+    while its heartbeats still answered."""
+    pooled = {"DB_TRANSACTION_POOLER": "true", "MIGRATE_ON_START": "false"}
+    with pytest.raises(SettingsError, match="NOTICES_DATABASE_URL"):
+        Settings.from_env(pooled)
+    direct = "postgresql://u:p@127.0.0.1:5432/simple_twitter"
+    assert Settings.from_env({**pooled, "NOTICES_DATABASE_URL": direct}).notices_url() == direct
+    assert Settings.from_env({**pooled, "MIGRATE_DATABASE_URL": direct}).notices_url() == direct
+    assert Settings.from_env({"DATABASE_URL": direct}).notices_url() == direct

@@ -1,0 +1,150 @@
+"""The partition tier of make chaos (`python -m bench.chaos --tier partition`): two instances of the
+service (one worker each), each on a test host of its own (ops/hosts.py), behind HAProxy on the
+machine, reaching the stack's PostgreSQL and Redis through forwarders on the bridge. The faults
+cut one instance's links while everything else still talks:
+
+  redis-cut       instance 1 cut from Redis, both ways
+  redis-cut-out   only instance 1's packets to Redis dropped (Redis's to it still arrive)
+  redis-cut-in    only Redis's packets to instance 1 dropped (its commands still run there)
+  pg-cut          instance 1 cut from PostgreSQL (it answers 503 for what needs it)
+  lb-cut          HAProxy cut from instance 1 (requests in flight there get no answer)
+  redis-cut-long  as redis-cut, three times as long
+
+Run twice: with the database notices on (judged), and with DATABASE_NOTICES=false, whose stale
+reads are what the notices prevent (that run must catch some, or the experiment proves nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+from bench.chaos.faults import Faults, schedule
+from bench.chaos.load import Load, Phase, Read
+from bench.chaos.verdicts import report
+from ops import stack
+from ops.balancer import Balancer
+from ops.hosts import Hosts
+from service.settings import Settings
+from tests.proxy import Proxy
+
+PARTITION_FAULTS = ["redis-cut", "redis-cut-out", "redis-cut-in", "pg-cut", "lb-cut", "redis-cut-long"]
+CACHE_BACK_S = 2.0  # from healing a cut from Redis to instance 1 answering from its cache again
+
+
+def via(url: str, host: str, port: int) -> str:
+    """The URL with its host and port replaced (credentials, path and query kept)."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclasses.dataclass
+class Partitioned:
+    hosts: Hosts
+    redis: Proxy
+    database: Proxy
+    balancer: Balancer
+
+    @property
+    def first_workers(self) -> set[str]:
+        """Instance 1's worker processes, as X-Request-ID names them (pid in hex)."""
+        main = psutil.Process(self.balancer.instances[0].pid)
+        return {f"{p.pid:x}" for p in main.children(recursive=True)}
+
+
+@contextmanager
+def partitioned(settings: Settings, env: dict[str, str]) -> Iterator[Partitioned]:
+    """The two instances on their hosts, behind HAProxy on settings' PORT; all removed after."""
+    resolved = stack.resolve(settings)
+    with Hosts("c") as hosts:
+        redis = Proxy(settings.stack_redis_port, host=hosts.gateway)
+        database = Proxy(settings.stack_pg_port, host=hosts.gateway)
+        seen = dataclasses.replace(resolved, database_url=via(resolved.database_url, hosts.gateway, database.port),
+                                   redis_url=via(resolved.redis_url, hosts.gateway, redis.port))
+        balancer = Balancer(seen, [settings.port + 101, settings.port + 102], env=env, hosts=hosts)
+        try:
+            balancer.start()
+            yield Partitioned(hosts, redis, database, balancer)
+        finally:
+            balancer.stop()
+            redis.close()
+            database.close()
+
+
+class PartitionFaults(Faults):
+    """Link cuts around instance 1 ("i1"), each held for the fault period (the long one thrice)."""
+
+    def __init__(self, settings: Settings, net: Partitioned, fault: float) -> None:
+        # Not Faults.__init__: there is no single service process or Redis proxy to hold here.
+        self.settings, self.net, self.fault = settings, net, fault
+
+    async def _cut(self, peer_port: int, direction: str = "both", served: bool = False,
+                   seconds: float | None = None) -> None:
+        hosts = self.net.hosts
+        hosts.cut("i1", hosts.gateway, peer_port, direction, served)
+        try:
+            await asyncio.sleep(seconds or self.fault)
+        finally:
+            hosts.heal()
+
+    async def redis_cut(self) -> None:
+        await self._cut(self.net.redis.port)
+
+    async def redis_cut_out(self) -> None:
+        await self._cut(self.net.redis.port, "out")
+
+    async def redis_cut_in(self) -> None:
+        await self._cut(self.net.redis.port, "in")
+
+    async def redis_cut_long(self) -> None:
+        await self._cut(self.net.redis.port, seconds=3 * self.fault)
+
+    async def pg_cut(self) -> None:
+        await self._cut(self.net.database.port)
+
+    async def lb_cut(self) -> None:
+        await self._cut(self.net.balancer.ports[0], served=True)
+
+
+def cache_back(rows: list[dict[str, Any]], phases: list[Any], reads: list[Read], first: set[str]) -> list[str]:
+    """Per cut from Redis: seconds from healing to instance 1's first read answered from its cache
+    (HIT or MISS) that began after it, into the phase's row; a target missed, as a problem."""
+    out = []
+    for row, phase in zip(rows, phases, strict=True):
+        if not phase.name.startswith("redis-cut") or not phase.healed:
+            continue
+        back = [r.end - phase.healed for r in reads if r.worker in first and r.start >= phase.healed
+                and r.cache in ("HIT", "MISS") and r.start < (phase.end or float("inf"))]
+        row["cache_back_s"] = round(min(back), 2) if back else None
+        if not back or min(back) > CACHE_BACK_S:
+            out.append(f"{phase.name}: instance 1 answered from its cache again "
+                       f"{row['cache_back_s']} s after healing (at most {CACHE_BACK_S:g})")
+    return out
+
+
+def experiment(settings: Settings, net: Partitioned, args: Any, run_id: str) -> dict[str, Any]:
+    """The load through HAProxy under the cuts, then the state after healing, judged (as the other
+    tiers' experiment), with instance 1's return to its cache after each cut from Redis."""
+    load, phases = Load(net.balancer.url, run_id), list[Phase]()
+    first = net.first_workers
+
+    async def run() -> None:
+        faults = PartitionFaults(settings, net, args.fault)
+        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop, load.loading),
+                             load.run())
+
+    asyncio.run(run())
+    time.sleep(1.0)  # the last in-flight cache repairs
+    final = asyncio.run(load.final_state(stack.urls(settings)[0]))
+    result = report(phases, load.writes, load.reads, load.tags, final)
+    result["problems"] += cache_back(result["phases"], phases, load.reads, first)
+    return result
