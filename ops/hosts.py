@@ -116,7 +116,13 @@ class Hosts:
             name = line.split()[0] if line.strip() else ""
             if name.startswith(f"{PREFIX}{self.tag}-"):
                 subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
+        # The machine's ends of the veth pairs (and with them the hosts' ends): a namespace whose
+        # name is gone lives on while any process is still in it, and so would its link.
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        for line in links.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if line.count(":") > 1 else ""
+            if name.startswith(f"{PREFIX}{self.tag}-"):
+                subprocess.run(["ip", "link", "delete", name], capture_output=True)
         for args in (("-D", "INPUT", "-j", self.chain), ("-F", self.chain), ("-X", self.chain)):
             subprocess.run(["iptables", *args], capture_output=True)
         self.addresses = {}

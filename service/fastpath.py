@@ -25,9 +25,10 @@ worker (a miss, a cache switched off, a deep page) is answered here too, by a ta
 timeline as the handler does and writes the same bytes, without Sanic's request parsing, Request,
 routing and response objects. While it runs, the connection's further bytes wait, in order (reading
 pauses past a bound), and Sanic sees the connection busy (no keep-alive timeout, no shutdown or
-connection-bound close). Any error goes back to Sanic with the request's bytes, which answers it
-as it answers any (a search only reads: running it again is safe), so every error keeps its one
-rendering.
+connection-bound close). An error of the search is rendered by the app's one error renderer
+(app.ctx.render_error) and written as Sanic writes a response, as a lean post's is: handed back to
+Sanic, the search would run again and a client would wait out every deadline twice (a PostgreSQL
+cut off: the pool's 2 s, then the statement's 5 s, once more).
 
 Lean posts (USE_LEAN_POST): a `POST /api/v1/tweet` whose body has arrived whole (Content-Length,
 within REQUEST_MAX_SIZE), with a verified token and a body that validates, is posted by a task
@@ -271,8 +272,7 @@ class FastHitProtocol(GuardedProtocol):
                 self._write(answered, arrived)
                 answered = []
                 self._held = data[end + 4:]
-                self._lean = asyncio.get_running_loop().create_task(
-                    self._search(query, request_id, data[start:end + 4], arrived))
+                self._lean = asyncio.get_running_loop().create_task(self._search(query, request_id, arrived))
                 self._posting = False
                 return b""
             answered.append(response(body, ctx.request_id(request_id)))
@@ -336,7 +336,7 @@ class FastHitProtocol(GuardedProtocol):
             self._lean = None
             transport.close()
             return
-        self._resume(b"")
+        self._resume()
 
     def _write(self, answered: list[bytes], arrived: float) -> None:
         if answered and self.transport is not None:
@@ -345,28 +345,28 @@ class FastHitProtocol(GuardedProtocol):
             if metrics is not None:
                 metrics.observe_fast_hits(ROUTE, len(answered), monotonic() - arrived)
 
-    async def _search(self, query: SearchQuery, request_id: str | None, raw: bytes, arrived: float) -> None:
-        """A lean search: the timeline's answer written as the handler's; any error to Sanic."""
+    async def _search(self, query: SearchQuery, request_id: str | None, arrived: float) -> None:
+        """A lean search: the timeline's answer written as the handler's; its errors rendered by the
+        app's error renderer, written as Sanic writes them."""
         ctx: Any = self.app.ctx
         try:
             body, cache = await ctx.timeline.search(query)
-        except Exception:
-            self._resume(raw, to_sanic=True)  # Sanic runs it again and answers the error its one way
+        except Exception as exc:
+            res = ctx.render_error(exc)
+            answer = written(res, ctx.request_id(request_id), not ctx.stopping)
+            self._finish(answer, ROUTE, "GET", res.status, arrived, None)
             return
         answer = response(body, ctx.request_id(request_id), cache, keep_alive=not ctx.stopping)
         self._finish(answer, ROUTE, "GET", 200, arrived, cache)
 
-    def _resume(self, first: bytes, to_sanic: bool = False) -> None:
-        """The lean search is over: what waited behind it (after `first`) is read as it arrives,
-        or is all Sanic's (`to_sanic`: a request handed back, and everything after it)."""
+    def _resume(self) -> None:
+        """The lean request is over: what waited behind it is read as it arrives."""
         self._lean = None
-        held, self._held = first + self._held, b""
+        held, self._held = self._held, b""
         self._time = monotonic()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-            if to_sanic:
-                GuardedProtocol.data_received(self, held)
-            elif held:
+            if held:
                 self.data_received(held)
 
     def _hold(self, data: bytes) -> None:

@@ -128,6 +128,8 @@ def partitions(args: argparse.Namespace, settings: Settings) -> int:
         result["settings"] = run_settings(args, instances=2)
         for path in logs:
             judge_log(result, path)
+        if notices == "off":  # its stale reads are the point: recorded, not missed targets
+            result["expected"], result["problems"] = result["problems"], []
         show(result)
         runs[notices] = result
     caught = sum(row["stale_reads"] for row in runs["off"]["phases"])

@@ -15,6 +15,10 @@ import httpx
 from service.errors import NOT_YET_SHOWN, WRITE_UNKNOWN
 
 WRITERS, READERS, TAGS = 4, 4, 4
+# Seconds a request is waited for: past the service's own deadlines for PostgreSQL (a connection
+# DB_ACQUIRE_TIMEOUT, then DB_COMMAND_TIMEOUT), so a database cut off mid-request is answered by the
+# service (503) and not given up on by the client.
+CLIENT_TIMEOUT = 10
 # How a 503 says the write may have landed (the connection lost after it was sent), or did (the
 # caches could not be told of it).
 MAY_HAVE_LANDED = (WRITE_UNKNOWN.split(":")[0], NOT_YET_SHOWN.split(":")[0])
@@ -80,7 +84,7 @@ class Load:
     async def writer(self, n: int, auth: dict[str, str]) -> None:
         rng = random.Random(n)
         seq = 0
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT) as client:
             while not self.stop.is_set():
                 seq += 1
                 tags = rng.sample(self.tags, rng.randint(1, 2))
@@ -109,7 +113,7 @@ class Load:
 
     async def reader(self, n: int, auth: dict[str, str]) -> None:
         rng = random.Random(100 + n)
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT) as client:
             while not self.stop.is_set():
                 read = Read(rng.choice(self.tags), time.monotonic())
                 try:

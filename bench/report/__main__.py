@@ -33,6 +33,8 @@ def render(r: Results, plot_dir: str) -> list[str]:
     for chaos in (r.chaos, r.chaos_pooled):
         if chaos is not None:
             out += ["", *runs.chaos_section(chaos)]
+    if r.chaos_partition is not None:
+        out += ["", *runs.partition_section(r.chaos_partition)]
     if r.history and not r.quick:
         out += ["", *history.section(r.history, named_baseline(), plot_dir, history.landed())]
     return [*out, "", *runs.detection_section(r.detection, r.injected), "", *sections.run_settings(r)]

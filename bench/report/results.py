@@ -30,6 +30,7 @@ class Results:
     scale: dict[str, Any] | None
     chaos: dict[str, Any] | None
     chaos_pooled: dict[str, Any] | None
+    chaos_partition: dict[str, Any] | None
     injected: dict[str, Any] | None
     history: list[dict[str, Any]]  # make bench-history's and make bench's records (bench/history.py)
 
@@ -66,6 +67,7 @@ def load(quick: bool = False, folder: Path = RESULTS) -> Results:
         profile=load_json(folder / f"profile{suffix}.json"), detection=load_json(folder / "detection.json"),
         soak=load_json(folder / "soak.json"), instances=load_json(folder / "instances.json"),
         scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"),
-        chaos_pooled=load_json(folder / "chaos-pooled.json"), injected=load_json(folder / "injected.json"),
+        chaos_pooled=load_json(folder / "chaos-pooled.json"),
+        chaos_partition=load_json(folder / "chaos-partition.json"), injected=load_json(folder / "injected.json"),
         history=[json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines() if line.strip()]
         if (folder / "history.jsonl").exists() else [])

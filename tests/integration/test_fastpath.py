@@ -14,7 +14,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from service.settings import Settings
 from tests.conftest import Server, register_and_login, start_server, unique, wait_until
+from tests.proxy import Proxy
 
 Response = tuple[int, dict[str, str], bytes, bytes]  # status, headers, body, raw head
 
@@ -555,3 +557,39 @@ def test_a_lean_post_whose_client_hangs_up_after_the_commit_still_reaches_the_ca
         wait_until(shown, 5, "the tweet in the cached page")
     finally:
         server.stop()
+
+
+def test_a_failed_lean_search_is_answered_once_as_the_framework_answers_it(
+        urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> None:
+    """PostgreSQL cut off (its forwarder swallows every byte) under a search that misses: the lean
+    search's 503 is the framework path's, byte for byte but the request id, and comes after one
+    statement deadline (DB_COMMAND_TIMEOUT, 1 s here), not two: it is not run again through Sanic."""
+    proxy = Proxy(settings.stack_pg_port)
+    database = urls[0].replace(f":{settings.stack_pg_port}/", f":{proxy.port}/")
+    env = {"DATABASE_URL": database, "DB_COMMAND_TIMEOUT": "1", "DB_STATEMENT_TIMEOUT": "0.8",
+           "DB_ACQUIRE_TIMEOUT": "1"}
+    servers = [start_server(urls, tmp_path_factory, **env, USE_FAST_HITS=on, USE_LEAN_SEARCH=on,
+                            USE_LEAN_POST=on) for on in ("true", "false")]
+    try:
+        with httpx.Client(base_url=servers[0].url, timeout=10) as c:
+            auth = register_and_login(c)[1]
+        token = auth["Authorization"].split()[1]
+        conns = [Conn(s.port) for s in servers]
+        for conn in conns:  # the token verified and cached by each, and the connection in use
+            conn.send(b"GET /api/v1/me HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                      + token.encode() + b"\r\n\r\n")
+            assert conn.read()[0] == 200
+        proxy.blackhole = True
+        answers, took = [], []
+        for conn in conns:
+            began = time.monotonic()
+            conn.send(search(unique("cut"), token))
+            answers.append(conn.read())
+            took.append(time.monotonic() - began)
+        assert answers[0][0] == 503, answers[0]
+        same(answers[0], answers[1])
+        assert took[0] < 1.8, took  # one deadline (a second run through Sanic: two)
+    finally:
+        proxy.close()
+        for server in servers:
+            server.stop()
