@@ -4,6 +4,7 @@ made by pg_basebackup (ops/pgbouncer.py, ops/replica.py), on the test stack."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,15 @@ from bench.scrape import scrape, total
 from ops import pgbouncer, postgres
 from ops import replica as standby
 from service.settings import Settings
-from tests.conftest import Server, post_while_locked, register_and_login, start_server, tag_ids, unique
+from tests.conftest import (
+    Server,
+    post_while_locked,
+    register_and_login,
+    start_server,
+    tag_ids,
+    unique,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -225,5 +234,77 @@ def test_searches_go_on_when_the_replica_is_down(
                 r = c.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth)
                 assert r.status_code == 200 and len(r.json()["data"]) == 1
             standby.start(settings)
+    finally:
+        srv.stop()
+
+
+def replication_link(primary: str, pg_port: int) -> list[list[str]]:
+    """iptables rules (on the machine's OUTPUT, loopback) dropping both directions of the replica's
+    streaming connection to the primary, found by its port in pg_stat_replication, and nothing else."""
+    async def client_port() -> int:
+        conn = await asyncpg.connect(primary)
+        try:
+            port = await conn.fetchval("SELECT client_port FROM pg_stat_replication LIMIT 1")
+        finally:
+            await conn.close()
+        assert port, "no replica streaming from the primary"
+        return int(port)
+
+    port = asyncio.run(client_port())
+    return [["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(pg_port), "--dport", str(port), "-j", "DROP"],
+            ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(port), "--dport", str(pg_port), "-j", "DROP"]]
+
+
+def lag_bytes(primary: str, replica: str) -> int:
+    """WAL bytes the primary has written that the replica has not replayed."""
+    async def lsns() -> int:
+        p, r = await asyncpg.connect(primary), await asyncpg.connect(replica)
+        try:
+            current = await p.fetchval("SELECT pg_current_wal_lsn()::text")
+            diff = await r.fetchval("SELECT pg_wal_lsn_diff(($1::text)::pg_lsn, pg_last_wal_replay_lsn())", current)
+            return int(diff)
+        finally:
+            await p.close()
+            await r.close()
+    return asyncio.run(lsns())
+
+
+def test_a_replica_cut_off_from_the_primary_never_answers_a_search_a_201_changed(
+        settings: Settings, replica: str, urls: tuple[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The replica's streaming connection cut (its packets dropped both ways, as a partition would):
+    it falls behind by every post, yet each search right after a post's 201 shows the post (the
+    primary answers what the replica has not replayed: checked by LSN), and once healed the replica
+    answers again."""
+    srv = start_server(urls, tmp_path_factory, REPLICA_DATABASE_URL=replica, CACHE_ENABLED="false")
+    rules = replication_link(urls[0], settings.stack_pg_port)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            _, auth = register_and_login(c)
+            tag = unique("cutreplica")
+
+            def post_then_search(n: int) -> None:
+                for i in range(n):
+                    r = c.post("/api/v1/tweet", json={"msg": f"#{tag} {i}"}, headers=auth)
+                    assert r.status_code == 201
+                    first = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 1}, headers=auth)
+                    assert first.json()["data"][0]["id"] == r.json()["data"]["id"], i
+
+            post_then_search(3)
+            behind = replica_reads(srv)[1]
+            for rule in rules:
+                subprocess.run(["iptables", "-I", *rule], check=True)
+            try:
+                post_then_search(15)
+                assert lag_bytes(urls[0], replica) > 0  # a real lag: the replica did not replay them
+                assert replica_reads(srv)[1] >= behind + 15
+            finally:
+                for rule in rules:
+                    subprocess.run(["iptables", "-D", *rule], check=True)
+            wait_until(lambda: lag_bytes(urls[0], replica) <= 0, 30, "the replica caught up")
+            before = replica_reads(srv)[0]
+            for _ in range(10):
+                assert c.get("/api/v1/search-tweets", params={"tag": tag}, headers=auth).status_code == 200
+            assert replica_reads(srv)[0] > before  # it answers again
     finally:
         srv.stop()
