@@ -261,7 +261,8 @@ def lag_bytes(primary: str, replica: str) -> int:
         p, r = await asyncpg.connect(primary), await asyncpg.connect(replica)
         try:
             current = await p.fetchval("SELECT pg_current_wal_lsn()::text")
-            diff = await r.fetchval("SELECT pg_wal_lsn_diff(($1::text)::pg_lsn, pg_last_wal_replay_lsn())", current)
+            diff = await r.fetchval(
+                "SELECT pg_wal_lsn_diff(($1::text)::pg_lsn, pg_last_wal_replay_lsn())", current)
             return int(diff)
         finally:
             await p.close()
