@@ -18,9 +18,19 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 PREFIX = "st"  # names of the bridge, the namespaces and the veth ends all begin with it
 SUBNET = "10.211.77"  # /24: the gateway is .1, hosts .2 upwards
+
+
+def via(url: str, host: str, port: int) -> str:
+    """The URL with its host and port replaced (credentials, path and query kept): a server on the
+    machine as a host reaches it, through a forwarder on the gateway."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _ip(*args: str) -> None:

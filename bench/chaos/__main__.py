@@ -29,6 +29,7 @@ from bench.report.runs import (
     partition_section,
 )
 from ops import pgbouncer, redis_server, replica, stack
+from ops.hosts import Hosts
 from ops.process import ServiceProcess
 from service.db.migrate import migrate
 from service.settings import Settings
@@ -115,6 +116,10 @@ def show(result: dict[str, Any]) -> None:
 def partitions(args: argparse.Namespace, settings: Settings) -> int:
     """The partition tier: the same run with the database notices on (judged) and off (its stale
     reads are what they prevent: it must catch some)."""
+    if not Hosts.available():  # CI runs as root: there it must run, never be passed over
+        log("partition tier: test hosts need root, iproute2 and iptables (network namespaces): "
+            + ("missing, so it cannot run" if os.environ.get("CI") else "skipped"))
+        return 1 if os.environ.get("CI") else 0
     runs: dict[str, dict[str, Any]] = {}
     for notices in ("on", "off"):
         env = {"DATABASE_NOTICES": "true" if notices == "on" else "false"}

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
@@ -31,20 +30,12 @@ from bench.chaos.load import Load, Phase, Read
 from bench.chaos.verdicts import report
 from ops import stack
 from ops.balancer import Balancer
-from ops.hosts import Hosts
+from ops.hosts import Hosts, via
 from service.settings import Settings
 from tests.proxy import Proxy
 
 PARTITION_FAULTS = ["redis-cut", "redis-cut-out", "redis-cut-in", "pg-cut", "lb-cut", "redis-cut-long"]
 CACHE_BACK_S = 2.0  # from healing a cut from Redis to instance 1 answering from its cache again
-
-
-def via(url: str, host: str, port: int) -> str:
-    """The URL with its host and port replaced (credentials, path and query kept)."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from ops.hosts import via
 from service.settings import Settings
 from tests.conftest import Server, register_and_login, start_server, unique, wait_until
 from tests.proxy import Proxy
@@ -565,7 +566,7 @@ def test_a_failed_lean_search_is_answered_once_as_the_framework_answers_it(
     search's 503 is the framework path's, byte for byte but the request id, and comes after one
     statement deadline (DB_COMMAND_TIMEOUT, 1 s here), not two: it is not run again through Sanic."""
     proxy = Proxy(settings.stack_pg_port)
-    database = urls[0].replace(f":{settings.stack_pg_port}/", f":{proxy.port}/")
+    database = via(urls[0], "127.0.0.1", proxy.port)
     env = {"DATABASE_URL": database, "DB_COMMAND_TIMEOUT": "1", "DB_STATEMENT_TIMEOUT": "0.8",
            "DB_ACQUIRE_TIMEOUT": "1"}
     servers = [start_server(urls, tmp_path_factory, **env, USE_FAST_HITS=on, USE_LEAN_SEARCH=on,

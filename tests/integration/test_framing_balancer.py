@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -49,6 +50,20 @@ def c(balanced: tuple[balancer.Balancer, balancer.Balancer]) -> Corpus:
 ATTEMPTS = 200
 
 
+@contextmanager
+def alongside(client: Callable[[int], None], clients: int, stop: threading.Event) -> Iterator[None]:
+    """`clients` threads running client(n) while the block runs; stopped and joined after it."""
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+
+
 def test_no_client_ever_receives_another_clients_response(
     balanced: tuple[balancer.Balancer, balancer.Balancer], c: Corpus
 ) -> None:
@@ -81,11 +96,7 @@ def test_no_client_ever_receives_another_clients_response(
         finally:
             conn.close()
 
-    clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
-    for t in clients:
-        t.start()
-    attacker = Connection(port)
-    try:
+    with closing(Connection(port)) as attacker, alongside(client, 3, stop):
         for k in range(ATTEMPTS):
             hidden = c.hit(f"SMUGGLED{k}".encode())
             attacker.send(
@@ -100,11 +111,6 @@ def test_no_client_ever_receives_another_clients_response(
             got = attacker.response()
             assert header(got, b"x-request-id") == f"ATTACK{k}".encode(), got[:300]
             attacker.send(hidden)
-    finally:
-        stop.set()
-        for t in clients:
-            t.join(30)
-        attacker.close()
     assert not wrong, f"{len(wrong)} responses reached the wrong client: {wrong[:3]}"
     assert min(answered) > 0
 
@@ -144,23 +150,14 @@ def test_a_body_refused_after_an_early_answer_never_drops_another_clients_reques
             answered[n] += 1
         conn.close()
 
-    clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-    for t in clients:
-        t.start()
     attacks = 0
-    attacker = Connection(port)
-    try:
+    with closing(Connection(port)) as attacker, alongside(client, 4, stop):
         end = time.monotonic() + 3
         while time.monotonic() < end:
             attacker.send(attack)
             got = attacker.response()
             assert got.startswith(b"HTTP/1.1 200"), got[:200]
             attacks += 1
-    finally:
-        stop.set()
-        for t in clients:
-            t.join(30)
-        attacker.close()
     assert not dropped, f"{len(dropped)} other clients' requests dropped in {attacks} attacks: {dropped[:3]}"
     assert attacks > 20 and min(answered) > 0, (attacks, answered)
 

@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
-from ops.hosts import Hosts
+from ops.hosts import Hosts, via
 from ops.process import SERVICE_ONLY, ServiceProcess
 from service.settings import Settings
 from tests.conftest import TEST_ENV, register_and_login, unique
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.skipif(not Hosts.available() and not os.environ.get("CI
                                 reason="network namespaces need root, iproute2 and iptables")
 
 PORT = 2080
-
-
-def via(url: str, host: str, port: int) -> str:
-    """The URL with its host and port replaced (credentials, path and query kept)."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass
@@ -135,9 +126,9 @@ def test_an_instance_cut_from_redis_trusts_its_cache_again_within_a_second_of_he
     assert answers <= {"HIT", "MISS", "BYPASS"}, sorted(answers)
 
 
-def stale_after_posts(net: Net, poster: ServiceProcess, reader: ServiceProcess,
+def stale_after_posts(net: Net, cut: str, poster: ServiceProcess, reader: ServiceProcess,
                       posts: int) -> tuple[int, int]:
-    """Posts on `poster` while it is cut from Redis; at each 201, a search on `reader`, whose page
+    """Posts on `poster` while its host `cut` is cut from Redis; at each 201, a search on `reader`, whose page
     of the tag is kept hot meanwhile: (posts acknowledged, searches that missed their post)."""
     with httpx.Client(base_url=reader.url, timeout=10) as client:
         headers = register_and_login(client)[1]
@@ -155,7 +146,7 @@ def stale_after_posts(net: Net, poster: ServiceProcess, reader: ServiceProcess,
             while {c for _, c in hot.seen[-5:]} != {"HIT"} and time.monotonic() < settled:
                 time.sleep(0.05)
             assert {c for _, c in hot.seen[-5:]} == {"HIT"}, hot.seen[-5:]
-            net.hosts.cut(poster_host(net, poster), net.hosts.gateway, net.redis.port)
+            net.hosts.cut(cut, net.hosts.gateway, net.redis.port)
             time.sleep(0.5)
             for n in range(posts):
                 r = posting.post("/api/v1/tweet", json={"msg": f"#{tag} während {n}"})
@@ -173,10 +164,6 @@ def stale_after_posts(net: Net, poster: ServiceProcess, reader: ServiceProcess,
     return acked, stale
 
 
-def poster_host(net: Net, service: ServiceProcess) -> str:
-    return next(h for h, a in net.hosts.addresses.items() if service.url == f"http://{a}:{PORT}")
-
-
 def test_a_post_on_an_instance_cut_from_redis_shows_on_the_other_at_its_201(net: Net) -> None:
     """One instance cut from Redis (both ways) while the other still reaches it, and both reach
     PostgreSQL: the cut one's posts cannot update the shared entries, which the other keeps
@@ -184,5 +171,5 @@ def test_a_post_on_an_instance_cut_from_redis_shows_on_the_other_at_its_201(net:
     worker has heard it, so a search on the other instance at each 201 shows the post (with the
     setting off: every such search misses it, until the cut instance repairs after the heal)."""
     poster, reader = net.instance("a1"), net.instance("a2")
-    acked, stale = stale_after_posts(net, poster, reader, 12)
+    acked, stale = stale_after_posts(net, "a1", poster, reader, 12)
     assert acked == 12 and stale == 0, (acked, stale)
