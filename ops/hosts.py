@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 PREFIX = "st"  # names of the bridge, the namespaces and the veth ends all begin with it
-SUBNET = "10.211.77"  # /24: the gateway is .1, hosts .2 upwards
+TAGS = "abcdefghijklmnopqrstuvwxyz"  # a tag is one of these letters; each has its own /24
+
+
+def subnet(tag: str) -> str:
+    """The tag's /24 (first three octets): the gateway is .1, hosts .2 upwards. Each tag has its
+    own, so that what a killed run of one tag left behind (a bridge still holding its address,
+    drops still in its chain) never reroutes or drops another tag's packets."""
+    if len(tag) != 1 or tag not in TAGS:
+        raise ValueError(f"a hosts tag is one lowercase letter, not {tag!r}")
+    return f"10.211.{100 + TAGS.index(tag)}"
 
 
 def via(url: str, host: str, port: int) -> str:
@@ -41,10 +50,11 @@ class Hosts:
     """Namespaces created on entry and removed on exit (and any left by an earlier run first)."""
 
     def __init__(self, tag: str = "t") -> None:
-        self.tag = tag  # runs with different tags may coexist
+        self.subnet = subnet(tag)  # runs with different tags may coexist
+        self.tag = tag
         self.bridge = f"{PREFIX}{tag}-br"
         self.chain = f"{PREFIX.upper()}-{tag.upper()}-CUTS"  # the machine's INPUT jumps here
-        self.gateway = f"{SUBNET}.1"
+        self.gateway = f"{self.subnet}.1"
         self.addresses: dict[str, str] = {}
 
     @staticmethod
@@ -56,6 +66,11 @@ class Hosts:
 
     def __enter__(self) -> Hosts:
         self.remove()
+        holders = subprocess.run(["ip", "-o", "-4", "addr", "show", "to", f"{self.subnet}.0/24"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        if holders:
+            raise RuntimeError(f"{self.subnet}.0/24 is already on {holders[1]}: the test hosts of tag "
+                               f"{self.tag!r} need it; remove that interface or use another tag")
         self._iptables(None, "-N", self.chain)  # the machine's own drops, apart from its other rules
         self._iptables(None, "-I", "INPUT", "-j", self.chain)
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -68,7 +83,7 @@ class Hosts:
 
     def add(self, host: str) -> str:
         """A new host on the bridge: its address."""
-        address = f"{SUBNET}.{len(self.addresses) + 2}"
+        address = f"{self.subnet}.{len(self.addresses) + 2}"
         ns, outer = self.namespace(host), f"{PREFIX}{self.tag}-{len(self.addresses) + 2}"
         _ip("netns", "add", ns)
         _ip("link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -159,6 +160,8 @@ def run_settings(args: argparse.Namespace, instances: int = 1) -> dict[str, Any]
 
 def main() -> int:
     args = arguments()
+    # SIGTERM (a CI timeout, `kill`) unwinds as Ctrl-C does: the service stopped, the hosts removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     two_cpus = len(os.sched_getaffinity(0)) > 1
     if two_cpus:
         os.sched_setaffinity(0, {1})  # the load generator off the service's CPU

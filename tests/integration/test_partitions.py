@@ -6,6 +6,9 @@ off, connections left open and quiet)."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.hosts import Hosts, via
+from ops.hosts import Hosts, subnet, via
 from ops.process import SERVICE_ONLY, ServiceProcess
 from service.settings import Settings
 from tests.conftest import TEST_ENV, register_and_login, unique
@@ -173,3 +176,36 @@ def test_a_post_on_an_instance_cut_from_redis_shows_on_the_other_at_its_201(net:
     poster, reader = net.instance("a1"), net.instance("a2")
     acked, stale = stale_after_posts(net, "a1", poster, reader, 12)
     assert acked == 12 and stale == 0, (acked, stale)
+
+
+def reaches(hosts: Hosts, host: str, port: int) -> bool:
+    """Whether a connection from the host to `port` on its gateway (the machine) opens."""
+    probe = f"import socket; socket.create_connection(('{hosts.gateway}', {port}), timeout=2).close()"
+    argv = hosts.command(host, [sys.executable, "-c", probe])
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def test_what_a_killed_run_of_another_tag_left_never_cuts_these_hosts_off(net: Net) -> None:
+    """A run killed mid-cut (`make chaos` ended by SIGKILL) leaves its bridge, namespaces and drops.
+    Each tag has its own subnet, so another tag's hosts still reach the machine; the same tag
+    removes what it left on entry; an address already taken is a clear error, not a hang."""
+    leftover = Hosts("q").__enter__()  # never exited, as after a SIGKILL
+    try:
+        with socket.create_server((leftover.gateway, 0)) as listener:  # its backlog accepts
+            port = listener.getsockname()[1]
+            leftover.add("x")
+            assert reaches(leftover, "x", port)
+            leftover.cut("x", leftover.gateway, port)
+            assert not reaches(leftover, "x", port)
+            net.hosts.add("probe")
+            assert reaches(net.hosts, "probe", net.redis.port)
+        with Hosts("q") as again, socket.create_server((again.gateway, 0)) as listener:
+            again.add("x")  # the same tag: what the killed run left (its cut too) removed first
+            assert reaches(again, "x", listener.getsockname()[1])
+        subprocess.run(["ip", "link", "add", "sttaken0", "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{subnet('q')}.9/24", "dev", "sttaken0"], check=True)
+        with pytest.raises(RuntimeError, match="already on sttaken0"):
+            Hosts("q").__enter__()
+    finally:
+        leftover.remove()
+        subprocess.run(["ip", "link", "delete", "sttaken0"], capture_output=True)
