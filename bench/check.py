@@ -44,7 +44,7 @@ import redis
 
 from bench import sides as side_env
 from bench.facts import commit
-from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
+from bench.harness import Server, bench_settings, cpus, log, start_stack, token, write_json, wrk
 from bench.seed import BENCH_SPEC
 from ops import stack
 from ops.system import port_open
@@ -297,7 +297,9 @@ def run_check(args: argparse.Namespace) -> tuple[str, str, dict[str, dict[str, A
     candidate = commit() if args.candidate_tree == ROOT else str(args.candidate_tree)
     log(f"performance check: candidate {candidate} against baseline {baseline[:12]} "
         f"({git('log', '-1', '--format=%s', baseline)})")
-    prepare_stack()  # first: a first start creates the Redis password that the URL carries
+    # First: a first start creates the Redis password that the URL carries. Only the servers:
+    # each side loads a database of its own, and nothing reads the shared one.
+    start_stack()
     admin_dsn, redis_url = stack.urls(bench_settings())
     redis_server = redis_url.rsplit("/", 1)[0]
     sides = [Side("baseline", unpack(baseline), f"{redis_server}/1"),

@@ -1,6 +1,6 @@
 """Does `make bench-check` catch a slowdown that lies outside the service's code?
 
-Two such slowdowns, each a candidate tree of its own (HEAD's files plus one change), measured by
+Two such slowdowns (and, with --costly-trigger, a third checked once), each a candidate tree of its own (HEAD's files plus one change), measured by
 the check against HEAD as CI measures a change:
 - migration: a new sql/ migration adding a trigger that does busy work on every insert into
   tweets, so each post costs more in PostgreSQL;
@@ -48,6 +48,16 @@ BEGIN
 END $$;
 CREATE TRIGGER inject_busy BEFORE INSERT ON tweets FOR EACH ROW EXECUTE FUNCTION inject_busy();
 """
+# A fixed cost, not calibrated: a few milliseconds of work per inserted tweet (--costly-trigger).
+COSTLY_TRIGGER_MS = 3
+COSTLY = """-- Injected by bench/inject.py: a trigger that sleeps on every insert into tweets.
+CREATE OR REPLACE FUNCTION inject_costly() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep({ms} / 1000.0);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER inject_costly BEFORE INSERT ON tweets FOR EACH ROW EXECUTE FUNCTION inject_costly();
+"""
 HOOK = """# Installed by bench/inject.py's wheel: asyncpg's fetchrow does busy work first.
 import time
 
@@ -93,6 +103,8 @@ def candidate(base: Path, scenario: str, amount: int) -> Path:
         shutil.copytree(base, tree)
         if scenario == "migration":
             (tree / "sql" / "900_inject_busy_trigger.sql").write_text(TRIGGER.replace("{n}", str(amount)))
+        elif scenario == "costly":
+            (tree / "sql" / "900_inject_costly_trigger.sql").write_text(COSTLY.replace("{ms}", str(amount)))
         elif scenario == "dependency":
             built = wheel(tree, amount)
             with (tree / "requirements.txt").open("a") as f:
@@ -126,16 +138,36 @@ def calibrate(base: Path, scenario: str) -> tuple[int, float]:
     return amount, effect
 
 
+def costly_trigger(base: Path) -> None:
+    """One check of a migration adding a COSTLY_TRIGGER_MS trigger per inserted tweet, beside one
+    of an unchanged copy: it must fail on post, in about the clean check's time (the seed loads
+    with triggers off, so only the posts pay). Kept in injected.json; RESULTS.md's section redrawn."""
+    clean = check(candidate(base, "clean", 0), "post")
+    costly = check(candidate(base, "costly", COSTLY_TRIGGER_MS), "post")
+    injected = json.loads(OUT.read_text())
+    injected["costly_trigger"] = {
+        "commit": git("rev-parse", "HEAD"), "trigger_ms": COSTLY_TRIGGER_MS, "clean": clean, "costly": costly,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    write_json(OUT, injected)
+    publish_detection(json.loads((RESULTS / "detection.json").read_text()), injected)
+    log(f"costly trigger: post {costly['ratio']:.3f}x ({'caught' if costly['failed'] else 'MISSED'}) in "
+        f"{costly['seconds']:.0f} s; clean {clean['ratio']:.3f}x in {clean['seconds']:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--costly-trigger", action="store_true",
+                        help=f"only: one check of a {COSTLY_TRIGGER_MS} ms trigger per tweet beside a clean one")
     args = parser.parse_args()
     if git("status", "--porcelain", "--untracked-files=no"):
         sys.exit("bench.inject measures trees made from HEAD against HEAD: commit or stash your changes first")
     started = time.time()
     prepare_stack()
     base = unpack(git("rev-parse", "HEAD"))
+    if args.costly_trigger:
+        return costly_trigger(base)
     result: dict[str, Any] = {"runs": args.runs, "commit": git("rev-parse", "HEAD"), "scenarios": {},
                               "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for scenario in args.scenarios.split(","):
@@ -154,9 +186,10 @@ def main() -> None:
             "caught": sum(r["failed"] for r in slow), "false_alarms": sum(r["failed"] for r in clean),
             "slow_ratios": [r["ratio"] for r in slow], "clean_ratios": [r["ratio"] for r in clean]}
     result["elapsed_s"] = time.time() - started
+    if OUT.exists() and (kept := json.loads(OUT.read_text()).get("costly_trigger")):
+        result["costly_trigger"] = kept  # measured apart (--costly-trigger)
     write_json(OUT, result)
-    detection = json.loads((RESULTS / "detection.json").read_text())
-    publish_detection(detection, result)
+    publish_detection(json.loads((RESULTS / "detection.json").read_text()), result)
     for scenario, v in result["scenarios"].items():
         log(f"{scenario}: caught {v['caught']}/{args.runs}, false alarms {v['false_alarms']}/{args.runs}")
 

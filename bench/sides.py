@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.harness import log
+from bench.seed import data_only
 from service.settings import ROOT
 
 VENVS = ROOT / ".data" / "bench" / "venvs"
@@ -69,17 +70,23 @@ def python_for(tree: Path) -> str:
         return str(python)
     shutil.rmtree(venv, ignore_errors=True)
     log(f"building the environment of {tree.name[:12]} from its own requirements ({key}; kept for later runs)")
-    run([sys.executable, "-m", "venv", str(venv)], ROOT, "venv")
+    run([sys.executable, "-m", "venv", str(venv)], ROOT, "venv", limit=120)
     constraints = ["-c", "constraints.txt"] if (tree / "constraints.txt").exists() else []
     run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", "requirements.txt",
-         *constraints], tree, "pip install")
+         *constraints], tree, "pip install", limit=900)
     (venv / ".complete").touch()
     return str(python)
 
 
-def run(cmd: list[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
-                          env={**os.environ, **(env or {})})
+def run(cmd: list[str], cwd: Path, what: str, env: dict[str, str] | None = None, limit: float = 300) -> None:
+    """One step of making a side, within `limit` seconds: a step that takes longer (a migration's
+    trigger firing on every seeded row, a dependency that will not install) fails here, by name,
+    instead of running into CI's own timeout."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
+                              env={**os.environ, **(env or {})}, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise SideError(f"{what} in {cwd} did not finish within {limit:g} s") from None
     if done.returncode:
         raise SideError(f"{what} in {cwd} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
 
@@ -109,10 +116,6 @@ def database_for(tree: Path, role: str, admin_dsn: str, python: str) -> str:
     # A Redis URL (unused by migrations) so that no tree starts an embedded Redis of its own.
     env = {"ENV": "development", "DATABASE_URL": dsn, "MIGRATE_DATABASE_URL": dsn,
            "REDIS_URL": "redis://127.0.0.1:1/0"}
-    run([python, "-m", "service", "migrate"], tree, f"the {role}'s migrations", env)
-    # Loaded as a data-only restore is: with the side's triggers off (asyncpg takes a DSN's
-    # unknown parameters as session settings), so a trigger a migration adds costs its posts,
-    # not the loading of the bench rows.
-    run([sys.executable, "-c", SEED, f"{dsn}?session_replication_role=replica"], ROOT,
-        f"seeding the {role}'s database", env)
+    run([python, "-m", "service", "migrate"], tree, f"the {role}'s migrations", env, limit=180)
+    run([sys.executable, "-c", SEED, data_only(dsn)], ROOT, f"seeding the {role}'s database", env, limit=300)
     return dsn

@@ -179,14 +179,15 @@ def data_root(settings: Settings) -> Path:
     return (settings.data_dir / "pg").resolve()
 
 
-def psql(settings: Settings, sql: str) -> None:
-    """One statement on the embedded database, as its owner."""
+def psql(settings: Settings, sql: str) -> str:
+    """One statement on the embedded database, as its owner: what it printed (unaligned)."""
     env = {**os.environ, "PGPASSWORD": password(settings)}
     done = subprocess.run([binary("psql"), "-h", "127.0.0.1", "-p", str(settings.stack_pg_port), "-U",
                            DB_USER, "-d", DB_NAME, "-qtAc", sql], env=env, capture_output=True,
                           text=True, check=False)
     if done.returncode:
         raise StackError(f"{sql}: {done.stderr}")
+    return done.stdout.strip()
 
 
 def remove(settings: Settings) -> list[str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ops import postgres
 from ops.process import read_pid
@@ -69,3 +71,31 @@ def stop(settings: Settings) -> None:
                 check=False)
     if port_open(settings.stack_pg_port):
         postgres.psql(settings, DROP_SLOT)
+
+
+def behind(settings: Settings) -> int:
+    """WAL bytes the primary has written that the replica has not reported replayed (0: none, or
+    no replica streaming)."""
+    lag = postgres.psql(settings, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+                                  "FROM pg_stat_replication LIMIT 1")
+    return int(lag) if lag else 0
+
+
+@contextmanager
+def cut_off(settings: Settings) -> Iterator[None]:
+    """The replica's streaming connection to the primary cut both ways while inside (as a
+    partition would: packets dropped, the connection left open and quiet, so the replica falls
+    behind): iptables on the machine's loopback, on the port pg_stat_replication names. Needs root."""
+    port = postgres.psql(settings, "SELECT client_port FROM pg_stat_replication LIMIT 1")
+    if not port:
+        raise StackError("no replica is streaming from the primary")
+    pg = str(settings.stack_pg_port)
+    rules = [["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", pg, "--dport", port, "-j", "DROP"],
+             ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", port, "--dport", pg, "-j", "DROP"]]
+    for rule in rules:
+        subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)

@@ -1,10 +1,25 @@
-"""A small TCP proxy for failure tests: forward, or black-hole (swallow bytes, answer nothing),
-like a network partition where the server keeps its data but never sees the requests."""
+"""A small TCP proxy for failure tests: forward, black-hole (swallow bytes, answer nothing, like a
+network partition where the server keeps its data but never sees the requests), or shape the link
+of one client address: slow (a delay each way) and lossy (this kernel has no netem qdisc)."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+from dataclasses import dataclass
+
+RTO_S = 0.2  # Linux's least retransmission timeout: what a lost segment costs at the least
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A link's character, each direction: every chunk arrives `delay` seconds late; a `loss`
+    share of them is lost once and arrives RTO_S later, with every byte behind it held too (TCP
+    delivers in order: a lost segment stalls the stream until it is retransmitted)."""
+
+    delay: float = 0.0
+    loss: float = 0.0
 
 
 class Proxy:
@@ -12,6 +27,7 @@ class Proxy:
         self.target_port = target_port
         self.host = host  # the address it listens on (the target is on 127.0.0.1)
         self.blackhole = False
+        self.shapes: dict[str, Shape] = {}  # client address -> its link's shape (set, cleared at will)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -39,18 +55,48 @@ class Proxy:
             writer.close()
             return
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    if not self.blackhole:
-                        dst.write(data)
-                        await dst.drain()
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                dst.close()
+        client = str(writer.get_extra_info("peername")[0])
+        await asyncio.gather(self._pipe(client, reader, up_writer), self._pipe(client, up_reader, writer))
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    async def _pipe(self, client: str, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        """One direction: each chunk written when due, in order (at once on an unshaped link)."""
+        loop = asyncio.get_running_loop()
+        due: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(64)  # read no further ahead: flow control
+        last = 0.0
+
+        async def deliver() -> None:
+            while (item := await due.get())[1]:
+                await asyncio.sleep(item[0] - loop.time())
+                dst.write(item[1])
+                await dst.drain()
+
+        delivering = loop.create_task(deliver())
+
+        async def put(item: tuple[float, bytes]) -> None:
+            if due.full():  # wait for room, or for the writer to have failed
+                putting = loop.create_task(due.put(item))
+                await asyncio.wait({putting, delivering}, return_when=asyncio.FIRST_COMPLETED)
+                if not putting.done():
+                    putting.cancel()
+                    raise OSError("the link's far side is closed")
+            else:
+                due.put_nowait(item)
+
+        try:
+            while (data := await src.read(65536)) and not delivering.done():
+                if self.blackhole:
+                    continue
+                shape = self.shapes.get(client, Shape())
+                lost = RTO_S if shape.loss and random.random() < shape.loss else 0.0
+                last = max(last, loop.time() + shape.delay + lost)
+                await put((last, data))
+            await put((last, b""))
+            await delivering
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            delivering.cancel()
+            dst.close()
 
     def close(self) -> None:
         """Drop every connection it carries and stop."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 from bench import facts
 from bench.chaos.faults import FAULTS, POOLED_FAULTS, Faults, log, schedule
 from bench.chaos.load import READERS, TAGS, WRITERS, Load, Phase
-from bench.chaos.partition import PARTITION_FAULTS, partitioned
+from bench.chaos.partition import PARTITION_FAULTS, SLOW, partitioned
 from bench.chaos.partition import experiment as partition_experiment
 from bench.chaos.verdicts import report, traceback_kind, tracebacks
 from bench.harness import BENCH_ENV
@@ -131,7 +132,8 @@ def partitions(args: argparse.Namespace, settings: Settings) -> int:
             result = partition_experiment(settings, net, args, uuid.uuid4().hex[:6])
             logs = [net.balancer.directory / f"instance-{port}.log" for port in net.balancer.ports]
         stack.up(settings)
-        result["settings"] = run_settings(args, instances=2)
+        result["settings"] = {**run_settings(args, instances=2),
+                              "slow": {name: dataclasses.asdict(shape) for name, shape in SLOW.items()}}
         for path in logs:
             judge_log(result, path)
         if notices == "off":  # its stale reads are the point: recorded, not missed targets
@@ -158,10 +160,16 @@ def run_settings(args: argparse.Namespace, instances: int = 1) -> dict[str, Any]
             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": facts.commit()}
 
 
+def unwind(signum: int, frame: object) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds as Ctrl-C does: the services stopped, the hosts
+    removed. Only once: a second SIGTERM (timeout(1) forwards its own) would cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(128 + signum)
+
+
 def main() -> int:
     args = arguments()
-    # SIGTERM (a CI timeout, `kill`) unwinds as Ctrl-C does: the service stopped, the hosts removed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, unwind)
     two_cpus = len(os.sched_getaffinity(0)) > 1
     if two_cpus:
         os.sched_setaffinity(0, {1})  # the load generator off the service's CPU

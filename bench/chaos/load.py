@@ -120,12 +120,12 @@ class Load:
                     r = await client.get("/api/v1/search-tweets", headers=auth,
                                          params={"tag": read.tag, "page_size": 100})
                     read.status = str(r.status_code)
+                    read.worker = r.headers.get("x-request-id", "").split("-")[0]
                     if r.status_code == 200:
                         page = r.json()
                         read.total = page["pagination"]["total"]
                         read.ids = [t["id"] for t in page["data"]]
                         read.cache = r.headers.get("x-cache", "")
-                        read.worker = r.headers.get("x-request-id", "").split("-")[0]
                     read.retry_after = r.status_code != 503 or "retry-after" in r.headers
                 except httpx.TransportError as exc:
                     read.status = type(exc).__name__

@@ -4,7 +4,6 @@ made by pg_basebackup (ops/pgbouncer.py, ops/replica.py), on the test stack."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -238,23 +237,6 @@ def test_searches_go_on_when_the_replica_is_down(
         srv.stop()
 
 
-def replication_link(primary: str, pg_port: int) -> list[list[str]]:
-    """iptables rules (on the machine's OUTPUT, loopback) dropping both directions of the replica's
-    streaming connection to the primary, found by its port in pg_stat_replication, and nothing else."""
-    async def client_port() -> int:
-        conn = await asyncpg.connect(primary)
-        try:
-            port = await conn.fetchval("SELECT client_port FROM pg_stat_replication LIMIT 1")
-        finally:
-            await conn.close()
-        assert port, "no replica streaming from the primary"
-        return int(port)
-
-    port = asyncio.run(client_port())
-    return [["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(pg_port), "--dport", str(port), "-j", "DROP"],
-            ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(port), "--dport", str(pg_port), "-j", "DROP"]]
-
-
 def lag_bytes(primary: str, replica: str) -> int:
     """WAL bytes the primary has written that the replica has not replayed."""
     async def lsns() -> int:
@@ -278,7 +260,6 @@ def test_a_replica_cut_off_from_the_primary_never_answers_a_search_a_201_changed
     primary answers what the replica has not replayed: checked by LSN), and once healed the replica
     answers again."""
     srv = start_server(urls, tmp_path_factory, REPLICA_DATABASE_URL=replica, CACHE_ENABLED="false")
-    rules = replication_link(urls[0], settings.stack_pg_port)
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)
@@ -293,15 +274,10 @@ def test_a_replica_cut_off_from_the_primary_never_answers_a_search_a_201_changed
 
             post_then_search(3)
             behind = replica_reads(srv)[1]
-            for rule in rules:
-                subprocess.run(["iptables", "-I", *rule], check=True)
-            try:
+            with standby.cut_off(settings):
                 post_then_search(15)
                 assert lag_bytes(urls[0], replica) > 0  # a real lag: the replica did not replay them
                 assert replica_reads(srv)[1] >= behind + 15
-            finally:
-                for rule in rules:
-                    subprocess.run(["iptables", "-D", *rule], check=True)
             wait_until(lambda: lag_bytes(urls[0], replica) <= 0, 30, "the replica caught up")
             before = replica_reads(srv)[0]
             for _ in range(10):

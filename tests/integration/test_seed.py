@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from bench.seed import SeedSpec, seed
+from bench.seed import SeedSpec, data_only, seed
+from bench.sides import SideError, run
 from service.db.migrate import migrate
+from service.settings import ROOT
 
 SMALL = SeedSpec(users=50, tweets=300, topics=20)
 
@@ -90,3 +94,38 @@ def test_seed_with_cold_tags_and_replace(scratch_dsn: str) -> None:
             await conn.close()
 
     assert sorted(asyncio.run(cold_tag_counts())) == [3] * 10
+
+
+COSTLY_TRIGGER = """
+    CREATE FUNCTION costly() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
+    CREATE TRIGGER costly BEFORE INSERT ON tweets FOR EACH ROW EXECUTE FUNCTION costly()"""
+
+
+def test_a_costly_trigger_a_migration_adds_costs_its_posts_and_not_the_seed(scratch_dsn: str) -> None:
+    """A migration's trigger with 10 ms of work per tweet: seeding 300 tweets as a data-only load
+    (make bench's and make bench-check's seed) does not fire it, while a post still pays it (had
+    it fired, the seed would take 3 s)."""
+    async def costly_then_post() -> tuple[float, float]:
+        conn = await asyncpg.connect(scratch_dsn)
+        try:
+            await conn.execute(COSTLY_TRIGGER)
+            started = time.perf_counter()
+            assert await seed(data_only(scratch_dsn), SMALL, quiet=True) is True
+            seeding = time.perf_counter() - started
+            started = time.perf_counter()
+            await conn.execute("INSERT INTO tweets (user_id, msg) SELECT min(id), 'a post' FROM users")
+            return seeding, time.perf_counter() - started
+        finally:
+            await conn.close()
+
+    seeding, post = asyncio.run(costly_then_post())
+    assert asyncio.run(_counts(scratch_dsn)) == (50, 301, 301)
+    assert seeding < 1.5, f"seeding fired the trigger: {seeding:.2f} s"
+    assert post >= 0.01  # the trigger is there, and fires for the service's sessions
+
+
+def test_a_step_of_the_checks_preparation_over_its_limit_fails_by_name() -> None:
+    slow = [sys.executable, "-c", "import time; time.sleep(5)"]
+    with pytest.raises(SideError, match=r"the baseline's migrations in .* did not finish within 0\.5 s"):
+        run(slow, ROOT, "the baseline's migrations", limit=0.5)
