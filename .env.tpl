@@ -25,8 +25,8 @@ REDIS_URL=
 # true when REDIS_URL is a node of a Redis Cluster (the others are found from it). The lean
 # client (USE_WIRE_CLIENT) is single-node only: redis-py's cluster client is used instead.
 REDIS_CLUSTER=false
-# true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off, each use
-# of a connection one transaction that sets its statement timeout itself (docs/SCALING.md).
+# true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off; the
+# statement timeout from the pooler's server connections or set by each use (docs/SCALING.md).
 # Migrations then need MIGRATE_DATABASE_URL (a direct connection) or MIGRATE_ON_START=false.
 DB_TRANSACTION_POOLER=false
 # A streaming replica for searches that miss the cache; read only once it has replayed every
@@ -140,6 +140,13 @@ USE_LEAN_POST=true
 # per-use timeout context and shielded release task (asyncpg's own path whenever anything is odd),
 # and connections idle for DB_IDLE_LIFETIME closed by a sweep instead of a timer per release.
 USE_LEAN_POOL=true
+# Through DB_TRANSACTION_POOLER: each statement sent alone when the pooler's server connections
+# already carry a statement timeout within DB_STATEMENT_TIMEOUT (PgBouncer's connect_query; checked
+# at start-up); off, or none there: each use a transaction that sets it (2 more round trips).
+USE_POOLER_BARE_STATEMENTS=true
+# Through DB_TRANSACTION_POOLER: a search calls search_rows()/search_page(), whose query keeps its
+# plan on each PostgreSQL connection, instead of a query planned anew every time.
+USE_POOLER_SEARCH_FUNCTIONS=true
 # Posts arriving while POST_BATCH_SLOTS post statements of a worker run wait and go together, up to
 # POST_BATCH_MAX in one statement (one round trip, transaction and WAL flush); 1: each post alone.
 POST_BATCH_MAX=64

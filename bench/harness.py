@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import psutil
 
-from ops import postgres, redis_server, stack
+from ops import pgbouncer, postgres, redis_server, stack
 from ops.balancer import Balancer, instance_ports
 from ops.process import SERVICE_RUN, ServiceError, ServiceProcess
 from ops.system import ensure_tool
@@ -224,9 +224,9 @@ def children_connected_to(pid: int, port: int) -> set[int]:
 
 
 def stack_processes(which: str) -> list[psutil.Process]:
-    """The bench stack's PostgreSQL (the postmaster and its backends) or Redis processes."""
+    """The bench stack's PostgreSQL (the postmaster and its backends), Redis or PgBouncer processes."""
     settings = bench_settings()
-    pid = postgres.pid(settings) if which == "postgres" else redis_server.pid(settings)
+    pid = {"postgres": postgres.pid, "redis": redis_server.pid, "pgbouncer": pgbouncer.pid}[which](settings)
     if pid is None:
         return []
     try:
@@ -316,14 +316,16 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
     cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
         ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(WRK_DIR / script), server.url]
-    procs, pg, rd = server.processes(), stack_processes("postgres"), stack_processes("redis")
-    cpu_before, pg_before, rd_before = cpu_by_pid(procs), cpu_by_pid(pg), cpu_by_pid(rd)
+    procs, pg, rd, pb = (server.processes(), stack_processes("postgres"), stack_processes("redis"),
+                         stack_processes("pgbouncer"))
+    cpu_before, pg_before, rd_before, pb_before = cpu_by_pid(procs), cpu_by_pid(pg), cpu_by_pid(rd), cpu_by_pid(pb)
     started = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started
     cpu = cpu_used(cpu_before, cpu_by_pid(procs))
     pg_cpu = cpu_used(pg_before, cpu_by_pid(stack_processes("postgres")))
     rd_cpu = cpu_used(rd_before, cpu_by_pid(stack_processes("redis")))
+    pb_cpu = cpu_used(pb_before, cpu_by_pid(pb))  # 0 where PgBouncer is not running
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     data: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
@@ -338,7 +340,8 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
         # bounds the throughput whatever the code does.
         "cpu_us_per_request": {"server": 1e6 * cpu / max(1, data["requests"]),
                                "postgres": 1e6 * pg_cpu / max(1, data["requests"]),
-                               "redis": 1e6 * rd_cpu / max(1, data["requests"])},
+                               "redis": 1e6 * rd_cpu / max(1, data["requests"]),
+                               "pgbouncer": 1e6 * pb_cpu / max(1, data["requests"])},
     }
 
 

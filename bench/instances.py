@@ -32,6 +32,9 @@ from ops import pgbouncer, stack
 from ops.system import ensure_tool
 
 PATHS = ["floor", "hit", "miss", "post"]
+# Through PgBouncer as before each statement could go alone and searches were calls: every use of
+# a connection a transaction setting its own timeout, every search planned anew.
+WRAPPED = "1 instance, direct, through PgBouncer, each use a transaction, searches planned each time"
 
 
 def configs(pooler_url: str) -> list[Config]:
@@ -43,6 +46,8 @@ def configs(pooler_url: str) -> list[Config]:
         Config("2 instances behind HAProxy", instances=2),
         Config("1 instance of 2 workers, direct", workers=2),
         Config("1 instance, direct, through PgBouncer", through, shared_cpus=True),
+        Config(WRAPPED, {**through, "USE_POOLER_BARE_STATEMENTS": "false", "USE_POOLER_SEARCH_FUNCTIONS": "false"},
+               shared_cpus=True),
         Config("2 instances behind HAProxy, through PgBouncer", through, instances=2),
     ]
 

@@ -37,8 +37,12 @@ def start(settings: Settings, pool_size: int = POOL_SIZE) -> str:
     users = directory / "userlist.txt"
     write_private(users, f'"{postgres.DB_USER}" "{postgres.password(settings)}"\n')
     config = directory / "pgbouncer.ini"
+    # Every server connection carries the service's statement timeout, so that each statement can
+    # go alone (USE_POOLER_BARE_STATEMENTS) instead of in a transaction that sets it.
+    timeout = f"SET statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+    server = f"host=127.0.0.1 port={settings.stack_pg_port} dbname={postgres.DB_NAME}"
     write_private(config, f"""[databases]
-{postgres.DB_NAME} = host=127.0.0.1 port={settings.stack_pg_port} dbname={postgres.DB_NAME}
+{postgres.DB_NAME} = {server} connect_query='{timeout}'
 
 [pgbouncer]
 listen_addr = 127.0.0.1

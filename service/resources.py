@@ -30,7 +30,7 @@ from service.cache.tags import TagCache
 from service.cache.wire import WireClient
 from service.codec import Codec, codec
 from service.db.database import Database, Replica
-from service.db.pool import Deadlines, IdleSweep, PoolStats, begin_statement, create_pool
+from service.db.pool import Deadlines, IdleSweep, PoolStats, create_pool, opener
 from service.db.posts import Posts
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
@@ -109,10 +109,10 @@ async def open_resources(settings: Settings) -> Resources:
         local=local, slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
                                        settings.slowdown_bypass_us, settings.slowdown_post_us),
         post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
+        called_searches=settings.db_transaction_pooler and settings.use_pooler_search_functions,
         dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
         updates_together=settings.post_updates_together, acks=acks, notices=notices)
-    loop = asyncio.get_running_loop()
-    tasks = tuple(loop.create_task(job.run()) for job in (feed, notices, watch, sweep) if job is not None)
+    tasks = tuple(asyncio.create_task(job.run()) for job in (feed, notices, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
 
@@ -121,7 +121,7 @@ async def worker_database(settings: Settings) -> tuple[Database, Deadlines | Non
     """The worker's pools (the primary's, the replica's) behind one Database, the watch over the
     statements' deadlines and the sweep of idle connections, as the settings ask."""
     pool = await create_pool(settings, settings.database_url)
-    begin, stats = begin_statement(settings), PoolStats()
+    begin, stats = await opener(settings, pool), PoolStats()
     watch = Deadlines(settings.db_command_timeout) if settings.use_deadline_watch else None
     replica = None
     if settings.replica_database_url:

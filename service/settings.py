@@ -49,8 +49,8 @@ class Settings:
     # script call per tag in one round trip, the invalidation feed subscribed on every master.
     redis_cluster: bool = False
     # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no named prepared statements
-    # and no session settings survive a transaction there, so each use of a connection runs in
-    # one transaction that sets its own statement timeout (service/db/pool.py).
+    # and no session settings survive a transaction there, so the statement timeout comes from the
+    # pooler's server connections, or each use sets its own (USE_POOLER_BARE_STATEMENTS, pool.py).
     db_transaction_pooler: bool = False
     # A streaming replica for searches that miss the cache, used only once it has replayed every
     # commit acknowledged before the search began (service/db/database.py); empty: the primary.
@@ -78,6 +78,17 @@ class Settings:
     # and shielded release task, and idle ones closed by a sweep (service/db/pool.py); off:
     # asyncpg's acquire and release, and its idle timer armed on every release.
     use_lean_pool: bool = True
+    # Through DB_TRANSACTION_POOLER, each use of a connection sends its statement alone when the
+    # pooler's server connections already carry a statement timeout within DB_STATEMENT_TIMEOUT
+    # (checked once per worker at start-up; ops/pgbouncer.py sets it with connect_query): asyncpg
+    # keeps a statement's two halves on one server connection (Parse/Describe end with Flush, not
+    # Sync). Off, or no such timeout: each use is one transaction setting its own (two more round
+    # trips through the pooler: BEGIN; SET LOCAL and COMMIT).
+    use_pooler_bare_statements: bool = True
+    # Through DB_TRANSACTION_POOLER, a search that reads PostgreSQL calls search_rows() or
+    # search_page() (sql/007_search_functions.sql) instead of sending the query itself: planned
+    # anew for every search otherwise, as no prepared statement survives the pooler.
+    use_pooler_search_functions: bool = True
     # Posts that arrive while POST_BATCH_SLOTS post statements of the worker are running wait, and
     # go together, up to POST_BATCH_MAX in one statement (service/db/posts.py); 1: each post alone.
     post_batch_max: int = 64

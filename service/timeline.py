@@ -91,7 +91,8 @@ class Timeline:
     def __init__(self, db: Database, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, local: LocalCache | None = None,
                  slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
-                 stored_json: bool = True, dirty_workers: DirtyWorkers | None = None,
+                 stored_json: bool = True, called_searches: bool = False,
+                 dirty_workers: DirtyWorkers | None = None,
                  posts: Posts | None = None, updates_together: bool = True,
                  acks: Acks | None = None, notices: Notices | None = None) -> None:
         self._db = db
@@ -110,6 +111,7 @@ class Timeline:
         self._slowdown = slowdown
         self._post_cache_delay = post_cache_delay
         self._stored_json = stored_json
+        self._called_searches = called_searches  # the search functions' calls (through a pooler)
         # The cache updates of posts answered in one tick (a PostgreSQL batch's) as one script call.
         self._together = Together(self._add_posts, UPDATES_MAX) if updates_together else None
         # A post waits until every feed has dropped its tags' pages (POST_WAITS_FOR_WORKERS, acks.py).
@@ -287,7 +289,8 @@ class Timeline:
             except CacheDown:
                 version = None
         async with await self._db.reader() as conn:
-            total, rows = await tweets.search(conn, tag, self._cache.size, 0, None, self._stored_json)
+            total, rows = await tweets.search(conn, tag, self._cache.size, 0, None, self._stored_json,
+                                              self._called_searches)
         stored = False
         if version is not None and self._clean() and self._guard.feed_trusted():
             try:
@@ -315,7 +318,7 @@ class Timeline:
     async def _search_db(self, q: SearchQuery) -> bytes:
         async with await self._db.reader() as conn:
             total, items = await tweets.search_page(conn, q.tag, q.page_size, (q.page - 1) * q.page_size,
-                                                    q.before_id, self._stored_json)
+                                                    q.before_id, self._stored_json, self._called_searches)
         return self.page_json(items, total, q)
 
     # -- repair after a Redis outage --

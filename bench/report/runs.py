@@ -263,6 +263,12 @@ def soak_section(result: dict[str, Any]) -> list[str]:
 INSTANCES_TITLE = "## Instances behind a load balancer"
 
 
+def cpu_cell(us: dict[str, float]) -> str:
+    """Server µs (+ PgBouncer's, when it ran) / PostgreSQL µs, per request."""
+    bouncer = f" + {f0(us['pgbouncer'])}" if us.get("pgbouncer", 0) >= 0.5 else ""
+    return f"{f0(us['server'])}{bouncer} / {f0(us.get('postgres', 0))}"
+
+
 def instances_section(result: dict[str, Any]) -> list[str]:
     """RESULTS.md's section from bench/results/instances.json (bench/instances.py)."""
     rows, paths, plan = result["rows"], result["paths"], result["plan"]
@@ -276,15 +282,18 @@ def instances_section(result: dict[str, Any]) -> list[str]:
            "(WORKERS=1) and share the one PostgreSQL and Redis; HAProxy (`make cluster`, ops/balancer.py) "
            "keeps connections alive on both sides and its CPU counts as the server's. PgBouncer runs in "
            f"transaction mode with {result['pgbouncer_pool_size']} server connections "
-           "(DB_TRANSACTION_POOLER=true: no prepared statements, each use of a connection one transaction).",
-           "", "req/s (p99 ms) and the server side's CPU µs per request:", ""]
+           "(DB_TRANSACTION_POOLER=true: no prepared statements; each statement sent alone under the "
+           "statement timeout PgBouncer's server connections carry, and a search a call of its function "
+           "whose plan each PostgreSQL connection keeps, unless the row says otherwise).",
+           "", "req/s (p99 ms), and CPU µs per request of the server side (the instances and HAProxy; "
+           "PgBouncer's own added after a +) and of PostgreSQL:", ""]
     body = []
     for label in result.get("order", list(rows)):
         runs = rows[label]
         body.append([label, *[f"{f0(runs[p]['rps'])} ({f2(runs[p]['p99_ms'])})" for p in paths],
-                     *[f0(runs[p]["cpu_us_per_request"]["server"]) for p in paths]])
-    out.append(table(["configuration", *[f"{p} req/s (p99)" for p in paths], *[f"{p} µs" for p in paths]],
-                     body))
+                     *[cpu_cell(runs[p]["cpu_us_per_request"]) for p in paths]])
+    out.append(table(["configuration", *[f"{p} req/s (p99)" for p in paths],
+                      *[f"{p} µs server / PostgreSQL" for p in paths]], body))
 
     def ratio(a: str, b: str) -> list[str]:
         return [f"{rows[a][p]['rps'] / rows[b][p]['rps']:.2f}" for p in paths]
@@ -296,6 +305,9 @@ def instances_section(result: dict[str, Any]) -> list[str]:
         ("2 instances behind HAProxy / 1 instance of 2 workers", "2 instances behind HAProxy",
          "1 instance of 2 workers, direct"),
         ("PgBouncer's cost: 1 instance through PgBouncer / direct", "1 instance, direct, through PgBouncer",
+         "1 instance, direct"),
+        ("PgBouncer's cost as it was (each use a transaction, searches planned each time) / direct",
+         "1 instance, direct, through PgBouncer, each use a transaction, searches planned each time",
          "1 instance, direct"),
         ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / without",
          "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),

@@ -98,15 +98,39 @@ BROKEN = (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError, Timeou
 
 
 def begin_statement(settings: Settings) -> str | None:
-    """What opens each use of a connection through a transaction-mode pooler, else None.
-
-    asyncpg sends a statement as Parse/Describe/Sync, then Bind/Execute/Sync; outside a
-    transaction a pooler may give the second half another server connection, where the statement
-    does not exist. Inside one transaction both halves stay on one server connection, and the
-    statement timeout is set for that transaction only. One round trip to open, one to commit."""
+    """What opens each use of a connection through a transaction-mode pooler (one round trip to
+    open, one to commit), else None: a transaction that sets the statement timeout for itself, as
+    no session setting survives a transaction there."""
     if not settings.db_transaction_pooler:
         return None
     return f"BEGIN; SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+
+
+SERVER_TIMEOUT = "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'"  # milliseconds
+
+
+async def opener(settings: Settings, pool: asyncpg.Pool) -> str | None:
+    """begin_statement, or None where each statement can go alone (USE_POOLER_BARE_STATEMENTS):
+    the pooler's server connections carry a statement timeout within DB_STATEMENT_TIMEOUT. asyncpg
+    ends a statement's Parse/Describe with Flush, not Sync, so the pooler keeps its Bind/Execute on
+    the same server connection without a transaction around it. Checked once (PgBouncer sets the
+    same connect_query on every server connection); unknown (PostgreSQL away) means wrapped."""
+    begin = begin_statement(settings)
+    if begin is None or not settings.use_pooler_bare_statements:
+        return begin
+    try:
+        async with asyncio.timeout(settings.db_acquire_timeout):
+            server_ms = await pool.fetchval(SERVER_TIMEOUT)
+    except Exception as exc:
+        log.warning("the pooler's statement timeout could not be read (%r): each use of a connection "
+                    "sets its own", exc)
+        return begin
+    if 0 < server_ms <= settings.db_statement_timeout * 1000:
+        return None
+    log.warning("the pooler's server connections have statement_timeout = %s ms (want 1 to %d): each use "
+                "of a connection sets its own, two more round trips (set PgBouncer's connect_query, as "
+                "ops/pgbouncer.py does)", server_ms, int(settings.db_statement_timeout * 1000))
+    return begin
 
 
 @dataclass(slots=True)

@@ -75,6 +75,12 @@ SELECT ({TOTAL}) AS total,
        coalesce((SELECT string_agg(p.body, ',' ORDER BY p.id DESC) FROM ({page}) p), '') AS items"""
                for stored, page in PAGE.items()}
 
+# The same two as calls of their functions (sql/007_search_functions.sql), for a transaction-mode
+# pooler: no prepared statement survives there, and a call is planned in microseconds while the
+# query inside keeps its plan on each PostgreSQL connection. Stored JSON only.
+SEARCH_ROWS_CALL = "SELECT total, id, body FROM search_rows($1, $2, $3, $4)"
+SEARCH_PAGE_CALL = "SELECT total, items FROM search_page($1, $2, $3, $4)"
+
 TAGS_SINCE = "SELECT DISTINCT unnest(tags) FROM tweets WHERE created_at >= $1"
 
 NO_LIMIT = 2**63 - 1
@@ -96,16 +102,18 @@ async def post_many(conn: Conn, posts: list[tuple[int, str, str, list[str]]]) ->
 
 
 async def search(conn: Conn, tag: str, limit: int, offset: int, before_id: int | None,
-                 stored: bool = True) -> tuple[int, list[tuple[int, bytes]]]:
+                 stored: bool = True, called: bool = False) -> tuple[int, list[tuple[int, bytes]]]:
     """(total tweets with the tag, [(tweet id, tweet JSON)] newest first)."""
-    rows = await conn.fetch(SEARCH_ROWS[stored], tag, limit, offset, before_id or NO_LIMIT)
+    sql = SEARCH_ROWS_CALL if called and stored else SEARCH_ROWS[stored]
+    rows = await conn.fetch(sql, tag, limit, offset, before_id or NO_LIMIT)
     return rows[0]["total"], [(r["id"], r["body"].encode()) for r in rows if r["id"] is not None]
 
 
 async def search_page(conn: Conn, tag: str, limit: int, offset: int, before_id: int | None,
-                      stored: bool = True) -> tuple[int, bytes]:
+                      stored: bool = True, called: bool = False) -> tuple[int, bytes]:
     """(total tweets with the tag, the page's tweets as comma-joined JSON objects)."""
-    row = await conn.fetchrow(SEARCH_PAGE[stored], tag, limit, offset, before_id or NO_LIMIT)
+    sql = SEARCH_PAGE_CALL if called and stored else SEARCH_PAGE[stored]
+    row = await conn.fetchrow(sql, tag, limit, offset, before_id or NO_LIMIT)
     assert row is not None
     return row["total"], row["items"].encode()
 

@@ -6,4 +6,8 @@
 set -eu
 psql -v ON_ERROR_STOP=1 -v pw="$APP_DB_PASSWORD" --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
 CREATE ROLE simple_twitter_app LOGIN PASSWORD :'pw';
+-- Every session of the role starts with the service's DB_STATEMENT_TIMEOUT (4 s by default), so
+-- that through the pooler profile, whose server connections log in as this role and keep no
+-- session setting of the service's, each statement can go alone (USE_POOLER_BARE_STATEMENTS).
+ALTER ROLE simple_twitter_app SET statement_timeout = '4s';
 SQL

@@ -102,12 +102,21 @@ def test_many_clients_through_pgbouncer_share_its_few_server_connections(
     assert 0 < max(seen) <= pgbouncer.POOL_SIZE, max(seen)
 
 
-def test_the_statement_timeout_holds_through_pgbouncer(
-        pooler: str, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No session settings through a transaction pooler: the timeout is set in each transaction."""
-    srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
-                       MIGRATE_DATABASE_URL=urls[0], DB_STATEMENT_TIMEOUT="0.5")
+WRAPPED = "each use of a connection sets its own"  # what a worker logs when it wraps every use
 
+
+@pytest.mark.parametrize(("statement_timeout", "wrapped"), [("4", False), ("0.5", True)],
+                         ids=["alone-the-poolers-timeout", "in-a-transaction-that-sets-it"])
+def test_the_statement_timeout_holds_through_pgbouncer(
+        settings: Settings, pooler: str, urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory,
+        statement_timeout: str, wrapped: bool) -> None:
+    """No session settings survive a transaction pooler. PgBouncer's server connections carry
+    the stack's DB_STATEMENT_TIMEOUT (connect_query), so statements go alone under it; a service
+    wanting a shorter one than they carry wraps each use in a transaction that sets it. Either way
+    a post held past it is a 503, and nothing is written."""
+    assert settings.db_statement_timeout == float(statement_timeout) or wrapped  # what the pooler carries
+    srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
+                       MIGRATE_DATABASE_URL=urls[0], DB_STATEMENT_TIMEOUT=statement_timeout)
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             _, auth = register_and_login(c)
@@ -118,6 +127,7 @@ def test_the_statement_timeout_holds_through_pgbouncer(
             assert c.post("/api/v1/tweet", json={"msg": f"#{tag} later"}, headers=auth).status_code == 201
     finally:
         srv.stop()
+    assert (WRAPPED in srv.log_path.read_text()) == wrapped
 
 
 def crash_postgres(settings: Settings) -> None:
