@@ -32,14 +32,17 @@ from ops import pgbouncer, stack
 from ops.system import ensure_tool
 
 PATHS = ["floor", "hit", "miss", "post"]
+REDACTED = {"DATABASE_URL": "(PgBouncer)", "NOTICES_DATABASE_URL": "(PostgreSQL)"}  # URLs hold the password
 # Through PgBouncer as before each statement could go alone and searches were calls: every use of
 # a connection a transaction setting its own timeout, every search planned anew.
 WRAPPED = "1 instance, direct, through PgBouncer, each use a transaction, searches planned each time"
 
 
-def configs(pooler_url: str) -> list[Config]:
-    # Migrated by prepare_stack, directly (migrations never go through a transaction pooler).
-    through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true", "MIGRATE_ON_START": "false"}
+def configs(pooler_url: str, direct_url: str) -> list[Config]:
+    # Migrated by prepare_stack, directly (migrations never go through a transaction pooler); the
+    # database notices are listened for on PostgreSQL itself (LISTEN needs a session).
+    through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true", "MIGRATE_ON_START": "false",
+               "NOTICES_DATABASE_URL": direct_url}
     return [
         Config("1 instance, direct", shared_cpus=True),
         Config("1 instance behind HAProxy", instances=1),
@@ -94,15 +97,14 @@ def main() -> None:
     settings = bench_settings()
     pooler_url = pgbouncer.start(settings)
     results: dict[str, Any] = {"plan": plan.__dict__, "paths": PATHS, "rows": {},
-                               "order": [c.label for c in configs(pooler_url)],
+                               "order": [c.label for c in configs(pooler_url, dsn)],
                                "pgbouncer_pool_size": pgbouncer.POOL_SIZE, "versions": versions()}
     try:
-        for config in configs(pooler_url):
+        for config in configs(pooler_url, dsn):
             log(config.label)
             row = measure(config, PATHS, plan, plan.rounds)
             for run in row.values():  # the pooler's URL holds the password: not recorded
-                run["settings"] = {k: ("(PgBouncer)" if k == "DATABASE_URL" else v)
-                                   for k, v in run["settings"].items()}
+                run["settings"] = {k: REDACTED.get(k, v) for k, v in run["settings"].items()}
             results["rows"][config.label] = row
     finally:
         pgbouncer.stop(settings)
