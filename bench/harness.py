@@ -63,12 +63,8 @@ def prepare_stack(spec: SeedSpec | None = None) -> str:
     stack.up(settings)
     dsn = stack.urls(settings)[0]
     asyncio.run(migrate(dsn))
-
-    async def seeded() -> bool:
-        return await asyncio.wait_for(seed(data_only(dsn), spec or BENCH_SPEC, replace=True), SEED_LIMIT_S)
-
     try:
-        if asyncio.run(seeded()):
+        if asyncio.run(asyncio.wait_for(seed(data_only(dsn), spec or BENCH_SPEC, replace=True), SEED_LIMIT_S)):
             log("seeded the bench database")
     except TimeoutError:
         raise RuntimeError(f"seeding the bench database did not finish within {SEED_LIMIT_S:g} s") from None
@@ -318,7 +314,7 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
         "-s", str(WRK_DIR / script), server.url]
     procs, pg, rd, pb = (server.processes(), stack_processes("postgres"), stack_processes("redis"),
                          stack_processes("pgbouncer"))
-    cpu_before, pg_before, rd_before, pb_before = cpu_by_pid(procs), cpu_by_pid(pg), cpu_by_pid(rd), cpu_by_pid(pb)
+    cpu_before, pg_before, rd_before, pb_before = (cpu_by_pid(p) for p in (procs, pg, rd, pb))
     started = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started

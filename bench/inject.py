@@ -1,7 +1,7 @@
 """Does `make bench-check` catch a slowdown that lies outside the service's code?
 
-Two such slowdowns (and, with --costly-trigger, a third checked once), each a candidate tree of its own (HEAD's files plus one change), measured by
-the check against HEAD as CI measures a change:
+Two such slowdowns (and, with --costly-trigger, a third checked once), each a candidate tree of
+its own (HEAD's files plus one change), measured by the check against HEAD as CI measures a change:
 - migration: a new sql/ migration adding a trigger that does busy work on every insert into
   tweets, so each post costs more in PostgreSQL;
 - dependency: a new requirement, a package whose import hook makes asyncpg's fetchrow do busy

@@ -22,6 +22,9 @@ class Shape:
     loss: float = 0.0
 
 
+UNSHAPED = Shape()  # a link as the machine has it: no delay, nothing lost
+
+
 class Proxy:
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
         self.target_port = target_port
@@ -86,7 +89,7 @@ class Proxy:
             while (data := await src.read(65536)) and not delivering.done():
                 if self.blackhole:
                     continue
-                shape = self.shapes.get(client, Shape())
+                shape = self.shapes.get(client, UNSHAPED)
                 lost = RTO_S if shape.loss and random.random() < shape.loss else 0.0
                 last = max(last, loop.time() + shape.delay + lost)
                 await put((last, data))
