@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in ops/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-history bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos
+	bench-check bench-baseline bench-history bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos docs
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -39,6 +39,10 @@ all: run  ## the original project's command to run the app: same as make run
 
 migrate: install  ## apply pending sql/ migrations to the run stack's database
 	$(PY) -m ops migrate
+
+docs:  ## draw docs/architecture.svg from docs/architecture.dot (Graphviz, installed from Debian if missing)
+	@command -v dot >/dev/null || apt-get install -y -qq graphviz >/dev/null
+	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
 
 lint: install  ## ruff and mypy
 	$(PY) -m ruff check $(wildcard service ops tests bench loadtests)

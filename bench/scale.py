@@ -62,7 +62,7 @@ def redis_memory_per_tag() -> dict[str, int]:
     fill it) and the mean over the cold tags' entries the miss runs left (2 tweets each)."""
     client = redis.Redis.from_url(stack.urls(bench_settings())[1])
     try:
-        prefix = bench_settings().cache_prefix
+        prefix = bench_settings().cache.cache_prefix
         hot = client.memory_usage(f"{prefix}:t:{HOT_TAG}")
         cold = [client.memory_usage(key) for key in
                 list(client.scan_iter(match=f"{prefix}:t:cold*", count=1000))[:200]]

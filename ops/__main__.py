@@ -43,7 +43,7 @@ def status(settings: Settings) -> dict[str, object]:
 
 def reset(settings: Settings, yes: bool) -> int:
     """Delete the embedded run stack's data; the next start begins empty."""
-    if settings.database_url or settings.redis_url:
+    if settings.db.database_url or settings.cache.redis_url:
         print("reset manages only the embedded stack: with DATABASE_URL / REDIS_URL set, reset those "
               "servers yourself", file=sys.stderr)
         return 2

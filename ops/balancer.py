@@ -38,6 +38,7 @@ from ops.process import SERVICE_RUN, ServiceProcess, terminate
 from ops.system import StackError, ensure_tool, port_open
 from service.db.migrate import migrate
 from service.errors import error_code
+from service.http.writer import head
 from service.settings import Settings
 
 CLIENT_KEEP_ALIVE = 20  # seconds HAProxy keeps an idle client connection
@@ -69,7 +70,7 @@ def haproxy_config(settings: Settings, targets: list[str], directory: Path) -> s
     """The balancer of `make cluster`: fixed instances (address:port), a stats socket for the tests."""
     return balancer_config(
         bind=f"{settings.host}:{settings.port}", errors=str(directory),
-        request_timeout=settings.request_timeout,
+        request_timeout=settings.http.request_timeout,
         servers="\n".join(f"    server i{n} {target}" for n, target in enumerate(targets, 1)),
         process=f"    pidfile {directory}/haproxy.pid\n"
                 f"    stats socket {directory}/haproxy.sock mode 600 level admin\n")
@@ -79,7 +80,7 @@ def compose_config() -> str:
     """deploy/haproxy/haproxy.cfg, compose's balancer: the api replicas found through Docker's DNS, so
     `docker compose up --scale api=N` needs no edit (a test keeps the file equal to this)."""
     return balancer_config(
-        bind=":2080", errors="/usr/local/etc/haproxy/errors", request_timeout=Settings().request_timeout,
+        bind=":2080", errors="/usr/local/etc/haproxy/errors", request_timeout=Settings().http.request_timeout,
         servers="    server-template api 16 api:2080 resolvers docker init-addr none", process="") + (
         "\nresolvers docker\n    nameserver dns 127.0.0.11:53\n    hold valid 5s\n")
 
@@ -129,13 +130,12 @@ backend instances
 
 
 def error_page(status: int) -> bytes:
-    """One of HAProxy's own answers as a whole HTTP response: the service's JSON error body."""
-    reason, message = ERRORS[status]
+    """One of HAProxy's own answers as a whole HTTP response: the service's JSON error body, its
+    head by the service's one head writer."""
+    _, message = ERRORS[status]
     body = json.dumps({"code": error_code(status), "message": message}).encode()
-    retry = "Retry-After: 1\r\n" if status in (502, 503, 504) else ""
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry}"
-            f"Cache-Control: no-store\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n")
-    return head.encode() + body
+    retry = b"Retry-After: 1\r\n" if status in (502, 503, 504) else b""
+    return head(status, retry + b"Cache-Control: no-store\r\n", None, len(body), False, body=body)
 
 
 @dataclasses.dataclass
@@ -175,10 +175,12 @@ class Balancer:
     def instance_env(self, port: int, host: str = "127.0.0.1") -> dict[str, str]:
         s = self.settings
         return {"PORT": str(port), "HOST": host, "WORKERS": "1", "MIGRATE_ON_START": "false",
-                "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "TOKEN_SECRET": s.token_secret,
-                "DB_TRANSACTION_POOLER": str(s.db_transaction_pooler).lower(),
+                "DATABASE_URL": s.db.database_url, "REDIS_URL": s.cache.redis_url,
+                "TOKEN_SECRET": s.token_secret,
+                "DB_TRANSACTION_POOLER": str(s.db.db_transaction_pooler).lower(),
                 "NOTICES_DATABASE_URL": s.notices_url(),
-                "REPLICA_DATABASE_URL": s.replica_database_url, "REDIS_CLUSTER": str(s.redis_cluster).lower(),
+                "REPLICA_DATABASE_URL": s.db.replica_database_url,
+                "REDIS_CLUSTER": str(s.cache.redis_cluster).lower(),
                 **self.env}
 
     def start(self) -> Balancer:
@@ -281,23 +283,23 @@ def up(settings: Settings, instances: int, base_port: int = 0, with_pooler: bool
     if stack.embedded(settings):
         stack.up(settings)
     resolved = stack.resolve(settings)
-    asyncio.run(migrate(settings.migrate_database_url or resolved.database_url))
+    asyncio.run(migrate(settings.db.migrate_database_url or resolved.db.database_url))
     down(settings)
-    if (with_pooler or with_replica) and settings.database_url:
+    if (with_pooler or with_replica) and settings.db.database_url:
         raise StackError("--pooler and --replica start them beside the embedded PostgreSQL: "
                          "with DATABASE_URL set, set DB_TRANSACTION_POOLER, REPLICA_DATABASE_URL")
-    if with_redis_cluster and settings.redis_url:
+    if with_redis_cluster and settings.cache.redis_url:
         raise StackError("--redis-cluster starts one beside the embedded Redis: with REDIS_URL set, "
                          "set REDIS_CLUSTER=true")
     if with_redis_cluster:
-        resolved = dataclasses.replace(resolved, redis_url=redis_cluster.start(settings),
+        resolved = resolved.replaced(redis_url=redis_cluster.start(settings),
                                        redis_cluster=True)
     if with_pooler:
         direct = resolved.notices_url()  # PostgreSQL itself: the notices' session
-        resolved = dataclasses.replace(resolved, database_url=pgbouncer.start(settings),
+        resolved = resolved.replaced(database_url=pgbouncer.start(settings),
                                        db_transaction_pooler=True, notices_database_url=direct)
     if with_replica:
-        resolved = dataclasses.replace(resolved, replica_database_url=replica.start(settings))
+        resolved = resolved.replaced(replica_database_url=replica.start(settings))
     balancer = Balancer(resolved, instance_ports(settings, instances, base_port), record=True)
     return balancer.start()
 

@@ -39,7 +39,7 @@ def start(settings: Settings, pool_size: int = POOL_SIZE) -> str:
     config = directory / "pgbouncer.ini"
     # Every server connection carries the service's statement timeout, so that each statement can
     # go alone (USE_POOLER_BARE_STATEMENTS) instead of in a transaction that sets it.
-    timeout = f"SET statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+    timeout = f"SET statement_timeout = {int(settings.db.db_statement_timeout * 1000)}"
     server = f"host=127.0.0.1 port={settings.stack_pg_port} dbname={postgres.DB_NAME}"
     write_private(config, f"""[databases]
 {postgres.DB_NAME} = {server} connect_query='{timeout}'
@@ -63,7 +63,7 @@ server_login_retry = 1
 # instead of waiting up to 120 s: while PostgreSQL is down, a client queued before the logins
 # began to fail waited until the service cut it at DB_COMMAND_TIMEOUT, past a client's patience
 # (a chaos run's post got no answer). The service waits as long for a connection of its own pool.
-query_wait_timeout = {max(1, math.ceil(settings.db_acquire_timeout))}
+query_wait_timeout = {max(1, math.ceil(settings.db.db_acquire_timeout))}
 logfile = {directory}/pgbouncer.log
 pidfile = {directory}/pgbouncer.pid
 """)

@@ -34,35 +34,35 @@ def named(settings: Settings, name: str) -> Settings:
 
 def urls(settings: Settings) -> tuple[str, str]:
     """(DATABASE_URL, REDIS_URL): the configured ones, or the embedded stack's."""
-    database = settings.database_url or postgres.url_at(settings, settings.stack_pg_port)
-    return database, settings.redis_url or redis_server.url_at(settings, settings.stack_redis_port)
+    database = settings.db.database_url or postgres.url_at(settings, settings.stack_pg_port)
+    return database, settings.cache.redis_url or redis_server.url_at(settings, settings.stack_redis_port)
 
 
 def resolve(settings: Settings) -> Settings:
     """The settings the service runs with: DATABASE_URL, REDIS_URL and the token secret filled in
     (the configured ones, or the embedded stack's). Resolved once by whoever starts the service;
-    the application itself uses settings.database_url and settings.redis_url as they are."""
+    the application itself uses settings.db.database_url and settings.cache.redis_url as they are."""
     database, redis_url = urls(settings)
-    return dataclasses.replace(settings.with_secret(), database_url=database, redis_url=redis_url)
+    return settings.with_secret().replaced(database_url=database, redis_url=redis_url)
 
 
 def embedded(settings: Settings) -> bool:
-    return not (settings.database_url and settings.redis_url)
+    return not (settings.db.database_url and settings.cache.redis_url)
 
 
 def up(settings: Settings) -> None:
-    if not settings.database_url:
+    if not settings.db.database_url:
         postgres.start(settings)
-    if not settings.redis_url:
+    if not settings.cache.redis_url:
         redis_server.start(settings)
 
 
 def down(settings: Settings) -> None:
     """Stop the embedded servers and the tiers beside them; their files stay."""
-    if not settings.redis_url:
+    if not settings.cache.redis_url:
         redis_cluster.stop(settings)
         redis_server.stop(settings)
-    if not settings.database_url:
+    if not settings.db.database_url:
         pgbouncer.stop(settings)
         replica.stop(settings)
         postgres.stop(settings)
@@ -76,6 +76,7 @@ def destroy(settings: Settings) -> list[str]:
 
 
 def status(settings: Settings) -> dict[str, str]:
-    pg = "external" if settings.database_url else ("up" if port_open(settings.stack_pg_port) else "down")
-    rd = "external" if settings.redis_url else ("up" if port_open(settings.stack_redis_port) else "down")
+    pg = "external" if settings.db.database_url else ("up" if port_open(settings.stack_pg_port) else "down")
+    rd = "external" if settings.cache.redis_url else \
+        ("up" if port_open(settings.stack_redis_port) else "down")
     return {"postgres": pg, "redis": rd, "data_dir": str(settings.data_dir)}

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from service.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from sanic.server.protocols.http_protocol import HttpProtocol
+    from service.http.sanic_side import SanicProtocol
 
 
 def migrate(settings: Settings) -> list[str]:
     """Apply pending sql/ migrations (directly to PostgreSQL, never through a pooler)."""
     from service.db.migrate import migrate as run_migrations
 
-    return asyncio.run(run_migrations(settings.migrate_database_url or settings.database_url))
+    return asyncio.run(run_migrations(settings.db.migrate_database_url or settings.db.database_url))
 
 
 def serve(settings: Settings) -> None:
@@ -33,7 +33,8 @@ def serve(settings: Settings) -> None:
     from sanic.worker.loader import AppLoader
 
     from service import manager
-    from service.app import create_app, metrics_folder
+    from service.app import create_app, internals, metrics_folder
+    from service.http import sanic_side
 
     settings.require_resolved()
     # Every worker writes its metrics there and any of them serves the sum (service/metrics.py):
@@ -46,25 +47,22 @@ def serve(settings: Settings) -> None:
     print(f"Simple Twitter on {url} ({settings.workers} worker{'s' if settings.workers > 1 else ''}): "
           f"Swagger UI {url}/swagger, OpenAPI {url}/openapi.json; Ctrl-C stops it", flush=True)
     manager.install()  # stops cleanly whenever the stop comes (service/manager.py)
-    loader = AppLoader(factory=partial(create_app, settings, served_by_guarded_protocol=True))
+    settings = internals(settings)
+    loader = AppLoader(factory=partial(create_app, settings, served_by_front=sanic_side.supported()))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
-                access_log=settings.access_log, motd=False, backlog=1024, protocol=protocol(settings))
+                access_log=settings.http.access_log, motd=False, backlog=1024, protocol=protocol(settings))
     Sanic.serve(primary=app, app_loader=loader)
 
 
-def protocol(settings: Settings) -> type[HttpProtocol]:
-    """Sanic's HTTP/1.1 protocol with a whole-request deadline and a connection bound
-    (service/connections.py), or that one answering searches itself (service/fastpath.py): cached
-    ones (USE_FAST_HITS, with the cache and the in-process pages on) and the others (USE_LEAN_SEARCH),
-    and posts (USE_LEAN_POST);
-    only where it can answer some (it would only cost every search a look), and not with the
-    access log on, which it would not write."""
-    from service.connections import GuardedProtocol
-    from service.fastpath import FastHitProtocol
+def protocol(settings: Settings) -> type[SanicProtocol]:
+    """The front's protocol (service/http/protocol.py: the request deadline, the connection bound and
+    what the route table answers), or, under a Sanic it was not written for, Sanic's own
+    (internals() turned the front off and said so)."""
+    from service.http import sanic_side
+    from service.http.protocol import FrontProtocol
 
-    fast = settings.fast_hits or settings.use_lean_search or settings.use_lean_post
-    return FastHitProtocol if fast and not settings.access_log else GuardedProtocol
+    return FrontProtocol if sanic_side.supported() else sanic_side.SanicProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings().with_secret()
         if args.command == "migrate":
-            if not (settings.migrate_database_url or settings.database_url):
+            if not (settings.db.migrate_database_url or settings.db.database_url):
                 raise SettingsError("DATABASE_URL not set")
             print(json.dumps({"applied": migrate(settings)}))
         else:

@@ -3,81 +3,91 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import itertools
 import logging
 import os
-import re
 import resource
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, TypeAlias
+from typing import Any
 
-from sanic import HTTPResponse, Request, Sanic
-from sanic.config import Config
+import asyncpg
+import sanic
+from sanic import HTTPResponse, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import BaseHTTPResponse
 
 from service.api import docs, health, tweets, users
 from service.api.respond import raw
 from service.codec import codec
+from service.context import App, AppRequest, WorkerContext
+from service.db import pool
 from service.errors import INTERNAL_ERROR, error_code, error_parts
+from service.http import sanic_side
+from service.http.routes import front_routes
+from service.http.writer import Responses
 from service.metrics import CONTENT_TYPE, FLUSH_SECONDS, Metrics
 from service.resources import Resources, close_resources, open_resources
 from service.settings import Settings
 
-App: TypeAlias = Sanic[Config, SimpleNamespace]
 log = logging.getLogger(__name__)
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def create_app(settings: Settings, served_by_guarded_protocol: bool = False) -> App:
+def create_app(settings: Settings, served_by_front: bool = False) -> App:
     """The app for resolved settings (python -m ops run fills in the embedded stack's URLs and secret).
-    `served_by_guarded_protocol`: `python -m service run` serves it with service/connections.py's
-    protocol, which can finish responses itself (any other server, ASGI included, needs the
-    middleware)."""
+    `served_by_front`: `python -m service run` serves it with service/http/protocol.py, whose Http
+    finishes responses itself (any other server, ASGI included, needs the middleware)."""
     settings.require_resolved()
-    chosen = codec(settings.use_orjson)
-    app = Sanic("simple_twitter", dumps=chosen.dumps, loads=chosen.loads)
+    chosen = codec(settings.tuning.use_orjson)
+    metrics = metrics_of(settings) if settings.metrics_enabled else None
+    responses = Responses(metrics, f"{os.getpid():x}")
+    in_protocol = settings.tuning.finish_in_protocol and served_by_front
+    ctx = WorkerContext(settings, chosen, responses, lambda exc: error_response(app, exc),
+                        responses.finish_sanic if in_protocol else None)
+    app: App = Sanic("simple_twitter", ctx=ctx, dumps=chosen.dumps, loads=chosen.loads)
     app.config.update(
-        REQUEST_MAX_SIZE=settings.request_max_size,
-        ACCESS_LOG=settings.access_log,
-        USE_UVLOOP=settings.use_uvloop,
+        REQUEST_MAX_SIZE=settings.http.request_max_size,
+        ACCESS_LOG=settings.http.access_log,
+        USE_UVLOOP=settings.tuning.use_uvloop,
         FALLBACK_ERROR_FORMAT="json",
         NOISY_EXCEPTIONS=False,
-        REQUEST_TIMEOUT=settings.request_timeout,
-        KEEP_ALIVE_TIMEOUT=settings.keep_alive_timeout,
-        WORKER_MAX_CONNECTIONS=connection_bound(settings.worker_max_connections),
+        REQUEST_TIMEOUT=settings.http.request_timeout,
+        KEEP_ALIVE_TIMEOUT=settings.http.keep_alive_timeout,
+        WORKER_MAX_CONNECTIONS=connection_bound(settings.http.worker_max_connections),
     )
-    app.ctx.settings = settings
-    app.ctx.codec = chosen
     for bp in (users.bp, tweets.bp, health.bp, docs.bp):
         app.blueprint(bp)
     add_lifecycle(app, settings)
-    metrics = add_metrics(app, settings) if settings.metrics_enabled else None
-    app.ctx.metrics = metrics  # the protocol's fast path counts its answers there too
-    # What the protocol's fast path answers (service/fastpath.py; __main__.protocol picks it)
-    app.ctx.fast_hits = settings.fast_hits
-    app.ctx.lean_search = settings.use_lean_search
-    app.ctx.lean_post = settings.use_lean_post
-    app.ctx.render_error = partial(error_response, app)  # the one rendering, the protocol's too
-    # Every response finished as its head is written, by the protocol's Http (FINISH_IN_PROTOCOL,
-    # service/connections.py), or by a response middleware, which costs every request Sanic's
-    # middleware machinery on top (two signal dispatches and a coroutine).
-    app.ctx.finish = finishing(app, metrics)
-    if not (settings.finish_in_protocol and served_by_guarded_protocol):
-        app.register_middleware(as_middleware(app.ctx.finish), "response")
-        app.ctx.finish = None
+    if metrics is not None:
+        add_metrics(app, metrics)
+    if not in_protocol:  # a response middleware finishes each: Sanic's middleware machinery on top
+        app.register_middleware(as_middleware(responses), "response")
 
     @app.exception(Exception)
-    async def render_error(request: Request, exc: Exception) -> HTTPResponse:
+    async def render_error(request: AppRequest, exc: Exception) -> HTTPResponse:
         return error_response(app, exc)
 
     return app
+
+
+def internals(settings: Settings, sanic_version: str = sanic.__version__,
+              asyncpg_version: str = asyncpg.__version__) -> Settings:
+    """The settings to serve with on the installed Sanic and asyncpg: the front (which reads Sanic's
+    private state: service/http/sanic_side.py) and the lean pool (asyncpg's: service/db/pool.py)
+    only on the versions they were written and tested against; on any other, plain Sanic and
+    asyncpg, still correct, said in one warning line."""
+    changes: dict[str, bool] = {}
+    if not sanic_side.supported(sanic_version):
+        changes.update(use_fast_hits=False, use_lean_search=False, use_lean_post=False,
+                       finish_in_protocol=False)
+    if not pool.supported(asyncpg_version):
+        changes.update(use_lean_pool=False, use_deadline_watch=False)
+    if changes:
+        log.warning("sanic %s (front written for %s), asyncpg %s (lean pool for %s): serving without %s",
+                    sanic_version, "/".join(sanic_side.TESTED), asyncpg_version, "/".join(pool.TESTED),
+                    ", ".join(name.upper() for name in changes))
+    return settings.replaced(**changes)
 
 
 def add_lifecycle(app: App, settings: Settings) -> None:
@@ -86,12 +96,9 @@ def add_lifecycle(app: App, settings: Settings) -> None:
     @app.before_server_start
     async def open_worker_resources(app: App) -> None:
         res = await open_resources(settings)
-        app.ctx.resources = res
-        for field in dataclasses.fields(res):  # handlers read app.ctx.timeline, app.ctx.pool, ...
-            setattr(app.ctx, field.name, getattr(res, field.name))
-        app.ctx.request_id = RequestIds(f"{os.getpid():x}")
-        app.ctx.stopping = False
-        app.ctx.readiness = Readiness()
+        app.ctx.opened = res
+        app.ctx.routes = front_routes(res.timeline, res.codec.loads, settings.fast_hits,
+                                      settings.tuning.use_lean_search, settings.tuning.use_lean_post)
         if settings.workers > 1 and settings.restart_dead_workers:
             app.add_task(restart_dead_siblings(app, settings.post_deadline_ms / 1000),
                          name="restart_dead_siblings")
@@ -109,7 +116,8 @@ def add_lifecycle(app: App, settings: Settings) -> None:
         503: until then the balancer still sends requests here, some on idle connections the
         close would cut (HAProxy drops its client's connection then, unanswered)."""
         app.ctx.stopping = True
-        await app.ctx.readiness.balancer_told(BALANCER_WAIT_SECONDS)
+        if not await app.ctx.readiness.balancer_told(BALANCER_WAIT_SECONDS):
+            log.warning("drain: no /ready check within %g s; closing anyway", BALANCER_WAIT_SECONDS)
         await asyncio.sleep(settings.shutdown_drain_seconds)
 
     @app.after_server_stop
@@ -138,91 +146,28 @@ STOP_WATCH_SECONDS = 10.0
 BALANCER_WAIT_SECONDS = 5.0  # a balancer that asked /ready this recently is waited for, this long
 
 
-class Readiness:
-    """What this worker has told a load balancer through /ready: when it last asked, and whether
-    it has been answered 503 since the worker began stopping."""
-
-    __slots__ = ("asked_at", "told")
-
-    def __init__(self) -> None:
-        self.asked_at = float("-inf")
-        self.told = asyncio.Event()
-
-    def asked(self, stopping: bool) -> None:
-        self.asked_at = time.monotonic()
-        if stopping:
-            self.told.set()
-
-    async def balancer_told(self, wait: float) -> None:
-        """Returns once a balancer checking /ready has been answered 503, at most `wait` seconds;
-        at once where nothing asked /ready within `wait` seconds (no balancer checks it)."""
-        if time.monotonic() - self.asked_at < wait:
-            try:
-                await asyncio.wait_for(self.told.wait(), wait)
-            except TimeoutError:
-                log.warning("drain: no /ready check within %g s; closing anyway", wait)
+Middleware = Callable[[AppRequest, BaseHTTPResponse], Coroutine[Any, Any, None]]
 
 
-Finisher: TypeAlias = Callable[[Request, BaseHTTPResponse], None]
+def as_middleware(responses: Responses) -> Middleware:
+    """Each response finished by a Sanic response middleware (FINISH_IN_PROTOCOL=false, or a server
+    other than the front's protocol)."""
 
-
-def finishing(app: App, metrics: Metrics | None) -> Finisher:
-    """What every response gets once, as its head is written: the request id, the request
-    counted and timed, and the connection closed after it while draining."""
-
-    ctx = app.ctx
-
-    def finish(request: Request, response: BaseHTTPResponse) -> None:
-        headers = response.headers
-        headers["X-Request-ID"] = ctx.request_id(request.headers.get("x-request-id"))
-        if metrics is not None:
-            # Counted by route pattern, method, status and cache outcome; timed from the arrival
-            # of the request's last bytes (Sanic's protocol notes it for its own timeouts): no
-            # request middleware, which alone cost the cached search 4%.
-            arrived = getattr(getattr(request.stream, "protocol", None), "_time", None)
-            route = request.route
-            metrics.observe(route.path if route is not None else "unmatched", request.method, response.status,
-                            None if arrived is None else time.monotonic() - arrived, headers.get("x-cache"))
-        if ctx.stopping:
-            # Shutting down: answer what is in flight, then close, so keep-alive clients stop
-            # sending here; otherwise a busy connection is never idle and is cut off at the
-            # graceful-shutdown deadline, requests and all.
-            request.stream.keep_alive = False  # type: ignore[union-attr]
-
-    return finish
-
-
-def as_middleware(finish: Finisher) -> Callable[[Request, BaseHTTPResponse], Coroutine[Any, Any, None]]:
-    """The same as a Sanic response middleware (FINISH_IN_PROTOCOL=false)."""
-
-    async def middleware(request: Request, response: BaseHTTPResponse) -> None:
-        finish(request, response)
+    async def middleware(request: AppRequest, response: BaseHTTPResponse) -> None:
+        response.headers["X-Request-ID"] = responses.finish_sanic(request, response)
 
     return middleware
 
 
-class RequestIds:
-    """X-Request-ID: the client's when it is a valid one, else this worker's next (pid-prefixed).
-    One per worker, used by the framework path and the protocol's fast path alike."""
-
-    __slots__ = ("_next", "_prefix")
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._next = itertools.count(1)
-
-    def __call__(self, incoming: str | None) -> str:
-        if incoming is None or not REQUEST_ID.fullmatch(incoming):
-            return f"{self._prefix}-{next(self._next)}"
-        return incoming
-
-
-def add_metrics(app: App, settings: Settings) -> Metrics:
-    """GET /metrics; each request counted and timed by its route's pattern and each search's cache
-    outcome counted (service/metrics.py); this worker's gauges sampled and flushed every second."""
+def metrics_of(settings: Settings) -> Metrics:
     folder = metrics_folder(settings)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    metrics = Metrics(folder)
+    return Metrics(folder)
+
+
+def add_metrics(app: App, metrics: Metrics) -> None:
+    """GET /metrics; each request counted and timed by its route's pattern and each search's cache
+    outcome counted (service/metrics.py); this worker's gauges sampled and flushed every second."""
 
     def sample(res: Resources) -> None:
         metrics.gauges.update({
@@ -241,7 +186,7 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
                                "posts_answered_late": res.timeline.posts_answered_late})
 
     @app.get("/metrics")
-    async def serve_metrics(request: Request) -> HTTPResponse:
+    async def serve_metrics(request: AppRequest) -> HTTPResponse:
         sample(request.app.ctx.resources)
         return HTTPResponse(metrics.render(), content_type=CONTENT_TYPE)
 
@@ -254,8 +199,6 @@ def add_metrics(app: App, settings: Settings) -> Metrics:
     @app.after_server_start
     async def start_flushing(app: App) -> None:
         app.add_task(flush_every_second(app), name="metrics_flush")
-
-    return metrics
 
 
 def connection_bound(wanted: int, reserve: int = 256) -> int:

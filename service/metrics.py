@@ -58,7 +58,7 @@ class Metrics:
         self.cache: dict[str, int] = {}
         self.gauges: dict[str, float] = {}
         self.totals: dict[str, float] = {}
-        self.fast_hits = 0  # cached searches answered by service/fastpath.py
+        self.fast_hits = 0  # cached searches answered by the front (service/http/)
         self.lean_searches = 0  # other searches answered there
         self.lean_posts = 0  # posts answered there
 
@@ -75,11 +75,6 @@ class Metrics:
             row[-1] += seconds * n
         if cache is not None:
             self.cache[cache] = self.cache.get(cache, 0) + n
-
-    def observe_fast_hits(self, route: str, n: int, seconds: float) -> None:
-        """n cached searches answered at the protocol together, each in `seconds`."""
-        self.observe(route, "GET", 200, seconds, "HIT", n)
-        self.fast_hits += n
 
     def flush(self) -> None:
         """This worker's totals to its file (atomically: a scrape never reads half a file)."""

@@ -32,10 +32,11 @@ from service.codec import Codec, codec
 from service.db.database import Database, Replica
 from service.db.pool import Deadlines, IdleSweep, PoolStats, create_pool, opener
 from service.db.posts import Posts
+from service.hooks import apply_hooks
 from service.security.passwords import Passwords
 from service.security.tokens import Tokens
 from service.settings import Settings
-from service.timeline import Slowdown, Timeline
+from service.timeline import Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +59,10 @@ class Resources:
 async def open_resources(settings: Settings) -> Resources:
     """Everything one worker serves with; call inside the worker's event loop."""
     settings.require_resolved()
-    chosen = codec(settings.use_orjson)
+    chosen = codec(settings.tuning.use_orjson)
     db, watch, sweep = await worker_database(settings)
     pool, replica, stats = db.primary, db.replica, db.stats
-    client = create_client(settings, settings.redis_url) if settings.cache_enabled else None
+    client = create_client(settings, settings.cache.redis_url) if settings.cache.cache_enabled else None
     cache = local = feed = wire = acks = notices = None
     # The feed calls back into the timeline, which is made after it.
     timeline: Timeline | None = None
@@ -81,23 +82,22 @@ async def open_resources(settings: Settings) -> Resources:
             timeline.mark_moved(run)
 
     # The feed hearing Redis again closes the breaker at once (it would wait out its reset).
-    breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds)
+    c, tuning = settings.cache, settings.tuning
+    breaker = Breaker(c.breaker_failures, c.breaker_reset_seconds)
     if client is not None:
-        if settings.use_wire_client and not settings.redis_cluster:
-            wire = WireClient(settings.redis_url, settings.redis_socket_timeout,
-                              settings.redis_connect_timeout, settings.use_pipeline)
-        cache = TagCache(client, settings.cache_prefix, settings.cache_ttl_seconds,
-                         settings.cache_ttl_jitter, settings.cache_tag_size, settings.use_pipeline,
-                         settings.cache_read_version, wire, cluster=settings.redis_cluster)
-        if settings.local_cache_ttl > 0:
-            local = LocalCache(settings.local_cache_ttl, settings.local_cache_bytes,
+        if tuning.use_wire_client and not c.redis_cluster:
+            wire = WireClient(c.redis_url, c.redis_socket_timeout, c.redis_connect_timeout,
+                              tuning.use_pipeline)
+        cache = TagCache(client, c.cache_prefix, c.cache_ttl_seconds, c.cache_ttl_jitter, c.cache_tag_size,
+                         tuning.use_pipeline, tuning.cache_read_version, wire, cluster=c.redis_cluster)
+        if c.local_cache_ttl > 0:
+            local = LocalCache(c.local_cache_ttl, c.local_cache_bytes,
                                SharedGenerations(settings.worker_files() / "tag-generations"))
         acks = worker_acks(settings)
-        feed = Feed(client, cache, local, ping_interval=settings.feed_ping_interval,
+        feed = Feed(client, cache, local, ping_interval=c.feed_ping_interval, stale_after=c.feed_stale_after,
                     # Reconnect often: while a worker's feed is down it cannot vouch for its caches.
-                    stale_after=settings.feed_stale_after, retry_seconds=settings.feed_stale_after / 2,
+                    retry_seconds=c.feed_stale_after / 2, reconnect_after=c.feed_reconnect_after,
                     on_lost=lost, on_moved=moved, on_back=breaker.success, acks=acks,
-                    reconnect_after=settings.feed_reconnect_after,
                     nodes=master_clients(settings, client) if isinstance(client, RedisCluster) else None)
         notices = worker_notices(settings, dirty)
     dirty_workers = None if cache is None else \
@@ -105,13 +105,12 @@ async def open_resources(settings: Settings) -> Resources:
     passwords = Passwords(settings.hash_threads, settings.hash_queue, settings.hash_niceness)
     tokens = Tokens(settings.token_secret, settings.token_ttl_seconds, settings.token_cache_size)
     timeline = Timeline(
-        db, chosen, cache=cache, guard=Guard(breaker, feed, notices), singleflight=settings.use_singleflight,
-        local=local, slowdown=Slowdown(settings.slowdown_hit_us, settings.slowdown_miss_us,
-                                       settings.slowdown_bypass_us, settings.slowdown_post_us),
-        post_cache_delay=settings.fault_post_cache_delay_ms / 1000, stored_json=settings.stored_tweet_json,
-        called_searches=settings.db_transaction_pooler and settings.use_pooler_search_functions,
-        dirty_workers=dirty_workers, posts=Posts(db, settings.post_batch_max, settings.post_batch_slots),
-        updates_together=settings.post_updates_together, acks=acks, notices=notices)
+        db, chosen, cache=cache, guard=Guard(breaker, feed, notices), singleflight=tuning.use_singleflight,
+        local=local, stored_json=tuning.stored_tweet_json,
+        called_searches=settings.db.db_transaction_pooler and tuning.use_pooler_search_functions,
+        dirty_workers=dirty_workers, posts=Posts(db, tuning.post_batch_max, tuning.post_batch_slots),
+        updates_together=tuning.post_updates_together, acks=acks, notices=notices)
+    apply_hooks(settings.hooks, timeline, cache)
     tasks = tuple(asyncio.create_task(job.run()) for job in (feed, notices, watch, sweep) if job is not None)
     return Resources(chosen, pool, client, wire, local, feed, tasks, passwords, tokens,
                      Accounts(db, passwords, tokens), timeline, replica.pool if replica else None, stats)
@@ -120,16 +119,17 @@ async def open_resources(settings: Settings) -> Resources:
 async def worker_database(settings: Settings) -> tuple[Database, Deadlines | None, IdleSweep | None]:
     """The worker's pools (the primary's, the replica's) behind one Database, the watch over the
     statements' deadlines and the sweep of idle connections, as the settings ask."""
-    pool = await create_pool(settings, settings.database_url)
+    pool = await create_pool(settings, settings.db.database_url)
     begin, stats = await opener(settings, pool), PoolStats()
-    watch = Deadlines(settings.db_command_timeout) if settings.use_deadline_watch else None
+    watch = Deadlines(settings.db.db_command_timeout) if settings.tuning.use_deadline_watch else None
     replica = None
-    if settings.replica_database_url:
-        replica = Replica(pool, await create_pool(settings, settings.replica_database_url),
-                          settings.db_acquire_timeout, begin, stats, watch)
-    db = Database(pool, settings.db_acquire_timeout, begin, replica, stats, settings.use_lean_pool, watch)
-    sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db_idle_lifetime) \
-        if settings.use_lean_pool else None
+    if settings.db.replica_database_url:
+        replica = Replica(pool, await create_pool(settings, settings.db.replica_database_url),
+                          settings.db.db_acquire_timeout, begin, stats, watch)
+    db = Database(pool, settings.db.db_acquire_timeout, begin, replica, stats, settings.tuning.use_lean_pool,
+                  watch)
+    sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db.db_idle_lifetime) \
+        if settings.tuning.use_lean_pool else None
     return db, watch, sweep
 
 
@@ -137,17 +137,17 @@ def worker_acks(settings: Settings) -> Acks:
     """This worker's asks and answers (service/cache/acks.py); its group is its service's workers on
     this host. Its feed answers other posts' asks whether or not its own posts ask."""
     group = host_group(socket.gethostname(), str(settings.worker_files()))
-    return Acks(2 * settings.feed_stale_after, group, asks=settings.post_waits_for_workers)
+    return Acks(2 * settings.cache.feed_stale_after, group, asks=settings.tuning.post_waits_for_workers)
 
 
 def worker_notices(settings: Settings, dirty: Callable[[datetime, list[str]], None]) -> Notices | None:
     """This worker's ear on PostgreSQL for posts the cache lacks (DATABASE_NOTICES, notices.py)."""
-    if not settings.database_notices:
+    if not settings.db.database_notices:
         return None
-    return Notices(settings.notices_url(), f"{settings.cache_prefix}_notices",
-                   ping_interval=settings.feed_ping_interval, stale_after=settings.feed_stale_after,
-                   retry_seconds=settings.feed_stale_after / 2, connect_timeout=settings.db_acquire_timeout,
-                   on_dirty=dirty)
+    c = settings.cache
+    return Notices(settings.notices_url(), f"{c.cache_prefix}_notices", ping_interval=c.feed_ping_interval,
+                   stale_after=c.feed_stale_after, retry_seconds=c.feed_stale_after / 2,
+                   connect_timeout=settings.db.db_acquire_timeout, on_dirty=dirty)
 
 
 def worker_number() -> int:

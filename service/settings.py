@@ -30,24 +30,13 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    env: str = "development"
-    host: str = "127.0.0.1"
-    port: int = 2080
-    # Sanic worker processes: WORKERS=auto (the default) starts one per CPU this process may run
-    # on, as Sanic's fast mode does; the PostgreSQL connection budget is divided among them.
-    workers: int = dataclasses.field(default_factory=lambda: cpu_count())
-    restart_dead_workers: bool = True  # a server worker that dies is started again by a sibling
-    data_dir: Path = ROOT / ".data"
+class Database:
+    """PostgreSQL: where, how many connections, and their deadlines."""
+
     database_url: str = ""
     # Migrations need the tables' owner; the service itself can run as a role that only reads and
     # writes rows (sql/roles/app_grants.sql). Empty: migrate with DATABASE_URL.
     migrate_database_url: str = ""
-    migrate_on_start: bool = True  # false where a separate step migrates (compose: the migrate service)
-    redis_url: str = ""
-    # REDIS_URL is one node of a Redis Cluster: keys hash-tagged per tag, a post's updates one
-    # script call per tag in one round trip, the invalidation feed subscribed on every master.
-    redis_cluster: bool = False
     # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no named prepared statements
     # and no session settings survive a transaction there, so the statement timeout comes from the
     # pooler's server connections, or each use sets its own (USE_POOLER_BARE_STATEMENTS, pool.py).
@@ -55,11 +44,6 @@ class Settings:
     # A streaming replica for searches that miss the cache, used only once it has replayed every
     # commit acknowledged before the search began (service/db/database.py); empty: the primary.
     replica_database_url: str = ""
-    # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
-    # take local ports from that range and once made a stack fail to bind (Address in use).
-    stack_pg_port: int = 25432
-    stack_redis_port: int = 26379
-    stack_redis_maxmemory: str = "256mb"
     # PostgreSQL's default max_connections is 100 (3 reserved for superusers): the pools of all
     # workers together use at most this many, leaving room for psql, migrations and the harness.
     db_connection_budget: int = 80
@@ -74,6 +58,92 @@ class Settings:
     # backend back after a burst: asyncpg's max_inactive_connection_lifetime, or with
     # USE_LEAN_POOL a sweep every quarter of it (at most 10 s) instead of a timer per release.
     db_idle_lifetime: float = 300.0
+    # The second invalidation channel (service/cache/notices.py): a post whose cache update failed
+    # is announced through PostgreSQL, and a worker answers from its caches only while it hears
+    # PostgreSQL (heartbeat every FEED_PING_INTERVAL, trusted FEED_STALE_AFTER past it); such a
+    # post waits FEED_STALE_AFTER before its 201. Listening needs a session of its own:
+    # NOTICES_DATABASE_URL, empty for DATABASE_URL (behind a transaction pooler, for
+    # MIGRATE_DATABASE_URL, PostgreSQL's own address).
+    database_notices: bool = True
+    notices_database_url: str = ""
+
+    def check(self, workers: int) -> None:
+        if self.db_pool_max == 0 and workers > self.db_connection_budget:
+            raise SettingsError("WORKERS must not exceed DB_CONNECTION_BUDGET")
+        if self.db_pool_max * workers > self.db_connection_budget:
+            raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
+        if not self.db_idle_lifetime > 0:
+            raise SettingsError("DB_IDLE_LIFETIME must be above 0 (seconds)")
+        if not 0 < self.db_statement_timeout <= self.db_command_timeout:
+            raise SettingsError("DB_STATEMENT_TIMEOUT must be above 0 and at most DB_COMMAND_TIMEOUT")
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """Redis, the shared cache of tag pages, and the in-process pages and their invalidation feed."""
+
+    redis_url: str = ""
+    # REDIS_URL is one node of a Redis Cluster: keys hash-tagged per tag, a post's updates one
+    # script call per tag in one round trip, the invalidation feed subscribed on every master.
+    redis_cluster: bool = False
+    # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
+    redis_socket_timeout: float = 0.25
+    redis_connect_timeout: float = 0.25
+    redis_retries: int = 1
+    redis_max_connections: int = 64
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 1.0
+    cache_enabled: bool = True
+    cache_prefix: str = "st"
+    cache_ttl_seconds: int = 600
+    cache_ttl_jitter: float = 0.1
+    cache_tag_size: int = 1000
+    # In-process cache of whole search responses, invalidated by Redis pub/sub; 0 turns it off.
+    local_cache_ttl: float = 1.0
+    local_cache_bytes: int = 32 * 1024 * 1024
+    # The invalidation feed's heartbeat: a PING every feed_ping_interval; silent for longer than
+    # feed_stale_after, the worker stops trusting its caches until the feed is back and the cache
+    # repaired. Must stay below redis_socket_timeout (see service/cache/feed.py).
+    feed_ping_interval: float = 0.05
+    feed_stale_after: float = 0.2
+    # Quiet this long, the feed follows on a new connection instead of waiting for the old one's
+    # backed-off TCP retransmissions after a network cut (0: waits on the same connection).
+    feed_reconnect_after: float = 0.4
+
+    def check(self) -> None:
+        if self.local_cache_ttl < 0 or self.local_cache_bytes < 1:
+            raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
+        if self.feed_reconnect_after and self.feed_reconnect_after < self.feed_stale_after:
+            raise SettingsError("FEED_RECONNECT_AFTER must be 0 (never) or at least FEED_STALE_AFTER")
+        if not 0 <= self.cache_ttl_jitter < 1:
+            raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class Http:
+    """Requests and connections: sizes, deadlines, bounds, the access log."""
+
+    request_max_size: int = 65536
+    # Deadlines: the whole request (headers and body) must arrive within request_timeout of its
+    # first byte, however it trickles, and an idle keep-alive connection is closed after
+    # keep_alive_timeout, so slow or idle clients cannot hold connections indefinitely.
+    request_timeout: float = 10.0
+    keep_alive_timeout: float = 30.0
+    # Connections one worker holds: beyond it a new one replaces the longest-idle keep-alive
+    # connection, or gets 503 when none is idle (service/http/protocol.py). Capped at start by the
+    # process's open-file limit, less room for its pools and files.
+    worker_max_connections: int = 4096
+    access_log: bool = False
+
+    def check(self) -> None:
+        if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
+            raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The speed switches: each on by default, each can be switched off and measured (make bench)."""
+
     # An idle connection taken and given back at once, without asyncpg's per-use timeout context
     # and shielded release task, and idle ones closed by a sweep (service/db/pool.py); off:
     # asyncpg's acquire and release, and its idle timer armed on every release.
@@ -104,75 +174,21 @@ class Settings:
     # DB_COMMAND_TIMEOUT kept by one watch per worker over the connections lent (service/db/pool.py,
     # Deadlines) instead of a timer set and cancelled for every statement; off: asyncpg's own.
     use_deadline_watch: bool = True
-    # redis-py's defaults wait forever on a dead socket; a cache must fail fast instead.
-    redis_socket_timeout: float = 0.25
-    redis_connect_timeout: float = 0.25
-    redis_retries: int = 1
-    redis_max_connections: int = 64
-    breaker_failures: int = 3
-    breaker_reset_seconds: float = 1.0
-    cache_enabled: bool = True
-    cache_prefix: str = "st"
-    cache_ttl_seconds: int = 600
-    cache_ttl_jitter: float = 0.1
-    cache_tag_size: int = 1000
-    # In-process cache of whole search responses, invalidated by Redis pub/sub; 0 turns it off.
-    local_cache_ttl: float = 1.0
-    local_cache_bytes: int = 32 * 1024 * 1024
-    # The invalidation feed's heartbeat: a PING every feed_ping_interval; silent for longer than
-    # feed_stale_after, the worker stops trusting its caches until the feed is back and the cache
-    # repaired. Must stay below redis_socket_timeout (see service/cache/feed.py).
-    feed_ping_interval: float = 0.05
-    feed_stale_after: float = 0.2
-    # Quiet this long, the feed follows on a new connection instead of waiting for the old one's
-    # backed-off TCP retransmissions after a network cut (0: waits on the same connection).
-    feed_reconnect_after: float = 0.4
-    # The second invalidation channel (service/cache/notices.py): a post whose cache update failed
-    # is announced through PostgreSQL, and a worker answers from its caches only while it hears
-    # PostgreSQL (heartbeat every FEED_PING_INTERVAL, trusted FEED_STALE_AFTER past it); such a
-    # post waits FEED_STALE_AFTER before its 201. Listening needs a session of its own:
-    # NOTICES_DATABASE_URL, empty for DATABASE_URL (behind a transaction pooler, for
-    # MIGRATE_DATABASE_URL, PostgreSQL's own address).
-    database_notices: bool = True
-    notices_database_url: str = ""
-    token_secret: str = ""
-    token_ttl_seconds: int = 3600
-    token_cache_size: int = 10000
-    hash_threads: int = 2
-    hash_queue: int = 16  # hashes waiting for a thread, per worker; beyond it: 503 at once
-    hash_niceness: int = 10  # hashing threads' priority below the event loop's (0: the same)
-    request_max_size: int = 65536
-    # Deadlines: the whole request (headers and body) must arrive within request_timeout of its
-    # first byte, however it trickles, and an idle keep-alive connection is closed after
-    # keep_alive_timeout, so slow or idle clients cannot hold connections indefinitely.
-    request_timeout: float = 10.0
-    keep_alive_timeout: float = 30.0
-    # Connections one worker holds: beyond it a new one replaces the longest-idle keep-alive
-    # connection, or gets 503 when none is idle (service/connections.py). Capped at start by the
-    # process's open-file limit, less room for its pools and files.
-    worker_max_connections: int = 4096
-    # On SIGTERM: serve this long with keep-alive off before closing the listening socket (behind
-    # a balancer that checks /ready: this long after a check has heard the 503).
-    shutdown_drain_seconds: float = 0.5
-    access_log: bool = False
-    # GET /metrics (Prometheus): request counts and latency per route, cache outcomes, pool,
-    # breaker and in-process cache gauges, added up over every worker.
-    metrics_enabled: bool = True
     use_uvloop: bool = True
     use_orjson: bool = True
     use_hiredis: bool = True
     use_pipeline: bool = True
     # Cached searches answered at the protocol from the in-process page, before Sanic builds a
-    # request (service/fastpath.py); off: every request through the framework.
+    # request (service/http/); off: every request through the framework.
     use_fast_hits: bool = True
     # Every other plain search with a verified token answered at the protocol too, by a task that
-    # calls the timeline as the handler does (service/fastpath.py); off: through Sanic.
+    # calls the timeline as the handler does (service/http/); off: through Sanic.
     use_lean_search: bool = True
     # A post whose body has arrived whole, with a verified token, answered at the protocol too
-    # (service/fastpath.py); off: through Sanic.
+    # (service/http/); off: through Sanic.
     use_lean_post: bool = True
     # Each response finished (request id, metrics, drain) as the protocol writes its head, and a
-    # whole response's head written in one step (service/connections.py), instead of by a Sanic
+    # whole response's head written in one step (service/http/protocol.py), instead of by a Sanic
     # response middleware and Sanic's header formatting.
     finish_in_protocol: bool = True
     # The cache's request-path commands through the lean pipelined client (service/cache/wire.py)
@@ -183,6 +199,12 @@ class Settings:
     cache_read_version: bool = True
     # Read each tweet's JSON as stored when it was written (sql/006); off: build it per read.
     stored_tweet_json: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Benchmark and test hooks (service/hooks.py): always 0 in real use."""
+
     # Deliberate extra CPU work per request on one path, in microseconds: only for proving that
     # the CI performance check catches a slower path (bench/detect.py). Always 0 in real use.
     slowdown_hit_us: int = 0
@@ -192,48 +214,93 @@ class Settings:
     # Fault injection for tests only: wait this long between a post's commit and its cache update.
     fault_post_cache_delay_ms: int = 0
 
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, read once from the environment (NAME for the field name): the service's own, and
+    a group each for the database, the cache, HTTP, the speed switches and the hooks."""
+
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 2080
+    # Sanic worker processes: WORKERS=auto (the default) starts one per CPU this process may run
+    # on, as Sanic's fast mode does; the PostgreSQL connection budget is divided among them.
+    workers: int = dataclasses.field(default_factory=lambda: cpu_count())
+    restart_dead_workers: bool = True  # a server worker that dies is started again by a sibling
+    data_dir: Path = ROOT / ".data"
+    migrate_on_start: bool = True  # false where a separate step migrates (compose: the migrate service)
+    # Below Linux's ephemeral port range (32768-60999): a busy machine's outgoing connections
+    # take local ports from that range and once made a stack fail to bind (Address in use).
+    stack_pg_port: int = 25432
+    stack_redis_port: int = 26379
+    stack_redis_maxmemory: str = "256mb"
+    token_secret: str = ""
+    token_ttl_seconds: int = 3600
+    token_cache_size: int = 10000
+    hash_threads: int = 2
+    hash_queue: int = 16  # hashes waiting for a thread, per worker; beyond it: 503 at once
+    hash_niceness: int = 10  # hashing threads' priority below the event loop's (0: the same)
+    # On SIGTERM: serve this long with keep-alive off before closing the listening socket (behind
+    # a balancer that checks /ready: this long after a check has heard the 503).
+    shutdown_drain_seconds: float = 0.5
+    # GET /metrics (Prometheus): request counts and latency per route, cache outcomes, pool,
+    # breaker and in-process cache gauges, added up over every worker.
+    metrics_enabled: bool = True
+    db: Database = dataclasses.field(default_factory=Database)
+    cache: Cache = dataclasses.field(default_factory=Cache)
+    http: Http = dataclasses.field(default_factory=Http)
+    tuning: Tuning = dataclasses.field(default_factory=Tuning)
+    hooks: Hooks = dataclasses.field(default_factory=Hooks)
+
     @property
     def production(self) -> bool:
         return self.env == "production"
 
     @property
     def pool_max(self) -> int:
-        listener = int(self.database_notices and self.cache_enabled)  # each worker's own session
-        return self.db_pool_max or max(1, self.db_connection_budget // self.workers - listener)
+        listener = int(self.db.database_notices and self.cache.cache_enabled)  # each worker's own session
+        return self.db.db_pool_max or max(1, self.db.db_connection_budget // self.workers - listener)
 
     @property
     def post_deadline_ms(self) -> int:
         """Longest time a post can take from its start to its cache update: waiting for a
         connection, the statement, and a margin. Bounds the repair after a worker died."""
-        return int((self.db_acquire_timeout + self.db_command_timeout + 2) * 1000)
+        return int((self.db.db_acquire_timeout + self.db.db_command_timeout + 2) * 1000)
 
     @property
     def fast_hits(self) -> bool:
         """Are cached searches answered at the protocol? Only where pages are kept in process."""
-        return self.use_fast_hits and self.cache_enabled and self.local_cache_ttl > 0
+        return self.tuning.use_fast_hits and self.cache.cache_enabled and self.cache.local_cache_ttl > 0
 
     @property
     def pool_min(self) -> int:
-        return min(self.db_pool_min, self.pool_max)
+        return min(self.db.db_pool_min, self.pool_max)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in dataclasses.fields(cls):
-            raw = environ.get(field.name.upper())
-            if raw is None:
-                continue
-            values[field.name] = _parse(field.name.upper(), str(field.type), raw.strip())
-        settings = cls(**values)  # type: ignore[arg-type]
+        groups = {name: kind(**_read(kind, environ)) for name, kind in GROUPS.items()}
+        settings = cls(**_read(cls, environ), **groups)  # type: ignore[arg-type]
         settings._check()
         return settings
 
+    def replaced(self, **changes: object) -> Settings:
+        """These settings with some fields changed, each by its own name, whichever group holds it."""
+        groups: dict[str, dict[str, object]] = {}
+        top: dict[str, object] = {}
+        for name, value in changes.items():
+            group = GROUP_OF.get(name)
+            (groups.setdefault(group, {}) if group else top)[name] = value
+        for group, values in groups.items():
+            top[group] = dataclasses.replace(getattr(self, group), **values)
+        return dataclasses.replace(self, **top)  # type: ignore[arg-type]
+
     def notices_url(self) -> str:
         """Where a worker listens for database notices (a session of its own, never the pooler's)."""
-        if self.notices_database_url:
-            return self.notices_database_url
-        return self.migrate_database_url if self.db_transaction_pooler else self.database_url
+        db = self.db
+        if db.notices_database_url:
+            return db.notices_database_url
+        return db.migrate_database_url if db.db_transaction_pooler else db.database_url
 
     def worker_files(self) -> Path:
         """Files the workers of the service on this port share (metrics, tag generations),
@@ -250,8 +317,10 @@ class Settings:
 
     def require_resolved(self) -> None:
         """The application takes its URLs and secret as given; filling them in is the starter's job."""
-        missing = [name.upper() for name in ("database_url", "redis_url", "token_secret")
-                   if not getattr(self, name) and (name != "redis_url" or self.cache_enabled)]
+        given = (("DATABASE_URL", self.db.database_url),
+                 ("REDIS_URL", self.cache.redis_url or not self.cache.cache_enabled),
+                 ("TOKEN_SECRET", self.token_secret))
+        missing = [name for name, value in given if not value]
         if missing:
             raise SettingsError(f"{', '.join(missing)} not set: resolve the settings first "
                                 "(python -m ops run starts the embedded stack and fills in its URLs)")
@@ -266,50 +335,62 @@ class Settings:
                     "hash_threads", "request_max_size", "cache_ttl_seconds", "breaker_failures",
                     "redis_max_connections", "worker_max_connections")
         for name in positive:
-            if getattr(self, name) < 1:
+            if self.get(name) < 1:  # type: ignore[operator]
                 raise SettingsError(f"{name.upper()} must be at least 1")
-        if self.db_pool_max == 0 and self.workers > self.db_connection_budget:
-            raise SettingsError("WORKERS must not exceed DB_CONNECTION_BUDGET")
-        if self.db_pool_max * self.workers > self.db_connection_budget:
-            raise SettingsError("DB_POOL_MAX x WORKERS must stay within DB_CONNECTION_BUDGET")
-        if self.local_cache_ttl < 0 or self.local_cache_bytes < 1:
-            raise SettingsError("LOCAL_CACHE_TTL must be >= 0 and LOCAL_CACHE_BYTES >= 1")
-        if not 0 < self.feed_ping_interval < self.feed_stale_after < self.redis_socket_timeout:
+        self.db.check(self.workers)
+        self.cache.check()
+        self.http.check()
+        cache = self.cache
+        if not 0 < cache.feed_ping_interval < cache.feed_stale_after < cache.redis_socket_timeout:
             raise SettingsError("need 0 < FEED_PING_INTERVAL < FEED_STALE_AFTER < REDIS_SOCKET_TIMEOUT")
-        if self.feed_reconnect_after and self.feed_reconnect_after < self.feed_stale_after:
-            raise SettingsError("FEED_RECONNECT_AFTER must be 0 (never) or at least FEED_STALE_AFTER")
-        if self.post_batch_max < 1 or self.post_batch_slots < 1:
+        if self.tuning.post_batch_max < 1 or self.tuning.post_batch_slots < 1:
             raise SettingsError("POST_BATCH_MAX and POST_BATCH_SLOTS must be at least 1")
-        if not self.db_idle_lifetime > 0:
-            raise SettingsError("DB_IDLE_LIFETIME must be above 0 (seconds)")
-        if not 0 < self.db_statement_timeout <= self.db_command_timeout:
-            raise SettingsError("DB_STATEMENT_TIMEOUT must be above 0 and at most DB_COMMAND_TIMEOUT")
         if self.shutdown_drain_seconds < 0:
             raise SettingsError("SHUTDOWN_DRAIN_SECONDS must be at least 0")
-        if self.request_timeout <= 0 or self.keep_alive_timeout <= 0:
-            raise SettingsError("REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT must be above 0")
         if not 0 <= self.hash_niceness <= 19:
             raise SettingsError("HASH_NICENESS must be 0-19")
         if self.hash_queue < 0:
             raise SettingsError("HASH_QUEUE must be at least 0")
-        if not 0 <= self.cache_ttl_jitter < 1:
-            raise SettingsError("CACHE_TTL_JITTER must be in [0, 1)")
-        if self.db_transaction_pooler and self.migrate_on_start and not self.migrate_database_url:
+        if self.db.db_transaction_pooler and self.migrate_on_start and not self.db.migrate_database_url:
             # Migrations hold a session-level advisory lock and use prepared statements: through a
             # transaction pooler neither stays on one server connection.
             raise SettingsError("DB_TRANSACTION_POOLER=true: migrations need a direct connection to "
                                 "PostgreSQL: set MIGRATE_DATABASE_URL, or MIGRATE_ON_START=false and "
                                 "migrate separately")
-        if self.database_notices and self.cache_enabled and self.db_transaction_pooler and not (
-                self.notices_database_url or self.migrate_database_url):
+        if self.db.database_notices and self.cache.cache_enabled and self.db.db_transaction_pooler and not (
+                self.db.notices_database_url or self.db.migrate_database_url):
             raise SettingsError("DATABASE_NOTICES behind DB_TRANSACTION_POOLER needs NOTICES_DATABASE_URL "
                                 "(PostgreSQL's own address: LISTEN needs a session)")
-        if self.production:
-            if self.token_secret in KNOWN_SECRETS or len(self.token_secret) < MIN_SECRET_LENGTH:
-                raise SettingsError(
-                    f"TOKEN_SECRET must be set to a random string of {MIN_SECRET_LENGTH}+ characters "
-                    "in production (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-                )
+        weak = self.token_secret in KNOWN_SECRETS or len(self.token_secret) < MIN_SECRET_LENGTH
+        if self.production and weak:
+            raise SettingsError(
+                f"TOKEN_SECRET must be set to a random string of {MIN_SECRET_LENGTH}+ characters "
+                "in production (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+
+    def get(self, name: str) -> object:
+        """A setting by its field name, whichever group holds it."""
+        group = GROUP_OF.get(name)
+        return getattr(getattr(self, group) if group else self, name)
+
+
+GROUPS: dict[str, type] = {"db": Database, "cache": Cache, "http": Http, "tuning": Tuning, "hooks": Hooks}
+GROUP_OF = {field.name: group for group, kind in GROUPS.items() for field in dataclasses.fields(kind)}
+
+
+def setting_names() -> list[str]:
+    """Every variable the service reads (the field names, upper-case)."""
+    kinds = [Settings, *GROUPS.values()]
+    return [f.name.upper() for kind in kinds for f in dataclasses.fields(kind) if f.name not in GROUPS]
+
+
+def _read(kind: type, environ: Mapping[str, str]) -> dict[str, object]:
+    """The fields of a settings class (not its groups) that the environment sets, parsed."""
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(kind):
+        raw = environ.get(field.name.upper())
+        if raw is not None and field.name not in GROUPS:
+            values[field.name] = _parse(field.name.upper(), str(field.type), raw.strip())
+    return values
 
 
 def cpu_count() -> int:

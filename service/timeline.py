@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,17 +59,6 @@ class Filled:
     current: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Slowdown:
-    """Deliberate busy CPU work per request on one path, in microseconds (SLOWDOWN_*_US): only
-    for proving that the CI performance check catches a slower path (bench/detect.py)."""
-
-    hit_us: int = 0
-    miss_us: int = 0
-    bypass_us: int = 0
-    post_us: int = 0
-
-
 def _outcome_seen(task: asyncio.Future[bytes]) -> None:
     """A shielded post's failure, read: when its caller was cancelled (the client gone, a deadline),
     asyncio would log it as an exception never retrieved, with a traceback, though the post failed
@@ -80,17 +68,9 @@ def _outcome_seen(task: asyncio.Future[bytes]) -> None:
         log.debug("post failed: %r", task.exception())
 
 
-def _burn(microseconds: int) -> None:
-    """Busy CPU work (not sleep), so the event loop is held as by slower code."""
-    end = time.perf_counter() + microseconds / 1e6
-    while time.perf_counter() < end:
-        pass
-
-
 class Timeline:
     def __init__(self, db: Database, codec: Codec, *, cache: TagCache | None, guard: Guard,
                  singleflight: bool = True, local: LocalCache | None = None,
-                 slowdown: Slowdown = Slowdown(), post_cache_delay: float = 0.0,
                  stored_json: bool = True, called_searches: bool = False,
                  dirty_workers: DirtyWorkers | None = None,
                  posts: Posts | None = None, updates_together: bool = True,
@@ -108,8 +88,6 @@ class Timeline:
         self._repair: asyncio.Task[None] | None = None
         self._closed = False  # closing: no repair starts (it would outlive the pool)
         self._moved_to: str | None = None  # the new Redis run, while its old entries are dropped
-        self._slowdown = slowdown
-        self._post_cache_delay = post_cache_delay
         self._stored_json = stored_json
         self._called_searches = called_searches  # the search functions' calls (through a pooler)
         # The cache updates of posts answered in one tick (a PostgreSQL batch's) as one script call.
@@ -138,8 +116,6 @@ class Timeline:
 
     async def post_unshielded(self, user: Identity, new: NewTweet) -> bytes:
         """post() for a caller that is never cancelled (the protocol's lean post): no task of its own."""
-        if self._slowdown.post_us:
-            _burn(self._slowdown.post_us)
         try:
             row = await self._posts.write(user.user_id, user.username, new.msg, new.tags)
         except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
@@ -149,8 +125,6 @@ class Timeline:
         body: bytes = row["body"].encode()
         if self._cache is not None and new.tags:
             updated = False
-            if self._post_cache_delay:
-                await asyncio.sleep(self._post_cache_delay)
             if self._guard.updatable():
                 try:
                     await self._update((new.tags, row["id"], body))  # tells the other workers
@@ -224,15 +198,13 @@ class Timeline:
     async def search(self, q: SearchQuery) -> tuple[bytes, str]:
         """(response body, X-Cache value)."""
         if self._cache is None:
-            if self._slowdown.bypass_us:
-                _burn(self._slowdown.bypass_us)
             return await self._search_db(q), BYPASS
         if not self._cache_usable():
             return await self._search_db(q), BYPASS
         key = (q.tag, q.page, q.page_size, q.before_id)
         local = self._local
         if local is not None:
-            body = self._local_hit(local, q)
+            body = local.get(key)
             if body is not None:
                 return body, HIT
             token = local.token(q.tag)
@@ -247,13 +219,7 @@ class Timeline:
         local = self._local
         if local is None or self._cache is None or not self._cache_usable():
             return None
-        return self._local_hit(local, q)
-
-    def _local_hit(self, local: LocalCache, q: SearchQuery) -> bytes | None:
-        body = local.get((q.tag, q.page, q.page_size, q.before_id))
-        if body is not None and self._slowdown.hit_us:
-            _burn(self._slowdown.hit_us)
-        return body
+        return local.get((q.tag, q.page, q.page_size, q.before_id))
 
     async def _search_cached(self, q: SearchQuery) -> tuple[bytes, str]:
         assert self._cache is not None
@@ -266,8 +232,6 @@ class Timeline:
             return await self._search_db(q), BYPASS
         if isinstance(page, Page):
             if page.complete:
-                if self._slowdown.hit_us:
-                    _burn(self._slowdown.hit_us)
                 return self.page_json(page.items, page.total, q), HIT
             return await self._search_db(q), MISS  # deeper than the cached window
         version = page.version
@@ -281,8 +245,6 @@ class Timeline:
         """The tag's newest tweets from PostgreSQL, stored in the cache if no post to the tag came
         after `version` was read (read here when the miss did not bring it)."""
         assert self._cache is not None
-        if self._slowdown.miss_us:
-            _burn(self._slowdown.miss_us)
         if version is None:
             try:
                 version = await self._guard(self._cache.version(tag))

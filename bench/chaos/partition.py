@@ -74,8 +74,8 @@ def partitioned(settings: Settings, env: dict[str, str]) -> Iterator[Partitioned
         forwarders = [Proxy(port, host=hosts.gateway) for port in
                       (settings.stack_redis_port, settings.stack_pg_port, replica.port(settings))]
         redis, database, standby = forwarders
-        seen = dataclasses.replace(resolved, database_url=via(resolved.database_url, hosts.gateway, database.port),
-                                   redis_url=via(resolved.redis_url, hosts.gateway, redis.port),
+        seen = resolved.replaced(database_url=via(resolved.db.database_url, hosts.gateway, database.port),
+                                   redis_url=via(resolved.cache.redis_url, hosts.gateway, redis.port),
                                    replica_database_url=via(standby_url, hosts.gateway, standby.port))
         balancer = Balancer(seen, [settings.port + 101, settings.port + 102], env=env, hosts=hosts)
         try:

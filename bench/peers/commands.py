@@ -43,9 +43,9 @@ def node_spec(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "post": tweets.POST, "search_rows": tweets.SEARCH_ROWS[True], "search_page": tweets.SEARCH_PAGE[True],
-        "fill_script": FILL, "add_script": ADD, "cache_prefix": settings.cache_prefix,
-        "cache_size": settings.cache_tag_size, "cache_ttl_ms": settings.cache_ttl_seconds * 1000,
-        "local_cache_ttl": settings.local_cache_ttl, "pool_max": settings.pool_max}))
+        "fill_script": FILL, "add_script": ADD, "cache_prefix": settings.cache.cache_prefix,
+        "cache_size": settings.cache.cache_tag_size, "cache_ttl_ms": settings.cache.cache_ttl_seconds * 1000,
+        "local_cache_ttl": settings.cache.local_cache_ttl, "pool_max": settings.pool_max}))
     return path
 
 
@@ -63,7 +63,7 @@ def command(peer: str, settings: Settings, workers: int, port: int = PORT) -> tu
         raise ValueError(f"the {peer} peer runs one process")
     # Not the service: it cannot resolve the embedded stack itself, so it is handed the URLs.
     resolved = stack.resolve(settings)
-    env = {"PORT": str(port), "DATABASE_URL": resolved.database_url, "REDIS_URL": resolved.redis_url,
+    env = {"PORT": str(port), "DATABASE_URL": resolved.db.database_url, "REDIS_URL": resolved.cache.redis_url,
            "TOKEN_SECRET": resolved.token_secret}
     if peer == "node":
         return [ensure_node(), str(NODE_DIR / "server.js")], {**env, "PEER_SPEC": str(node_spec(resolved))}

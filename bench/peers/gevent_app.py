@@ -41,8 +41,8 @@ from service.settings import load_settings  # noqa: E402
 from service.validate import SearchQuery  # noqa: E402
 
 settings = load_settings()
-CACHE_ON = settings.cache_enabled
-PREFIX = settings.cache_prefix
+CACHE_ON = settings.cache.cache_enabled
+PREFIX = settings.cache.cache_prefix
 NO_LIMIT = tweets.NO_LIMIT
 Start = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -56,8 +56,8 @@ POST, ROWS, PAGE = (psycopg_sql(s) for s in (tweets.POST, tweets.SEARCH_ROWS[Tru
 pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=4, max_size=settings.pool_max, open=True)
 # Blocking pool: a greenlet waits for a free connection rather than failing (Too many connections).
 cache = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-    os.environ["REDIS_URL"], socket_timeout=settings.redis_socket_timeout,
-    max_connections=settings.redis_max_connections, timeout=settings.db_acquire_timeout))
+    os.environ["REDIS_URL"], socket_timeout=settings.cache.redis_socket_timeout,
+    max_connections=settings.cache.redis_max_connections, timeout=settings.db.db_acquire_timeout))
 fill_script, add_script = cache.register_script(FILL), cache.register_script(ADD)
 tokens = Tokens(os.environ["TOKEN_SECRET"], settings.token_ttl_seconds, settings.token_cache_size)
 
@@ -96,10 +96,10 @@ fills: dict[str, AsyncResult] = {}
 
 def fill(tag: str, version: bytes) -> tuple[int, list[tuple[int, bytes]], bool]:
     with pool.connection() as conn:
-        rows = conn.execute(ROWS, {"p1": tag, "p2": settings.cache_tag_size, "p3": 0, "p4": NO_LIMIT}).fetchall()
+        rows = conn.execute(ROWS, {"p1": tag, "p2": settings.cache.cache_tag_size, "p3": 0, "p4": NO_LIMIT}).fetchall()
     total = rows[0][0]
     found = [(row[1], row[2].encode()) for row in rows if row[1] is not None]
-    args: list[Any] = [version, settings.cache_ttl_seconds * 1000, total]
+    args: list[Any] = [version, settings.cache.cache_ttl_seconds * 1000, total]
     for tweet_id, body in found:
         args += [tweet_id, body]
     stored = fill_script(keys=[f"{PREFIX}:t:{tag}", f"{PREFIX}:v:{tag}"], args=args)
@@ -154,7 +154,7 @@ def search(environ: dict[str, Any]) -> tuple[bytes, str]:
     if len(local) >= 50_000:  # bounded: start again rather than grow
         local.clear()
         by_tag.clear()
-    local[key] = (body, time.monotonic() + settings.local_cache_ttl)
+    local[key] = (body, time.monotonic() + settings.cache.local_cache_ttl)
     by_tag.setdefault(q.tag, set()).add(key)
     return body, state
 
@@ -168,7 +168,7 @@ def post(environ: dict[str, Any]) -> bytes:
                                                 "p4": user.username}).fetchone()  # type: ignore[misc]
     if CACHE_ON and new.tags:
         keys = [k for tag in new.tags for k in (f"{PREFIX}:t:{tag}", f"{PREFIX}:v:{tag}")]
-        add_script(keys=keys, args=[settings.cache_tag_size, settings.cache_ttl_seconds * 2000, f"{PREFIX}:inv",
+        add_script(keys=keys, args=[settings.cache.cache_tag_size, settings.cache.cache_ttl_seconds * 2000, f"{PREFIX}:inv",
                                     " ".join(new.tags), tweet_id, body, len(new.tags)])
         for tag in new.tags:
             drop(tag)

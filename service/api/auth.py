@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sanic import Request
+from typing import TYPE_CHECKING
 
 from service.security.tokens import Identity
 
+if TYPE_CHECKING:
+    from service.context import AppRequest
 
-def identify(request: Request) -> Identity:
+
+def identify(request: AppRequest) -> Identity:
     identity: Identity = request.app.ctx.tokens.identify(request.headers.get("authorization"))
     return identity

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import swagger_ui_bundle
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 from sanic.response import html
 
 from service.api.respond import reply
+
+if TYPE_CHECKING:
+    from service.context import AppRequest
 
 bp = Blueprint("docs")
 bp.static("/swagger/static", swagger_ui_bundle.swagger_ui_path, name="swagger_static")
@@ -218,10 +221,10 @@ OPENAPI: dict[str, Any] = {
 
 
 @bp.get("/openapi.json")
-async def openapi(request: Request) -> HTTPResponse:
+async def openapi(request: AppRequest) -> HTTPResponse:
     return reply(request, OPENAPI)
 
 
 @bp.get("/swagger")
-async def swagger(request: Request) -> HTTPResponse:
+async def swagger(request: AppRequest) -> HTTPResponse:
     return html(PAGE)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, HTTPResponse
 
 from service.api.respond import raw, reply
+
+if TYPE_CHECKING:
+    from service.context import AppRequest
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health")
@@ -18,7 +22,7 @@ PONG = b'{"pong":true}'  # what either codec writes for {"pong": true}, written 
 
 @bp.head("/health", name="health_head")
 @bp.get("/health")
-async def health(request: Request) -> HTTPResponse:
+async def health(request: AppRequest) -> HTTPResponse:
     ctx = request.app.ctx
     postgres = redis = "down"
     try:
@@ -47,7 +51,7 @@ async def health(request: Request) -> HTTPResponse:
 
 @bp.head("/ready", name="ready_head")
 @bp.get("/ready")
-async def ready(request: Request) -> HTTPResponse:
+async def ready(request: AppRequest) -> HTTPResponse:
     """Should a load balancer send requests here? 200 until this worker starts shutting down, 503
     during its drain (which lasts until a balancer checking here has heard it). Not tied to
     PostgreSQL: every instance shares it, so taking them all out of rotation during an outage
@@ -60,6 +64,6 @@ async def ready(request: Request) -> HTTPResponse:
 
 @bp.head("/ping", name="ping_head")
 @bp.get("/ping")
-async def ping(request: Request) -> HTTPResponse:
+async def ping(request: AppRequest) -> HTTPResponse:
     """A constant small body: the floor that other endpoints are measured against."""
     return raw(PONG)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse
+
+if TYPE_CHECKING:
+    from service.context import AppRequest
 
 JSON = "application/json"
 
@@ -13,5 +16,5 @@ def raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -
     return HTTPResponse(body, status=status, headers=headers, content_type=JSON)
 
 
-def reply(request: Request, value: Any, status: int = 200) -> HTTPResponse:
+def reply(request: AppRequest, value: Any, status: int = 200) -> HTTPResponse:
     return raw(request.app.ctx.codec.dumps(value), status)

@@ -40,21 +40,22 @@ def cache_error(exc: BaseException) -> bool:
 def create_client(settings: Settings, url: str) -> redis.Redis | redis.RedisCluster:
     from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
-    if settings.redis_cluster:  # parses with hiredis when installed (its parser is not a setting)
+    if settings.cache.redis_cluster:  # parses with hiredis when installed (its parser is not a setting)
         return redis.RedisCluster.from_url(
-            url, socket_timeout=settings.redis_socket_timeout,
-            socket_connect_timeout=settings.redis_connect_timeout,
-            retry=Retry(NoBackoff(), settings.redis_retries), max_connections=settings.redis_max_connections,
+            url, socket_timeout=settings.cache.redis_socket_timeout,
+            socket_connect_timeout=settings.cache.redis_connect_timeout,
+            retry=Retry(NoBackoff(), settings.cache.redis_retries),
+            max_connections=settings.cache.redis_max_connections,
             protocol=2)
     return redis.Redis.from_url(
         url,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_connect_timeout,
+        socket_timeout=settings.cache.redis_socket_timeout,
+        socket_connect_timeout=settings.cache.redis_connect_timeout,
         # One immediate retry: after a Redis restart the first use of each pooled connection
         # fails, and the retry reconnects instead of turning that into an error.
-        retry=Retry(NoBackoff(), settings.redis_retries),
-        max_connections=settings.redis_max_connections,
-        parser_class=_AsyncHiredisParser if settings.use_hiredis else _AsyncRESP2Parser,
+        retry=Retry(NoBackoff(), settings.cache.redis_retries),
+        max_connections=settings.cache.redis_max_connections,
+        parser_class=_AsyncHiredisParser if settings.tuning.use_hiredis else _AsyncRESP2Parser,
         protocol=2,
         health_check_interval=0,
     )
@@ -67,8 +68,8 @@ def master_clients(settings: Settings,
         await cluster.initialize()  # the current topology (a failover may have moved a master)
         password = cluster.get_connection_kwargs().get("password")
         return [redis.Redis(host=node.host, port=int(node.port), password=password,
-                            socket_timeout=settings.redis_socket_timeout,
-                            socket_connect_timeout=settings.redis_connect_timeout, protocol=2)
+                            socket_timeout=settings.cache.redis_socket_timeout,
+                            socket_connect_timeout=settings.cache.redis_connect_timeout, protocol=2)
                 for node in cluster.get_primaries()]
     return masters
 

@@ -47,13 +47,14 @@ class LocalCache:
         self.live_until = float("inf") if value else 0.0
 
     def get(self, key: PageKey) -> bytes | None:
-        if not self.active:
+        now = time.monotonic()  # once: this is every cached search's path
+        if now >= self.live_until:
             return None
         hit = self._pages.get(key)
         if hit is None:
             return None
         slots = self._slots
-        if hit[0] < time.monotonic() or (slots is not None and slots[hit[3]] != hit[2]):
+        if hit[0] < now or (slots is not None and slots[hit[3]] != hit[2]):
             self._drop(key)  # expired, or a worker has posted to the tag since it was read
             return None
         return hit[1]

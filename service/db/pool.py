@@ -16,6 +16,13 @@ from asyncpg.pool import PoolConnectionProxy
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+# The asyncpg minors the lean pool, the deadline watch and the idle sweep (which use asyncpg's
+# private names, below) were written and tested against; under another they are off.
+TESTED = ("0.32",)
+
+
+def supported(version: str = asyncpg.__version__) -> bool:
+    return ".".join(version.split(".")[:2]) in TESTED
 
 # Raised while PostgreSQL is down, restarting, refusing connections or too slow: answered 503.
 # Only connection loss and the server's own refusals: a bare OSError or asyncpg InterfaceError
@@ -70,19 +77,20 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     # client-side command_timeout alone leaves the query running). Through a transaction pooler
     # a session setting would stay on whichever server connection took it: each transaction sets
     # it instead (begin_statement).
-    session = {} if settings.db_transaction_pooler else {
-        "statement_timeout": str(int(settings.db_statement_timeout * 1000))}
+    session = {} if settings.db.db_transaction_pooler else {
+        "statement_timeout": str(int(settings.db.db_statement_timeout * 1000))}
 
     async def pool(min_size: int) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=settings.pool_max,
-            command_timeout=None if settings.use_deadline_watch else settings.db_command_timeout,
+            command_timeout=None if settings.tuning.use_deadline_watch else settings.db.db_command_timeout,
             # With the lean pool, IdleSweep closes idle connections instead of a timer per release.
-            max_inactive_connection_lifetime=0 if settings.use_lean_pool else settings.db_idle_lifetime,
+            max_inactive_connection_lifetime=(0 if settings.tuning.use_lean_pool
+                                              else settings.db.db_idle_lifetime),
             server_settings=session,
             # A pooler hands each transaction any server connection: no named statements.
-            statement_cache_size=0 if settings.db_transaction_pooler else 1024,
-            reset=None if settings.db_pool_reset else _keep_session)
+            statement_cache_size=0 if settings.db.db_transaction_pooler else 1024,
+            reset=None if settings.db.db_pool_reset else _keep_session)
 
     try:
         return await pool(settings.pool_min)
@@ -101,9 +109,9 @@ def begin_statement(settings: Settings) -> str | None:
     """What opens each use of a connection through a transaction-mode pooler (one round trip to
     open, one to commit), else None: a transaction that sets the statement timeout for itself, as
     no session setting survives a transaction there."""
-    if not settings.db_transaction_pooler:
+    if not settings.db.db_transaction_pooler:
         return None
-    return f"BEGIN; SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+    return f"BEGIN; SET LOCAL statement_timeout = {int(settings.db.db_statement_timeout * 1000)}"
 
 
 SERVER_TIMEOUT = "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'"  # milliseconds
@@ -116,20 +124,20 @@ async def opener(settings: Settings, pool: asyncpg.Pool) -> str | None:
     the same server connection without a transaction around it. Checked once (PgBouncer sets the
     same connect_query on every server connection); unknown (PostgreSQL away) means wrapped."""
     begin = begin_statement(settings)
-    if begin is None or not settings.use_pooler_bare_statements:
+    if begin is None or not settings.tuning.use_pooler_bare_statements:
         return begin
     try:
-        async with asyncio.timeout(settings.db_acquire_timeout):
+        async with asyncio.timeout(settings.db.db_acquire_timeout):
             server_ms = await pool.fetchval(SERVER_TIMEOUT)
     except Exception as exc:
         log.warning("the pooler's statement timeout could not be read (%r): each use of a connection "
                     "sets its own", exc)
         return begin
-    if 0 < server_ms <= settings.db_statement_timeout * 1000:
+    if 0 < server_ms <= settings.db.db_statement_timeout * 1000:
         return None
     log.warning("the pooler's server connections have statement_timeout = %s ms (want 1 to %d): each use "
                 "of a connection sets its own, two more round trips (set PgBouncer's connect_query, as "
-                "ops/pgbouncer.py does)", server_ms, int(settings.db_statement_timeout * 1000))
+                "ops/pgbouncer.py does)", server_ms, int(settings.db.db_statement_timeout * 1000))
     return begin
 
 

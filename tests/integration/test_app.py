@@ -9,7 +9,6 @@ worker's feed never counts as live, and every search bypasses.)"""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,8 @@ import httpx
 import pytest
 from sanic import Sanic
 
-from service.app import App, create_app
+from service.app import create_app
+from service.context import App
 from service.errors import INTERNAL_ERROR
 from service.settings import Settings, SettingsError
 from tests.conftest import unique
@@ -75,7 +75,7 @@ async def login(client: httpx.AsyncClient) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def app(resolved: Settings) -> Iterator[App]:
     Sanic.test_mode = True  # several apps of the same name in one process
-    app = create_app(dataclasses.replace(resolved, cache_prefix=unique("app"),
+    app = create_app(resolved.replaced(cache_prefix=unique("app"),
                                          shutdown_drain_seconds=0))
 
     @app.get("/test/boom")

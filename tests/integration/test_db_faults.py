@@ -4,7 +4,6 @@ broken connection handed to the next request."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import asyncpg
 import httpx
@@ -36,7 +35,7 @@ def test_a_statement_held_past_the_statement_timeout_is_a_503(
 def test_a_connection_left_mid_operation_is_closed_not_reused(settings: Settings,
                                                               urls: tuple[str, str]) -> None:
     async def scenario() -> tuple[bool, bool, int]:
-        pool = await create_pool(dataclasses.replace(settings, db_pool_min=1, db_pool_max=1), urls[0])
+        pool = await create_pool(settings.replaced(db_pool_min=1, db_pool_max=1), urls[0])
         try:
             with pytest.raises(asyncpg.exceptions.InternalClientError):
                 async with PooledConnection(pool, 1.0, None, PoolStats()) as conn:

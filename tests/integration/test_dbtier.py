@@ -114,7 +114,7 @@ def test_the_statement_timeout_holds_through_pgbouncer(
     the stack's DB_STATEMENT_TIMEOUT (connect_query), so statements go alone under it; a service
     wanting a shorter one than they carry wraps each use in a transaction that sets it. Either way
     a post held past it is a 503, and nothing is written."""
-    assert settings.db_statement_timeout == float(statement_timeout) or wrapped  # what the pooler carries
+    assert settings.db.db_statement_timeout == float(statement_timeout) or wrapped  # what the pooler carries
     srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
                        MIGRATE_DATABASE_URL=urls[0], DB_STATEMENT_TIMEOUT=statement_timeout)
     try:

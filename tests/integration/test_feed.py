@@ -43,7 +43,7 @@ async def until(check: Callable[[], Any], seconds: float = 10.0) -> float:
 async def workers(settings: Settings, n: int = 2, **changes: Any) -> AsyncIterator[list[Resources]]:
     """Each as a worker of an instance of its own (its own port, so its own shared-generations
     file): only the feed connects them, as across hosts."""
-    s = dataclasses.replace(stack.resolve(settings), cache_prefix=unique("f"), local_cache_ttl=60.0,
+    s = stack.resolve(settings).replaced(cache_prefix=unique("f"), local_cache_ttl=60.0,
                             **changes)
     opened = [await open_resources(dataclasses.replace(s, port=free_port())) for _ in range(n)]
     try:

@@ -127,7 +127,7 @@ def test_an_answer_written_before_a_body_that_may_yet_be_refused_says_close(
     answer followed by a close loses another client's request behind a balancer:
     test_framing_balancer.py). A Content-Length body within the limit is discarded and the
     connection kept, the next request answered."""
-    big = b"x" * (settings.request_max_size + 1)
+    big = b"x" * (settings.http.request_max_size + 1)
     closing = {
         "chunked": c.search(c.auth, b"Transfer-Encoding: chunked", body=b"5\r\nhello\r\n0\r\n\r\n"),
         "chunked-with-trailer": c.search(

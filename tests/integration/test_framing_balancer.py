@@ -124,7 +124,7 @@ def test_a_body_refused_after_an_early_answer_never_drops_another_clients_reques
     answer. Had the answer promised keep-alive, HAProxy would give that idle connection to another
     client's request, meet the close and drop that client's connection unanswered (hundreds of
     times in 3 s here, front on and off). It says close, so four keep-alive clients lose none."""
-    big = b"x" * (balanced[0].settings.request_max_size + 1)
+    big = b"x" * (balanced[0].settings.http.request_max_size + 1)
     attack = {
         "chunked-with-trailer": c.search(
             c.auth, b"Transfer-Encoding: chunked", body=b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n"),

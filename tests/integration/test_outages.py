@@ -129,7 +129,7 @@ def stopped_then_restarted(client: httpx.Client, auth: dict[str, str], settings:
     assert search(client, auth, cached).status_code == 200
     postgres.stop(settings)
     try:
-        time.sleep(2 * settings.feed_stale_after)  # past the notices' last heartbeat
+        time.sleep(2 * settings.cache.feed_stale_after)  # past the notices' last heartbeat
         hit = search(client, auth, cached)
         if notices:
             assert hit.status_code == 503 and hit.headers["retry-after"], (hit.status_code, hit.text)

@@ -47,8 +47,8 @@ class Net:
         base = {k: v for k, v in TEST_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         service = ServiceProcess(
             {**base, "HOST": address, "PORT": str(PORT), "WORKERS": "1", "MIGRATE_ON_START": "false",
-             "DATABASE_URL": via(s.database_url, self.hosts.gateway, self.database.port),
-             "REDIS_URL": via(s.redis_url, self.hosts.gateway, self.redis.port),
+             "DATABASE_URL": via(s.db.database_url, self.hosts.gateway, self.database.port),
+             "REDIS_URL": via(s.cache.redis_url, self.hosts.gateway, self.redis.port),
              "TOKEN_SECRET": s.token_secret, "DATA_DIR": str(self.logs / host), **env},
             self.logs / f"{host}.log", host=address, command=self.hosts.command(host, SERVICE_ONLY))
         self.services.append(service.start())

@@ -5,7 +5,6 @@ against a real pool on the test PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +31,7 @@ from tests.proxy import Proxy
 def run(settings: Settings, dsn: str, scenario: Callable[[asyncpg.Pool], Awaitable[Any]],
         size: int = 2, min_size: int = 2) -> Any:
     async def main() -> Any:
-        pool = await create_pool(dataclasses.replace(settings, db_pool_min=min_size, db_pool_max=size), dsn)
+        pool = await create_pool(settings.replaced(db_pool_min=min_size, db_pool_max=size), dsn)
         try:
             return await scenario(pool)
         finally:
@@ -168,11 +167,11 @@ def test_a_statement_the_server_never_answers_is_cut_by_the_deadline_watch(setti
     proxy = Proxy(parts.port or 5432)
     credentials = parts.netloc.rpartition("@")[0]
     dsn = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
-    quick = dataclasses.replace(settings, db_command_timeout=0.6, db_statement_timeout=0.5,
+    quick = settings.replaced(db_command_timeout=0.6, db_statement_timeout=0.5,
                                 use_deadline_watch=True)
 
     async def scenario(pool: asyncpg.Pool) -> tuple[float, BaseException | None, int]:
-        watch = Deadlines(quick.db_command_timeout)
+        watch = Deadlines(quick.db.db_command_timeout)
         job = asyncio.create_task(watch.run())
         try:
             async with PooledConnection(pool, 1.0, None, PoolStats(), lean=True, watch=watch) as conn:
@@ -202,7 +201,7 @@ def test_a_statement_the_server_never_answers_is_cut_by_the_deadline_watch(setti
 
 async def scenario_on(settings: Settings, dsn: str,
                       scenario: Callable[[asyncpg.Pool], Awaitable[Any]]) -> Any:
-    pool = await create_pool(dataclasses.replace(settings, db_pool_min=1, db_pool_max=2), dsn)
+    pool = await create_pool(settings.replaced(db_pool_min=1, db_pool_max=2), dsn)
     try:
         return await scenario(pool)
     finally:
@@ -229,14 +228,14 @@ def test_connections_idle_past_the_lifetime_are_closed_by_the_sweep(settings: Se
         await asyncio.sleep(0.05)
         return first, closed, int(pool.get_size()), sweep.sweep()
 
-    lean = dataclasses.replace(settings, use_lean_pool=True, db_idle_lifetime=0.4)
+    lean = settings.replaced(use_lean_pool=True, db_idle_lifetime=0.4)
     first, closed, size, later = run(lean, urls[0], scenario, size=3, min_size=1)
     assert (first, closed, size, later) == (0, 2, 1, 0)
 
 
 def test_a_worker_sweeps_its_idle_connections(resolved: Settings) -> None:
     async def scenario() -> tuple[int, int]:
-        w = await open_resources(dataclasses.replace(resolved, db_idle_lifetime=0.3, db_pool_min=1))
+        w = await open_resources(resolved.replaced(db_idle_lifetime=0.3, db_pool_min=1))
         try:
             held = [await w.pool.acquire() for _ in range(3)]
             for conn in held:

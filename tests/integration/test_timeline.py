@@ -4,7 +4,6 @@ shielded post, the repair after an outage, and serving from a fill."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +40,7 @@ async def one_cached_tweet(w: Any) -> tuple[Identity, str, SearchQuery]:
 def test_a_post_whose_client_hangs_up_still_updates_the_cache(resolved: Settings) -> None:
     """The cache update runs after the commit even when the request is cancelled meanwhile."""
     async def scenario() -> tuple[int, int]:
-        s = dataclasses.replace(resolved, cache_prefix=unique("tl"), fault_post_cache_delay_ms=300)
+        s = resolved.replaced(cache_prefix=unique("tl"), fault_post_cache_delay_ms=300)
         w = await open_resources(s)
         try:
             u = await user(w.pool)
@@ -49,7 +48,7 @@ def test_a_post_whose_client_hangs_up_still_updates_the_cache(resolved: Settings
             await w.timeline.post(u, NewTweet(f"one #{tag}", [tag]))
             await w.timeline.search(search_query({"tag": tag}))  # fills the entry
             assert w.redis is not None
-            key = f"{s.cache_prefix}:t:{tag}"
+            key = f"{s.cache.cache_prefix}:t:{tag}"
             before = await w.redis.zcard(key)
             task = asyncio.ensure_future(w.timeline.post(u, NewTweet(f"two #{tag}", [tag])))
             count = "SELECT count(*) FROM tweet_tags WHERE tag = $1"
@@ -72,7 +71,7 @@ def test_repair_invalidates_every_tag_posted_to_since(resolved: Settings) -> Non
     """mark_dirty(since): the cache is bypassed until the tags posted to since then have been
     invalidated; then it is used again, and the entries hold the database's truth."""
     async def scenario() -> tuple[str, str, bool, int]:
-        s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
+        s = resolved.replaced(cache_prefix=unique("tl"))
         w = await open_resources(s)
         try:
             u, tag, q = await one_cached_tweet(w)
@@ -99,7 +98,7 @@ def test_a_failure_during_the_repair_is_repaired_too(resolved: Settings, monkeyp
     be left out: the repair is done only when no failure came while it worked, whatever its time
     (mark_dirty keeps the earliest time, so a later one does not change it)."""
     async def scenario() -> tuple[str, int]:
-        s = dataclasses.replace(resolved, cache_prefix=unique("tl"))
+        s = resolved.replaced(cache_prefix=unique("tl"))
         w = await open_resources(s)
         try:
             u, tag, q = await one_cached_tweet(w)  # the entry holds one tweet
@@ -131,7 +130,7 @@ def test_no_repair_outlives_a_closed_timeline(resolved: Settings) -> None:
     """A feed loss reported while a worker closes must not start a repair against the closed pool
     (seen once retrying forever: 'cache repair postponed: pool is closed')."""
     async def scenario() -> list[str]:
-        w = await open_resources(dataclasses.replace(resolved, cache_prefix=unique("tl")))
+        w = await open_resources(resolved.replaced(cache_prefix=unique("tl")))
         await close_resources(w)
         w.timeline.mark_dirty(datetime.now(UTC))  # as the feed's on_lost during shutdown
         await asyncio.sleep(0.2)
@@ -145,7 +144,7 @@ def test_a_page_past_the_cached_window_goes_to_postgres_alone(resolved: Settings
     """An offset at or past CACHE_TAG_SIZE cannot be in a tag's entry: the page comes from
     PostgreSQL, right, without a Redis read or a fill; a page within the window still fills it."""
     async def scenario() -> tuple[list[int], list[int], int, int]:
-        s = dataclasses.replace(resolved, cache_prefix=unique("tl"), cache_tag_size=3, local_cache_ttl=0)
+        s = resolved.replaced(cache_prefix=unique("tl"), cache_tag_size=3, local_cache_ttl=0)
         w = await open_resources(s)
         try:
             u = await user(w.pool)
@@ -153,7 +152,7 @@ def test_a_page_past_the_cached_window_goes_to_postgres_alone(resolved: Settings
             posted = [await w.timeline.post(u, NewTweet(f"t{i} #{tag}", [tag])) for i in range(5)]
             ids = [ORJSON.loads(body)["id"] for body in posted]
             assert w.redis is not None
-            key = f"{s.cache_prefix}:t:{tag}"
+            key = f"{s.cache.cache_prefix}:t:{tag}"
             await w.redis.delete(key)
             deep, state = await w.timeline.search(search_query({"tag": tag, "page": "2", "page_size": "3"}))
             after_deep = await w.redis.exists(key)

@@ -72,3 +72,30 @@ def test_a_module_of_ours_is_not_reached_into_for_its_private_names() -> None:
 def test_the_image_carries_the_application_only() -> None:
     copied = re.findall(r"^COPY (.+?) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
     assert copied == ["requirements.txt constraints.txt", "service", "sql"]
+
+
+# What Sanic keeps to itself (its HttpProtocol and Http), read or written by the front.
+# (_task, _time and _send are Sanic's too, but also other classes' own: the imports of Sanic's
+# protocol and stream modules catch those.)
+SANIC_PRIVATE = re.compile(r"\.(_http|recv_buffer|_data_received|_can_write|_safe_int|response_func|"
+                           r"init_for_request|http1_response_header)\b|\bStage\b|sanic\.(http|server)\b")
+
+
+def test_sanics_private_names_appear_in_one_module() -> None:
+    """service/http/sanic_side.py, which declares the versions it was written against."""
+    found = {str(path.relative_to(ROOT)) for path in modules("service")
+             if SANIC_PRIVATE.search(path.read_text())}
+    assert found == {"service/http/sanic_side.py"}
+
+
+def test_every_response_head_is_written_by_one_function() -> None:
+    """service/http/writer.py's head(): no status line nor Sanic's formatter anywhere else in service/."""
+    heads = re.compile(r"HTTP/1\.[01] [1-5]\d\d|format_http1_response|STATUS_CODES")
+    found = {str(path.relative_to(ROOT)) for path in modules("service") if heads.search(path.read_text())}
+    assert found == {"service/http/writer.py"}
+
+
+def test_no_untyped_worker_context() -> None:
+    """app.ctx is service/context.py's WorkerContext: no SimpleNamespace and no `ctx: Any` in service/."""
+    loose = re.compile(r"SimpleNamespace|ctx: Any")
+    assert [str(p.relative_to(ROOT)) for p in modules("service") if loose.search(p.read_text())] == []

@@ -1,5 +1,7 @@
-"""A whole response's head written by the protocol's Http (service/connections.py, plain_head) is
-byte for byte the head Sanic formats, and whatever Sanic would have to clean is left to Sanic."""
+"""Every response head the service writes comes from service/http/writer.py's `head`, byte for byte
+the head Sanic formats for the same response finished by the service (its own headers, then
+X-Request-ID, content-length, connection and content-type); whatever Sanic would have to clean is
+left to Sanic."""
 
 from __future__ import annotations
 
@@ -9,15 +11,16 @@ import pytest
 from sanic.headers import format_http1_response
 from sanic.response import HTTPResponse
 
-from service.connections import plain_head
+from ops.balancer import ERRORS, error_page
+from service.http.writer import BUSY_BODY, Responses, fields_of, head
 
 PLAIN = [
-    (200, {}, "application/json"),
-    (201, {"X-Request-ID": "abc-1", "content-length": 17, "connection": "keep-alive"}, "application/json"),
-    (404, {"X-Request-ID": "9f-2", "content-type": "text/plain; charset=utf-8", "content-length": 3}, None),
-    (503, {"Retry-After": "1", "X-Request-ID": "r", "connection": "close"}, "application/json"),
+    (200, {"X-Cache": "HIT"}, "application/json"),
+    (201, {}, "application/json"),
+    (404, {"content-type": "text/plain; charset=utf-8"}, None),
+    (503, {"Retry-After": "1", "WWW-Authenticate": 'Bearer realm="x"'}, "application/json"),
     (413, {"x-empty": ""}, "application/json"),
-    (200, {"content-length": 0}, None),
+    (299, {"X-Number": 5}, "text/html; charset=utf-8"),
 ]
 UNSAFE = [
     {"X-Injected": "a\r\nSet-Cookie: x=1"},
@@ -25,21 +28,42 @@ UNSAFE = [
     {"X-Nul": "a\x00b"},
     {"X-Bad\r\nName": "v"},
     {"X-Text": "café"},
+    {"X-Request-ID": "set-by-a-handler"},
+    {"Content-Length": "3"},
+    {"connection": "close"},
 ]
 
 
-def sanic_head(status: int, headers: dict[str, Any], content_type: str | None) -> bytes:
-    res = HTTPResponse(b"", status=status, headers=dict(headers), content_type=content_type)
+def sanic_head(status: int, headers: dict[str, Any], content_type: str | None, rid: str, length: int,
+               keep_alive: bool) -> bytes:
+    finished = {**headers, "X-Request-ID": rid, "content-length": length,
+                "connection": "keep-alive" if keep_alive else "close"}
+    res = HTTPResponse(b"", status=status, headers=finished, content_type=content_type)
     return format_http1_response(status, res.processed_headers)
 
 
 @pytest.mark.parametrize(("status", "headers", "content_type"), PLAIN)
-def test_the_same_bytes_as_sanic(status: int, headers: dict[str, Any], content_type: str | None) -> None:
-    ours = HTTPResponse(b"", status=status, headers=dict(headers), content_type=content_type)
-    assert plain_head(status, ours.headers, ours.content_type) == sanic_head(status, headers, content_type)
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_the_same_bytes_as_sanic(status: int, headers: dict[str, Any], content_type: str | None,
+                                 keep_alive: bool) -> None:
+    fields = fields_of(headers)
+    assert fields is not None
+    ours = head(status, fields, "abc-1", 17, keep_alive, None if "content-type" in headers else content_type)
+    assert ours == sanic_head(status, headers, content_type, "abc-1", 17, keep_alive)
 
 
 @pytest.mark.parametrize("headers", UNSAFE, ids=lambda h: repr(h)[:30])
 def test_anything_sanic_must_clean_is_left_to_it(headers: dict[str, Any]) -> None:
-    res = HTTPResponse(b"", status=200, headers=dict(headers), content_type="application/json")
-    assert plain_head(200, res.headers, res.content_type) is None
+    assert fields_of(headers) is None
+
+
+def test_the_busy_answer_and_the_balancers_pages_come_from_the_same_writer() -> None:
+    busy = Responses(None, "p").busy()
+    assert busy.startswith(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nX-Request-ID: p-1\r\n")
+    assert busy.endswith(b"connection: close\r\ncontent-type: application/json\r\n\r\n" + BUSY_BODY)
+    for status in ERRORS:
+        page = error_page(status)
+        line, _, rest = page.partition(b"\r\n")
+        body = rest.partition(b"\r\n\r\n")[2]
+        assert line == format_http1_response(status, [])[:-4]
+        assert b"content-length: %d\r\nconnection: close\r\n" % len(body) in page

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ROOT, Settings, SettingsError, cpu_count
+from service.settings import ROOT, Settings, SettingsError, cpu_count, setting_names
 
 
 def test_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.port, s.workers, s.use_orjson, s.access_log) == (2080, cpu_count(), True, False)
+    assert (s.port, s.workers, s.tuning.use_orjson, s.http.access_log) == (2080, cpu_count(), True, False)
 
 
 @pytest.mark.parametrize("env, name", [
@@ -26,7 +26,7 @@ def test_workers_auto_is_one_per_usable_cpu() -> None:
     assert Settings.from_env({"WORKERS": "auto"}).workers == cpu_count() >= 1
     assert Settings.from_env({"WORKERS": "AUTO"}).workers == cpu_count()
     s = Settings.from_env({"WORKERS": "auto"})
-    assert s.pool_max * s.workers <= s.db_connection_budget  # the budget divided among them
+    assert s.pool_max * s.workers <= s.db.db_connection_budget  # the budget divided among them
     with pytest.raises(SettingsError):
         Settings.from_env({"WORKERS": "many"})
 
@@ -34,7 +34,7 @@ def test_workers_auto_is_one_per_usable_cpu() -> None:
 @pytest.mark.parametrize("workers", [1, 2, 4, 12, 80])
 def test_pools_stay_within_budget(workers: int) -> None:
     s = Settings.from_env({"WORKERS": str(workers)})
-    assert s.pool_max * workers <= s.db_connection_budget < 100
+    assert s.pool_max * workers <= s.db.db_connection_budget < 100
 
 
 @pytest.mark.parametrize("secret", ["", "secret", "changeme", "short-but-random-1234"])
@@ -57,8 +57,19 @@ def test_development_secret_generated_once(tmp_path: Path) -> None:
 
 def test_env_template_lists_every_setting() -> None:
     names = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.tpl").read_text(), re.M))
-    fields = {f.upper() for f in Settings.__dataclass_fields__}
-    assert names == fields
+    assert names == set(setting_names())
+    assert len(setting_names()) == len(set(setting_names())) == 80  # each variable in one place
+
+
+def test_settings_are_grouped_and_changed_by_name_wherever_they_live() -> None:
+    s = Settings.from_env({"DB_POOL_MAX": "7", "CACHE_PREFIX": "p", "REQUEST_TIMEOUT": "3",
+                           "USE_FAST_HITS": "0", "SLOWDOWN_HIT_US": "5", "PORT": "2999", "WORKERS": "2"})
+    assert (s.db.db_pool_max, s.cache.cache_prefix, s.http.request_timeout, s.tuning.use_fast_hits,
+            s.hooks.slowdown_hit_us, s.port) == (7, "p", 3.0, False, 5, 2999)
+    changed = s.replaced(db_pool_max=3, use_fast_hits=True, port=3000)
+    assert (changed.db.db_pool_max, changed.tuning.use_fast_hits, changed.port) == (3, True, 3000)
+    assert changed.cache is s.cache and changed.replaced(db_pool_max=7, use_fast_hits=False, port=2999) == s
+    assert s.get("cache_prefix") == "p" and s.get("workers") == 2
 
 
 def test_migrations_never_run_through_a_transaction_pooler() -> None:
@@ -67,7 +78,7 @@ def test_migrations_never_run_through_a_transaction_pooler() -> None:
     with pytest.raises(SettingsError, match="MIGRATE_DATABASE_URL"):
         Settings.from_env({"DB_TRANSACTION_POOLER": "true"})
     pooled = {"DB_TRANSACTION_POOLER": "true", "DATABASE_NOTICES": "false"}
-    assert Settings.from_env({**pooled, "MIGRATE_ON_START": "false"}).db_transaction_pooler
+    assert Settings.from_env({**pooled, "MIGRATE_ON_START": "false"}).db.db_transaction_pooler
     direct = "postgresql://u:p@127.0.0.1:5432/simple_twitter"
     assert Settings.from_env({**pooled, "MIGRATE_DATABASE_URL": direct}).migrate_on_start
 
