@@ -73,6 +73,17 @@ def commit() -> str:
     return sha + (" (with uncommitted changes)" if dirty else "")
 
 
+def changed_since(commit: str | None) -> str | None:
+    """The last commit that changed service/ after `commit` (a short sha, marked or not), if any;
+    None also when `commit` is not in this history."""
+    sha = (commit or "").split()[0] if commit else ""
+    if not sha:
+        return None
+    out = subprocess.run(["git", "log", "-1", "--format=%h", f"{sha}..HEAD", "--", "service"], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def facts(database_url: str, redis_url: str, **extra: Any) -> dict[str, Any]:
     """Everything a reader needs to know about where and how a run was measured."""
     return {"machine": machine(), "versions": versions(database_url, redis_url), "commit": commit(), **extra}

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import redis
 
+from bench.facts import commit
 from bench.harness import Server, bench_settings, log, prepare_stack, write_json
 from bench.paths import PLOTS, RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
@@ -64,6 +65,7 @@ def slope_per_10min(ts: list[float], ys: list[float]) -> float:
 
 
 def run(minutes: float, users: int, warmup: float) -> dict[str, Any]:
+    measured = commit()  # before anything else: the code the servers start with
     prepare_stack()
     settings = bench_settings()
     pg_port, redis_port = settings.stack_pg_port, settings.stack_redis_port
@@ -114,7 +116,7 @@ def run(minutes: float, users: int, warmup: float) -> dict[str, Any]:
                      "slope_per_10min": slope_per_10min([t for t, _ in redis_points], [m for _, m in redis_points])},
         "series": [{"t": s["t"], "redis_mb": s["redis_mb"],
                     "rss_mb": {str(pid): w["rss_mb"] for pid, w in s["workers"].items()}} for s in samples],
-        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": measured,
     }
 
 

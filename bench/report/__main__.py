@@ -12,18 +12,25 @@ from bench.report.results import Results, load
 from service.settings import ROOT
 
 
+def http_run(r: Results, lines: list[str]) -> list[str]:
+    """Sections of make bench's own run, each heading saying where it was measured if not the
+    current service (every one of them is the run's: its commit is the run's)."""
+    return [runs.titled(line, r.http) if line.startswith("## ") else line for line in lines]
+
+
 def render(r: Results, plot_dir: str) -> list[str]:
     """RESULTS.md's sections in order, each from what its run recorded (absent runs left out)."""
-    out = [*sections.header(r), "", *sections.method(r), "", *sections.targets(r), "", *sections.ceiling(r),
-           "", *sections.cpu(r)]
+    out = [*sections.header(r), "", *http_run(r, [*sections.method(r), "", *sections.targets(r), "",
+                                                  *sections.ceiling(r), "", *sections.cpu(r)])]
     if r.profile is not None:
         out += ["", *runs.profile_section(r.profile)]
-    out += ["", *sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)]
+    out += ["", *http_run(r, [*sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)])]
     if r.http["workers"]:
-        out += ["", *sections.worker_counts(r, plot_dir)]
+        out += ["", *http_run(r, sections.worker_counts(r, plot_dir))]
     if r.http["ablation"]:
-        out += ["", *sections.ablation(r, plot_dir)]
-    out += ["", *sections.constant_rate(r, plot_dir), "", *sections.visibility(r), "", *sections.micro(r)]
+        out += ["", *http_run(r, sections.ablation(r, plot_dir))]
+    out += ["", *http_run(r, [*sections.constant_rate(r, plot_dir), "", *sections.visibility(r), "",
+                              *sections.micro(r)])]
     if r.soak is not None:
         out += ["", *runs.soak_section(r.soak)]
     if r.instances is not None:

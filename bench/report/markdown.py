@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 def f0(x: float) -> str:
@@ -19,12 +22,32 @@ def table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def heading(title: str, commit: str | None, changed_in: str | None) -> str:
+    """A section's heading, saying where what it shows was measured: not recorded, or at a commit
+    that service/ has changed since (`changed_in`: the last commit that changed it)."""
+    if not commit:
+        return f"{title} (commit not recorded)"
+    if changed_in:
+        return f"{title} (measured at {commit}; service/ changed since, last in {changed_in})"
+    return title
+
+
+def commit_of(result: Mapping[str, Any]) -> str | None:
+    """The commit a run's results were measured at, wherever the run recorded it."""
+    for where in (result, result.get("facts") or {}, result.get("settings") or {}):
+        if isinstance(where, Mapping) and where.get("commit"):
+            return str(where["commit"])
+    return None
+
+
 def replace_section(text: str, title: str, section: str) -> str:
-    """text with the section headed by title (up to the next '## ' heading) replaced, or appended."""
-    start = text.find(title + "\n")
-    if start < 0:
+    """text with the section headed by title (up to the next '## ' heading) replaced, or appended;
+    the heading found with or without what heading() adds in parentheses."""
+    found = re.search(rf"^{re.escape(title)}(?: \([^\n]*\))?\n", text, re.M)
+    if found is None:
         return text.rstrip("\n") + "\n\n" + section
-    end = text.find("\n## ", start + len(title))
+    start = found.start()
+    end = text.find("\n## ", found.end() - 1)
     return text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
 
 

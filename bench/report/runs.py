@@ -6,15 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.facts import changed_since
 from bench.paths import RESULTS_MD, SCALING_MD
-from bench.report.markdown import f0, f2, publish_section, table
+from bench.report.markdown import commit_of, f0, f2, heading, publish_section, table
 from bench.report.plots import SCALE_PATHS
 from bench.report.verdicts import MET, MISSED, Projection, project, relative_change
 
 
+def titled(title: str, result: dict[str, Any]) -> str:
+    """A section's heading, saying where its run was measured when that is not the current
+    service (markdown.heading)."""
+    commit = commit_of(result)
+    return heading(title, commit, changed_since(commit))
+
+
 def profile_section(profiles: dict[str, Any]) -> list[str]:
     parts = list(dict.fromkeys(name for p in profiles.values() for name in p["parts"]))
-    out = ["## Where the server's CPU goes (py-spy)", "",
+    out = [titled("## Where the server's CPU goes (py-spy)", profiles), "",
            "py-spy sampled the one server worker at 250 Hz while wrk loaded one path (bench/profile.py; "
            "a fresh server per path, pinned as above, bypass with the cache off). Shares of the samples "
            "in which the worker was running, by the part of the code the innermost Python frame belongs "
@@ -41,7 +49,7 @@ DETECTION_TITLE = "## CI performance regression check"
 
 def detection_section(detection: dict[str, Any] | None, injected: dict[str, Any] | None = None) -> list[str]:
     """RESULTS.md's section on the CI check, from bench/results/detection.json (bench/detect.py)."""
-    out = [DETECTION_TITLE, ""]
+    out = [titled(DETECTION_TITLE, detection or {}), ""]
     if not detection or "paths" not in detection:
         return [*out, "Not measured yet: run `make bench-detect`."]
     settings = detection["settings"]
@@ -136,7 +144,7 @@ def chaos_section(result: dict[str, Any]) -> list[str]:
     tier = s.get("tier", "single")
     against, source, flag = TIERS[tier]
     lines = [
-        CHAOS_POOLED_TITLE if tier == "pooled" else CHAOS_TITLE, "",
+        titled(CHAOS_POOLED_TITLE if tier == "pooled" else CHAOS_TITLE, result), "",
         f"`make chaos` on {s['measured_at']} (commit {s['commit']}): {s['writers']} writers and "
         f"{s['readers']} readers against {against}, {s['tags']} shared tags; each fault "
         f"lasts {s['fault_s']:g} s, then {s['steady_s']:g} s of steady load. A write is *acknowledged* "
@@ -208,7 +216,7 @@ def partition_section(result: dict[str, Any]) -> list[str]:
                     f"{a['status_503']} | {'' if a['recover_s'] is None else a['recover_s']} | "
                     f"{'' if back is None else back} | {b['stale_reads']} of {b['reads']} |")
     return [
-        CHAOS_PARTITION_TITLE, "",
+        titled(CHAOS_PARTITION_TITLE, result), "",
         f"`make chaos` on {s['measured_at']} (commit {s['commit']}): two instances of one worker each, "
         "each on a test host of its own (network namespaces on a bridge, ops/hosts.py), behind HAProxy; "
         "PostgreSQL, its streaming replica (searches) and Redis reached through forwarders on the bridge. "
@@ -246,8 +254,8 @@ def soak_section(result: dict[str, Any]) -> list[str]:
             for k in ("rss_mb", "fds", "pg_conns", "redis_conns")])
     r = result["redis_mb"]
     return [
-        SOAK_TITLE, "",
-        f"`make soak` on {result['measured_at']}: Locust MixedUser, {result['users']} users, "
+        titled(SOAK_TITLE, result), "",
+        f"`make soak` on {result['measured_at']} at commit {commit_of(result) or '(not recorded)'}: Locust MixedUser, {result['users']} users, "
         f"{result['minutes']:g} minutes against 2 workers (bench stack), sampled every {result['sample_s']} s; "
         f"growth is measured from the end of a {result['warmup_s']:.0f} s warm-up to the end of the run. "
         f"{result['requests']:,} requests at {result['rps']:.0f} req/s, {result['failures']} failures, "
@@ -272,7 +280,7 @@ def cpu_cell(us: dict[str, float]) -> str:
 def instances_section(result: dict[str, Any]) -> list[str]:
     """RESULTS.md's section from bench/results/instances.json (bench/instances.py)."""
     rows, paths, plan = result["rows"], result["paths"], result["plan"]
-    out = [INSTANCES_TITLE, "",
+    out = [titled(INSTANCES_TITLE, result), "",
            f"`make bench-instances` (bench/instances.py, commit {result['facts']['commit']}, "
            f"{result['versions']['haproxy']}; {result['versions']['pgbouncer']}): the bench data and paths "
            f"as above, {plan['rounds']} rounds of {plan['seconds']} s per path, medians. Every row shares both "
@@ -414,7 +422,7 @@ def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
     """RESULTS.md's section from bench/results/scale.json (bench/scale.py, make bench-scale)."""
     runs = result["sizes"]
     paths = [p for p in SCALE_PATHS if p in runs[0]["paths"]]
-    out = [SCALE_TITLE, "",
+    out = [titled(SCALE_TITLE, result), "",
            f"`make bench-scale` (bench/scale.py, commit {result['facts']['commit']}): the bench data at "
            "growing numbers of tweets, each path measured as above (1 worker, pinned, "
            f"{result['plan']['rounds']} rounds of {result['plan']['seconds']} s, medians), within a "

@@ -5,7 +5,7 @@ waiting behind it). A request no entry takes, or one whose entry declines it (a 
 must see, an unknown token, an invalid query or body, a page not cached where no coroutine is
 on), is Sanic's: the framework's routes (service/api) answer it, errors included.
 
-The paths are the ones the Sanic routes are declared with (service/api/tweets.py)."""
+The paths are declared once, for these routes and the Sanic ones (service/api/paths.py)."""
 
 from __future__ import annotations
 

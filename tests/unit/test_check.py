@@ -1,4 +1,7 @@
+import subprocess
+
 from bench.check import THRESHOLDS, failure_message, judge
+from service.settings import ROOT
 
 
 def rounds(base: list[float], ratio: list[float]) -> dict[str, list[float]]:
@@ -46,3 +49,26 @@ def test_results_section_is_replaced_in_place_or_appended() -> None:
     assert replace_section("# R\n\n## CI check\n\nold\n", "## CI check", "## CI check\n\nnew\n") == \
         "# R\n\n## CI check\n\nnew\n"
     assert replace_section("# R\n", "## CI check", "## CI check\n\nnew\n") == "# R\n\n## CI check\n\nnew\n"
+    stale = "# R\n\n## Soak (measured at abc; service/ changed since, last in def)\n\nold\n\n## Z\n"
+    assert replace_section(stale, "## Soak", "## Soak\n\nnew\n") == "# R\n\n## Soak\n\nnew\n\n## Z\n"
+    assert replace_section("## Soaked\n\nx\n", "## Soak", "## Soak\n") == "## Soaked\n\nx\n\n## Soak\n"
+
+
+def test_a_heading_says_when_its_section_was_measured_before_the_service_changed() -> None:
+    from bench.facts import changed_since
+    from bench.report.markdown import commit_of, heading
+
+    assert heading("## Soak", "abc1234", None) == "## Soak"
+    assert heading("## Soak", None, None) == "## Soak (commit not recorded)"
+    assert heading("## Soak", "abc1234", "def5678") == \
+        "## Soak (measured at abc1234; service/ changed since, last in def5678)"
+    assert commit_of({"facts": {"commit": "a1"}}) == "a1"
+    assert commit_of({"settings": {"commit": "b2"}}) == "b2"
+    assert commit_of({"commit": "c3"}) == "c3" and commit_of({}) is None
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()[0]
+    last = subprocess.run(["git", "log", "-1", "--format=%h", "--", "service"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert changed_since(first[:7]) == last  # the first commit: service/ changed since, last in its last
+    assert changed_since(last) is None and changed_since(f"{last} (with uncommitted changes)") is None
+    assert changed_since(None) is None and changed_since("0000000") is None  # not in this history
