@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from ops import redis_cluster
+from ops import redis_cluster, redis_server
 from service.cache.tags import TagCache
 from service.settings import Settings
 from tests.conftest import Server, register_and_login, start_server, tag_ids, unique, wait_until, worker_of
@@ -75,6 +75,48 @@ def test_a_post_to_tags_on_every_master_is_in_every_workers_next_search(cluster_
     assert seen["HIT"] > 0  # answered from the cluster, not around it
 
 
+def restart_under_load(settings: Settings, service: Server, victim: int, acknowledged: list[tuple[int, str]],
+                       states: Counter[str], statuses: Counter[int]) -> tuple[float, int]:
+    """Kill the victim master under the writers' load and start it again; wait until the cache
+    serves again. (seconds until every node said cluster_state:ok, HITs before the restart)"""
+    wait_until(lambda: len(acknowledged) >= 30 and states["HIT"] > 0, what="posts and cached searches")
+    pid = redis_cluster.node_pid(settings, victim)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1.0)
+    redis_cluster.node_start(settings, victim)  # back empty, with its slots and no scripts
+    # Until the cluster has taken the master back it answers CLUSTERDOWN to keys: posts' cache
+    # updates fail and every worker rightly bypasses the cache. From then on it must serve again.
+    rejoined = redis_cluster.wait_ok(settings, seconds=60)
+    states_before = states["HIT"]
+    try:
+        wait_until(lambda: states["HIT"] > states_before + 20, what="HITs again after the restart")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {cluster_story(settings, service)}; statuses {dict(statuses)}, X-Cache "
+                             f"{dict(states)}, cluster_state:ok {rejoined:.1f} s after the restart") from None
+    wait_until(lambda: len(acknowledged) >= 150, what="posts after the restart")
+    return rejoined, states_before
+
+
+def cluster_story(settings: Settings, service: Server) -> str:
+    """What each node says of the cluster now, and how the service's cache updates failed."""
+    password = redis_server.password_file(settings).read_text().strip()
+    nodes = []
+    for port in redis_cluster.ports(settings):
+        node = redis.Redis(port=port, password=password)
+        try:
+            info = node.cluster("INFO")
+            nodes.append(f"{port}: {info.get('cluster_state')} slots_ok {info.get('cluster_slots_ok')} "
+                         f"pfail {info.get('cluster_slots_pfail')} fail {info.get('cluster_slots_fail')}")
+        except redis.RedisError as exc:
+            nodes.append(f"{port}: {exc!r}")
+        finally:
+            node.close()
+    failures = Counter(line.rsplit(":", 1)[-1].strip() for line in service.log_path.read_text().splitlines()
+                       if "cache update failed" in line)
+    return f"nodes [{'; '.join(nodes)}], cache updates failed {dict(failures)}"
+
+
 def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
         settings: Settings, cluster_url: str, service: Server) -> None:
     owners = master_of(cluster_url)
@@ -115,21 +157,13 @@ def test_a_master_restarted_under_load_loses_nothing_and_serves_nothing_stale(
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    wait_until(lambda: len(acknowledged) >= 30 and states["HIT"] > 0, what="posts and cached searches")
-    pid = redis_cluster.node_pid(settings, victim)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(1.0)
-    redis_cluster.node_start(settings, victim)  # back empty, with its slots and no scripts
-    # Until the cluster has taken the master back it answers CLUSTERDOWN to keys: posts' cache
-    # updates fail and every worker rightly bypasses the cache. From then on it must serve again.
-    rejoined = redis_cluster.wait_ok(settings, seconds=60)
-    states_before = states["HIT"]
-    wait_until(lambda: states["HIT"] > states_before + 20, what="HITs again after the restart")
-    wait_until(lambda: len(acknowledged) >= 150, what="posts after the restart")
-    done.set()
-    for t in threads:
-        t.join()
+    try:  # the writers stop whatever happens: left running, they fail again at the service's stop
+        rejoined, states_before = restart_under_load(settings, service, victim, acknowledged, states,
+                                                     statuses)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
     print(f"statuses {dict(statuses)}, X-Cache {dict(states)}, HITs before the restart {states_before}, "
           f"cluster_state:ok {rejoined:.1f} s after the restart")
     assert not stale, stale[:5]
