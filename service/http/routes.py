@@ -39,7 +39,6 @@ Asked = tuple[T | None, str, str | None, int]
 class Route(Generic[T]):
     method: str
     path: str
-    label: str  # the route as /metrics counts it (Sanic's pattern for the same route)
     read: Callable[[bytes], Asked[T] | None]  # a head (request line and headers) -> what it asks, or None
     body: Callable[[bytes], T | None] | None  # a whole body -> the argument, or None (Sanic's)
     page: Callable[[T], bytes | None] | None  # the answer from memory, or None
@@ -47,11 +46,15 @@ class Route(Generic[T]):
     task: Callable[[T, Identity], Coroutine[Any, Any, Any]] | None
     answer: Callable[[Any], Answer]
     shielded: bool  # the task runs to its end if the client goes (a post: committed, it must reach the cache)
-    line: bytes = b""  # how its request lines begin (set from method and path)
+    # Derived from method and path: how its request lines begin, and the route as /metrics counts
+    # it (Sanic's pattern for the same path, without the leading slash).
+    line: bytes = b""
+    label: str = ""
 
     def __post_init__(self) -> None:
         line = f"{self.method} {self.path}{' ' if self.body is not None else '?'}".encode("ascii")
         object.__setattr__(self, "line", line)
+        object.__setattr__(self, "label", self.path.lstrip("/"))
 
 
 class Searches:
@@ -155,8 +158,6 @@ class Table(Memo[bytes, Decision]):
         return decided
 
 
-SEARCH_ROUTE, POST_ROUTE = "api/v1/search-tweets", "api/v1/tweet"  # Sanic's patterns, as /metrics counts
-
 
 def front_routes(timeline: Timeline, loads: Callable[[bytes], Any], pages: bool, searches: bool,
                  posts: bool) -> Table:
@@ -165,13 +166,13 @@ def front_routes(timeline: Timeline, loads: Callable[[bytes], Any], pages: bool,
     table: list[Route[Any]] = []
     if pages or searches:
         s = Searches(timeline)
-        search: Route[SearchQuery] = Route("GET", SEARCH_PATH, SEARCH_ROUTE, s.read, None,
+        search: Route[SearchQuery] = Route("GET", SEARCH_PATH, s.read, None,
                                            timeline.cached_page if pages else None,
                                            s.search if searches else None, s.answer, False)
         table.append(search)
     if posts:
         p = Posts(timeline, loads)
-        post: Route[NewTweet] = Route("POST", POST_PATH, POST_ROUTE, p.read, p.body, None, p.post, p.answer,
+        post: Route[NewTweet] = Route("POST", POST_PATH, p.read, p.body, None, p.post, p.answer,
                                       True)
         table.append(post)
     return Table(tuple(table))
