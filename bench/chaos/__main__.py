@@ -80,7 +80,7 @@ def experiment(settings: Settings, service: ServiceProcess, proxy: Proxy, args: 
 
     async def run() -> None:
         faults = Faults(settings, service, proxy, args.fault)
-        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop, load.loading),
+        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load),
                              load.run())
 
     asyncio.run(run())

@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from bench.chaos.load import Phase
+from bench.chaos.load import Load, Phase
 from bench.harness import children_connected_to
 from ops import postgres, redis_server, replica
 from ops.process import ServiceProcess
@@ -25,6 +25,8 @@ POOLED_FAULTS = ["pg-kill", "replica-kill", "redis-kill"]
 CUTS = {"worker-kill", "sigterm", "lb-cut"}
 # Faults that take PostgreSQL away: a 503 is expected there, from the fault until shortly after.
 DATABASE_DOWN = {"pg-kill", "pg-cut"}
+# The longest a steady period is drawn out waiting for a phase's MIN_SUCCESSES.
+STEADY_LIMIT_S = 30.0
 
 
 def log(msg: str) -> None:
@@ -97,14 +99,23 @@ class Faults:
         await asyncio.to_thread(self.service.start, append_log=True)
 
 
-async def schedule(faults: Faults, names: list[str], steady: float, phases: list[Phase],
-                   stop: asyncio.Event, loading: asyncio.Event) -> None:
+async def steady_load(seconds: float, phase: Phase, load: Load, limit: float = STEADY_LIMIT_S) -> None:
+    """Steady load for at least `seconds`, and on until the phase has MIN_SUCCESSES acknowledged
+    writes and successful reads (a slow machine serves fewer in the same time, and a phase judged
+    on a handful proves nothing), for at most `limit` more: past it the verdict names the phase."""
+    await asyncio.sleep(seconds)
+    deadline = time.monotonic() + limit
+    while not load.enough_since(phase.start) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def schedule(faults: Faults, names: list[str], steady: float, phases: list[Phase], load: Load) -> None:
     """Steady load, then each fault and steady load again; phases records when each happened. The
     first steady period begins once the load does (`loading`: its users registered and logged in,
     which takes 16 password hashes, seconds on a slow machine)."""
-    await loading.wait()
+    await load.loading.wait()
     phases.append(Phase("steady", time.monotonic()))
-    await asyncio.sleep(steady)
+    await steady_load(steady, phases[-1], load)
     for name in names:
         phase = Phase(name, time.monotonic())
         phases[-1].end = phase.start
@@ -112,6 +123,6 @@ async def schedule(faults: Faults, names: list[str], steady: float, phases: list
         log(f"fault: {name}")
         await faults.inject(name)
         phase.healed = time.monotonic()
-        await asyncio.sleep(steady)
+        await steady_load(steady, phase, load)
     phases[-1].end = time.monotonic()
-    stop.set()
+    load.stop.set()

@@ -22,6 +22,7 @@ CLIENT_TIMEOUT = 10
 # How a 503 says the write may have landed (the connection lost after it was sent), or did (the
 # caches could not be told of it).
 MAY_HAVE_LANDED = (WRITE_UNKNOWN.split(":")[0], NOT_YET_SHOWN.split(":")[0])
+MIN_SUCCESSES = 20  # acknowledged writes, and successful reads, in every phase
 
 
 @dataclass
@@ -72,6 +73,13 @@ class Load:
         self.reads: list[Read] = []
         self.stop = asyncio.Event()
         self.loading = asyncio.Event()  # every writer and reader logged in: the load begins
+
+    def enough_since(self, start: float) -> bool:
+        """Whether MIN_SUCCESSES writes were acknowledged and reads answered 200 among those begun
+        since start."""
+        acked = sum(1 for w in self.writes if w.start >= start and w.outcome == "acked")
+        read = sum(1 for r in self.reads if r.start >= start and r.status == "200")
+        return acked >= MIN_SUCCESSES and read >= MIN_SUCCESSES
 
     async def login(self, client: httpx.AsyncClient, name: str) -> dict[str, str]:
         body = {"username": name, "password": "chaos password 1", "full_name": "Chaos"}

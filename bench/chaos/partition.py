@@ -179,7 +179,7 @@ def experiment(settings: Settings, net: Partitioned, args: Any, run_id: str) -> 
     faults = PartitionFaults(settings, net, args.fault)
 
     async def run() -> None:
-        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load.stop, load.loading),
+        await asyncio.gather(schedule(faults, args.faults, args.steady, phases, load),
                              load.run())
 
     asyncio.run(run())

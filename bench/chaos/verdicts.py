@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos.faults import CUTS, DATABASE_DOWN
-from bench.chaos.load import Phase, Read, Write
+from bench.chaos.load import MIN_SUCCESSES, Phase, Read, Write
 
 ByTag = dict[str, list[Write]]
 RECOVERY_S = 2.0  # from healing to the first acknowledged write and successful read after it
-MIN_SUCCESSES = 20  # acknowledged writes, and successful reads, in every phase
 ANSWERS = {"write": {"201", "503"}, "read": {"200", "503"}}  # what the load may be answered
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.chaos.load import MIN_SUCCESSES
 from bench.facts import changed_since
 from bench.paths import RESULTS_MD, SCALING_MD
 from bench.report.markdown import commit_of, f0, f2, heading, publish_section, table
@@ -137,6 +138,8 @@ TIERS = {"single": ("2 workers", "bench/results/chaos.json", ""),
          "pooled": ("2 workers through PgBouncer (transaction mode), searches that miss the cache on "
                     "the streaming replica", "bench/results/chaos-pooled.json", " --tier pooled")}
 
+STEADY_UNTIL = f"drawn out until the phase has {MIN_SUCCESSES} acknowledged writes and {MIN_SUCCESSES} successful reads"
+
 
 def chaos_section(result: dict[str, Any]) -> list[str]:
     """A RESULTS.md chaos section, from bench/results/chaos.json or chaos-pooled.json (bench/chaos/)."""
@@ -147,7 +150,7 @@ def chaos_section(result: dict[str, Any]) -> list[str]:
         titled(CHAOS_POOLED_TITLE if tier == "pooled" else CHAOS_TITLE, result), "",
         f"`make chaos` on {s['measured_at']} (commit {s['commit']}): {s['writers']} writers and "
         f"{s['readers']} readers against {against}, {s['tags']} shared tags; each fault "
-        f"lasts {s['fault_s']:g} s, then {s['steady_s']:g} s of steady load. A write is *acknowledged* "
+        f"lasts {s['fault_s']:g} s, then at least {s['steady_s']:g} s of steady load, {STEADY_UNTIL}. A write is *acknowledged* "
         "(201), *refused* (a 4xx, or no connection), *503* (the service said unavailable: not written) "
         "or *no answer / unknown* (sent, and the connection lost before a response, or a 503 saying "
         "PostgreSQL's connection was lost after the write was sent); whether each write that was not "
@@ -221,8 +224,8 @@ def partition_section(result: dict[str, Any]) -> list[str]:
         "each on a test host of its own (network namespaces on a bridge, ops/hosts.py), behind HAProxy; "
         "PostgreSQL, its streaming replica (searches) and Redis reached through forwarders on the bridge. "
         "Each fault cuts one link with iptables (the slow ones shape it in its forwarder instead: "
-        f"{slow}) for {s['fault_s']:g} s (the long one three times that), then {s['steady_s']:g} s of "
-        f"steady load; {s['writers']} writers and {s['readers']} readers on {s['tags']} shared tags "
+        f"{slow}) for {s['fault_s']:g} s (the long one three times that), then at least {s['steady_s']:g} s "
+        f"of steady load, {STEADY_UNTIL}; {s['writers']} writers and {s['readers']} readers on {s['tags']} shared tags "
         "through HAProxy. Counted as in the sections above; *cache back*: from healing to instance "
         "1's first search answered from its cache (HIT or MISS) again. The last column is the same "
         "run with `DATABASE_NOTICES=false`: the stale reads the database notices prevent.", "",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from bench.chaos.load import Phase, Read, Write
+from bench.chaos.load import MIN_SUCCESSES, Phase, Read, Write
 from bench.chaos.verdicts import (
-    MIN_SUCCESSES,
     acked_by_tag,
     missed,
     phase_of,
