@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # in ops/stack.py, NAMED_STACKS).
 
 .PHONY: help all install run cluster migrate test lint stop status reset clean locust loadtest bench bench-quick \
-	bench-check bench-baseline bench-history bench-detect bench-inject bench-scale bench-instances bench-target soak fuzz chaos docs
+	bench-check bench-baseline bench-history bench-detect bench-inject bench-scale bench-instances bench-target bench-curves bench-network soak fuzz chaos docs
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -67,6 +67,8 @@ BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --
 bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, RESULTS.md and plots (about 35 minutes)
 	$(PY) -m bench.load
 	$(PY) -m bench.instances
+	$(PY) -m bench.curves
+	$(PY) -m bench.network
 	$(PY) -m bench.profile
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.history --worktree
@@ -81,6 +83,14 @@ bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-q
 SOAK_MINUTES ?= 10
 soak: install  ## a long Mixed run on 2 workers sampling memory, fds and pools; plot and RESULTS.md section
 	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
+
+SLO_MS ?= 10
+bench-curves: install  ## latency against offered load (open loop) for every path, ours and every peer; capacity at p99 <= SLO_MS; RESULTS.md section
+	$(PY) -m bench.curves --slo-ms $(SLO_MS) --publish
+
+RTT ?= 0.25ms,1ms
+bench-network: install  ## PostgreSQL and Redis on a test host of their own, RTT away (a delaying relay): every path on ours and every peer, the network ablations; RESULTS.md section
+	$(PY) -m bench.network --rtt-ms $(subst ms,,$(RTT)) --slo-ms $(SLO_MS) $(if $(filter 1,$(QUICK)),--quick,--publish)
 
 bench-instances: install  ## 1 instance vs N behind HAProxy, HAProxy's and PgBouncer's own cost; RESULTS.md section
 	$(PY) -m bench.instances

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import ceiling, http1
+from bench import ceiling, http1, openloop
 from bench.facts import facts
 from bench.harness import (
     BENCH_ENV,
@@ -228,22 +228,26 @@ def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def constant_rate(config: Config, endpoint: str, rps: float, seconds: float) -> dict[str, Any]:
+    """Evenly spaced requests at rps (bench/openloop, pinned to the load CPU), latency from when due."""
     server_cpu, load_cpu = cpus()
     path = {"hit": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10",
             "bypass": f"/api/v1/search-tweets?tag={HOT_TAG}&page=1&page_size=10", "floor": "/ping"}[endpoint]
     with Server(config.env, server_cpu) as server:
         bearer = token(server.url)
         wrk(server, endpoint, 2, bearer, load_cpu)
-        cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
-            sys.executable, "-m", "bench.rate", "--port", str(server.port), "--path", path, "--token", bearer,
-            "--rate", str(rps), "--seconds", str(seconds)]
-        data = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    result = {"target_rps": data["target"], "achieved_rps": data["achieved"], "errors": data["errors"],
-              "p50_ms": data["p50"] / 1000, "p90_ms": data["p90"] / 1000, "p99_ms": data["p99"] / 1000,
-              "p999_ms": data["p999"] / 1000, "tool": "bench/rate.py (constant rate, latency from schedule)",
-              "settings": config.env, "seconds": seconds}
-    log(f"  constant rate {endpoint:<6} {rps:>7.0f} req/s target: p50 {result['p50_ms']:.2f} ms, "
-        f"p99 {result['p99_ms']:.2f} ms, p99.9 {result['p999_ms']:.2f} ms")
+        stream = openloop.write_stream(RESULTS / "streams" / f"constant-{endpoint}.bin",
+                                       [http1.request("GET", path, bearer)])
+        r = openloop.offer(server.port, stream, rps, seconds, warmup=1.0, cpu=load_cpu, poisson=False)
+    lat = r["latency_us"]
+    result = {"target_rps": rps, "achieved_rps": r["achieved_rps"], "achieved_share": r["achieved_share"],
+              "errors": r["non_2xx"] + r["transport_errors"] + r["timed_out"],
+              "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000,
+              "p999_ms": lat["p999"] / 1000, "generator_cpu_s": r["cpu_s"]["user"] + r["cpu_s"]["system"],
+              "tool": "bench/openloop (evenly spaced, latency from when due)", "settings": config.env,
+              "seconds": seconds}
+    log(f"  constant rate {endpoint:<6} {rps:>7.0f} req/s target: achieved {result['achieved_share']:.1%}, "
+        f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, p99.9 {result['p999_ms']:.2f} ms, "
+        f"generator CPU {result['generator_cpu_s']:.2f} s")
     return result
 
 

@@ -2,11 +2,17 @@
 same PostgreSQL, Redis, data and settings: how to start each one.
 
 - fastapi: FastAPI on uvicorn (uvloop + httptools) running the service's own timeline code;
+- granian: Granian (Rust HTTP server) calling a plain RSGI app on the same code
+  (bench/peers/granian_app.py);
+- blacksheep: BlackSheep on uvicorn (uvloop + httptools) on the same code
+  (bench/peers/blacksheep_app.py);
 - node: Fastify, pg and ioredis (bench/peers/node/server.js) with the same cache design, the
   service's SQL and Redis scripts handed over in a spec file written here;
 - gevent: a WSGI app on gevent's server with psycopg 3 and redis-py (bench/peers/gevent_app.py),
   the same cache design, SQL and scripts;
-- bare-sanic: /ping alone on a bare Sanic app (bench/peers/bare_sanic.py), the framework's floor.
+- bare-sanic: /ping alone on a bare Sanic app (bench/peers/bare_sanic.py), the framework's floor;
+- bare-protocol: one page's bytes from a bare uvloop protocol with httptools
+  (bench/peers/bare_protocol.py), the hit path's limit in Python on this loop.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from service.cache.tags import ADD, FILL
 from service.db import tweets
 from service.settings import ROOT, Settings
 
-PEERS = ("fastapi", "node", "gevent")
+PEERS = ("fastapi", "granian", "blacksheep", "node", "gevent")
 SECRETS = frozenset({"DATABASE_URL", "REDIS_URL", "TOKEN_SECRET"})  # handed to a peer, never recorded
 PORT = 2091
 NODE_DIR = ROOT / "bench" / "peers" / "node"
@@ -51,12 +57,16 @@ def node_spec(settings: Settings) -> Path:
 
 def command(peer: str, settings: Settings, workers: int, port: int = PORT) -> tuple[list[str], dict[str, str]]:
     """(the command, extra environment) that serves the peer on port."""
-    if peer == "fastapi":
-        return ([sys.executable, "-m", "uvicorn", "bench.peers.fastapi_app:app", "--loop", "uvloop", "--http",
+    if peer in ("fastapi", "blacksheep"):
+        return ([sys.executable, "-m", "uvicorn", f"bench.peers.{peer}_app:app", "--loop", "uvloop", "--http",
                  "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "1024", "--port",
                  str(port), "--workers", str(workers)], {"PORT": str(port)})
-    if peer == "bare-sanic":
-        return [sys.executable, "-m", "bench.peers.bare_sanic"], {"PORT": str(port)}
+    if peer == "granian":
+        return ([sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--no-access-log",
+                 "--log-level", "warning", "--backlog", "1024", "--port", str(port), "--workers", str(workers),
+                 "bench.peers.granian_app:app"], {"PORT": str(port)})
+    if peer in ("bare-sanic", "bare-protocol"):
+        return [sys.executable, "-m", f"bench.peers.{peer.replace('-', '_')}"], {"PORT": str(port)}
     if peer not in ("node", "gevent"):
         raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
     if workers != 1:

@@ -7,7 +7,7 @@ import argparse
 
 from bench.check import named_baseline
 from bench.paths import PLOTS, RESULTS, RESULTS_MD
-from bench.report import history, plots, runs, sections
+from bench.report import capacity, history, network, plots, runs, sections
 from bench.report.results import Results, load
 from service.settings import ROOT
 
@@ -25,6 +25,10 @@ def render(r: Results, plot_dir: str) -> list[str]:
     if r.profile is not None:
         out += ["", *runs.profile_section(r.profile)]
     out += ["", *http_run(r, [*sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)])]
+    if r.curves is not None:
+        out += ["", *capacity.section(r.curves, plot_dir)]
+    if r.network is not None:
+        out += ["", *network.section(r.network)]
     if r.http["workers"]:
         out += ["", *http_run(r, sections.worker_counts(r, plot_dir))]
     if r.http["ablation"]:
@@ -57,6 +61,8 @@ def main() -> None:
     images = plots.plots(r, folder)
     if r.scale is not None:
         images.append(plots.scale_plot(r.scale, folder))
+    if r.curves is not None:
+        images += capacity.plots(r.curves, folder)
     if r.history and not args.quick:
         images.append(history.plot(r.history, named_baseline(), folder))
     target = ROOT / "RESULTS-quick.md" if args.quick else RESULTS_MD

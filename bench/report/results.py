@@ -32,6 +32,8 @@ class Results:
     chaos_pooled: dict[str, Any] | None
     chaos_partition: dict[str, Any] | None
     injected: dict[str, Any] | None
+    curves: dict[str, Any] | None  # make bench-curves's (bench/curves.py)
+    network: dict[str, Any] | None  # make bench-network's (bench/network/)
     history: list[dict[str, Any]]  # make bench-history's and make bench's records (bench/history.py)
 
     @property
@@ -69,5 +71,6 @@ def load(quick: bool = False, folder: Path = RESULTS) -> Results:
         scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"),
         chaos_pooled=load_json(folder / "chaos-pooled.json"),
         chaos_partition=load_json(folder / "chaos-partition.json"), injected=load_json(folder / "injected.json"),
+        curves=load_json(folder / f"curves{suffix}.json"), network=load_json(folder / f"network{suffix}.json"),
         history=[json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines() if line.strip()]
         if (folder / "history.jsonl").exists() else [])

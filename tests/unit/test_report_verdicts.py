@@ -182,7 +182,8 @@ def test_each_goal_missed_against_a_peer_gets_its_measured_reason_and_a_lever() 
     http = {"endpoints": {"default": ours, "cache off": ours}, "facts": {"machine": {"cores": 2}},
             "peer": {"node": {"default": peer, "cache off": peer}}}
     r = Results(quick=False, http=http, micro={}, profile=None, detection=None, soak=None, instances=None,
-                scale=None, chaos=None, chaos_pooled=None, chaos_partition=None, injected=None, history=[])
+                scale=None, chaos=None, chaos_pooled=None, chaos_partition=None, injected=None, curves=None,
+                network=None, history=[])
     lines = {line.split(":")[0]: line for line in shortfalls(r) if line.startswith("- ")}
     assert set(lines) == {"- miss against node", "- deep_offset against node", "- deep_keyset against node"}
     assert "1x needs about 100 µs; the path is bound by the server's core" in lines["- miss against node"]

@@ -1,0 +1,144 @@
+"""RESULTS.md's capacity section and its latency-throughput plots, from bench/results/curves.json
+(bench/curves.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.paths import PLOTS, RESULTS_MD
+from bench.report.markdown import f0, f2, publish_section, table
+from bench.report.plots import save
+from bench.report.runs import titled
+from service.settings import ROOT
+
+TITLE = "## Capacity at an SLO: latency against offered load (open loop)"
+# Issue 33's targets: capacity at the SLO ahead of every peer on every path; hit at least this
+# share of the bare protocol's maximum, the same page's bytes.
+HIT_LIMIT_GOAL = 0.75
+
+
+def plot(path: str, stacks: dict[str, Any], slo_ms: float, folder: Path) -> str:
+    """p99 (solid) and p50 (dotted) against the offered rate, one colour per stack."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, (name, curves) in enumerate(stacks.items()):
+        c = curves.get(path)
+        if not c:
+            continue
+        xs = [p["offered_rps"] for p in c["points"]]
+        colour = f"C{i}"
+        ax.plot(xs, [max(p["p99_ms"], 0.01) for p in c["points"]], marker="o", ms=3, color=colour, label=name)
+        ax.plot(xs, [max(p["p50_ms"], 0.01) for p in c["points"]], ls=":", color=colour)
+    ax.axhline(slo_ms, color="grey", ls="--", lw=1)
+    ax.text(ax.get_xlim()[0], slo_ms * 1.1, f"SLO: p99 {slo_ms:g} ms", fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered requests/s (Poisson arrivals)")
+    ax.set_ylabel("latency from when due, ms (p99 solid, p50 dotted)")
+    ax.set_title(f"{path}: latency against offered load, 1 worker")
+    ax.legend(fontsize=8)
+    return save(fig, folder, f"curve-{path}.png")
+
+
+def paths_of(result: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(path for curves in result["stacks"].values() for path in curves))
+
+
+def plots(result: dict[str, Any], folder: Path) -> list[str]:
+    return [plot(path, result["stacks"], result["plan"]["slo_ms"], folder) for path in paths_of(result)]
+
+
+def ratio(ours: float, peer: float) -> str:
+    if peer <= 0:
+        return "peer held no rate" if ours > 0 else "neither held a rate"
+    return f"{ours / peer:.2f}x"
+
+
+def capacity_rows(stacks: dict[str, Any], paths: list[str]) -> list[list[str]]:
+    ours = stacks.get("ours", {})
+    rows = []
+    for path in paths:
+        mine = ours.get(path, {}).get("capacity_rps", math.nan)
+        cells = [path, f0(mine)]
+        for name, curves in stacks.items():
+            if name in ("ours", "bare-protocol"):
+                continue
+            c = curves.get(path)
+            cells.append("not served" if not c else f"{f0(c['capacity_rps'])} ({ratio(mine, c['capacity_rps'])})")
+        rows.append(cells)
+    return rows
+
+
+def max_rows(stacks: dict[str, Any], paths: list[str]) -> list[list[str]]:
+    return [[path, *[f0(curves[path]["max_rps"]) if path in curves else "" for curves in stacks.values()]]
+            for path in paths]
+
+
+def detail(path: str, c: dict[str, Any]) -> list[str]:
+    return [f"ours, {path} (maximum {f0(c['max_rps'])} req/s, {c['max_tool']}):", "", table(
+        ["offered req/s", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx", "no answer", "held"],
+        [[f0(p["offered_rps"]), f"{p['achieved_share']:.1%}", f2(p["p50_ms"]), f2(p["p99_ms"]), f2(p["p999_ms"]),
+          str(p["non_2xx"]), str(p["transport_errors"]), "yes" if p["held"] else "no"] for p in c["points"]]), ""]
+
+
+def limit_line(stacks: dict[str, Any]) -> list[str]:
+    bare, ours = stacks.get("bare-protocol", {}).get("hit"), stacks.get("ours", {}).get("hit")
+    if not bare or not ours:
+        return []
+    share = ours["max_rps"] / bare["max_rps"]
+    verdict = "met" if share >= HIT_LIMIT_GOAL else "missed"
+    return [f"The hit path's limit: a bare uvloop protocol with httptools answering the same page's bytes "
+            f"from memory (bench/peers/bare_protocol.py) ran at {f0(bare['max_rps'])} req/s; our cached search "
+            f"at {f0(ours['max_rps'])}, **{share:.2f}** of it (goal {HIT_LIMIT_GOAL:g}: {verdict}). At the SLO: "
+            f"{f0(ours['capacity_rps'])} against {f0(bare['capacity_rps'])}.", ""]
+
+
+def proof_line(p: dict[str, Any]) -> str:
+    verdict = "held" if p["held"] else "**not held: the curves above that rate measure the generator**"
+    return (f"The generator's proof: against a bare protocol answering constant bytes, at the top rate "
+            f"offered to any stack ({f0(p['target_rps'])} req/s), it achieved **{p['achieved_share']:.2%}** "
+            f"({verdict}; at least 99% required), p99 {f2(p['p99_ms'])} ms, using {p['generator_cpu_s']:.2f} s "
+            f"of CPU in {p['wall_s']:g} s ({p['generator_us_per_request']:.1f} µs a request, its own core).")
+
+
+def section(result: dict[str, Any], plot_dir: str) -> list[str]:
+    plan, stacks = result["plan"], result["stacks"]
+    paths = paths_of(result)
+    names = [n for n in stacks if n not in ("ours", "bare-protocol")]
+    out = [titled(TITLE, result), "",
+           f"`make bench-curves` (bench/curves.py): for each stack and path, one server process on CPU "
+           f"{result['facts'].get('server_cpu', '0')}; its maximum found closed loop (wrk, 64 connections); "
+           f"then Poisson arrivals offered at {', '.join(f'{f:.0%}' for f in plan['fractions'])} of that "
+           f"maximum by bench/openloop (its own C generator on CPU {result['facts'].get('load_cpu')}, "
+           f"{result['facts'].get('connections')} keep-alive connections), {plan['seconds']:g} s per rate after "
+           f"{plan['warmup']:g} s not counted, latency counted from when each request was *due* (no "
+           f"coordinated omission), and two bisection steps at the SLO. A rate is *held* when p99 <= "
+           f"{plan['slo_ms']:g} ms and at least 98% of the requests due were answered 2xx within the window; "
+           "the *capacity* is the highest offered rate held with every lower rate held too. bypass runs with "
+           "CACHE_ENABLED=false on every stack; miss flushes Redis before each rate and asks a tag not cached "
+           "yet on every request; mixed is Locust's Mixed scenario as a stream (80% search, 15% post, 4% "
+           "login or /me, 1% register), served by ours only (the peers have no account routes).", "",
+           proof_line(result["proof"]), "",
+           f"Capacity at the SLO (p99 <= {plan['slo_ms']:g} ms), req/s, and ours / peer:", "",
+           table(["path", "ours", *names], capacity_rows(stacks, paths)), "",
+           "Each stack's maximum, closed loop (req/s):", "", table(["path", *stacks], max_rows(stacks, paths)), "",
+           *limit_line(stacks),
+           "How to read the curves: each point is one offered rate; where the solid line (p99) leaves the "
+           "floor and turns up is the knee, the rate beyond which requests queue. A stack whose knee sits "
+           "further right holds more load within the SLO, whatever its closed-loop maximum.", ""]
+    for path in paths:
+        out += [f"![{path}]({plot_dir}/curve-{path}.png)", ""]
+        if path in stacks.get("ours", {}):
+            out += detail(path, stacks["ours"][path])
+    return out
+
+
+def publish(result: dict[str, Any]) -> None:
+    """The section and its plots, in place in RESULTS.md (the rest left as it was measured)."""
+    plots(result, PLOTS)
+    publish_section(RESULTS_MD, TITLE, section(result, PLOTS.relative_to(ROOT).as_posix()))

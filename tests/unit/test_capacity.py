@@ -1,0 +1,55 @@
+"""The capacity at an SLO, judged from made-up curves: where a stack stops holding, and how the
+report says it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.curves import capacity_of, held
+from bench.report.capacity import capacity_rows, limit_line, proof_line
+
+
+def point(rate: float, p99: float, share: float = 1.0) -> dict[str, Any]:
+    p = {"target_rps": rate, "offered_rps": rate * 1.01, "p99_ms": p99, "achieved_share": share}
+    p["held"] = held(p, 10.0)
+    return p
+
+
+def test_a_rate_is_held_with_p99_within_the_slo_and_the_requests_answered() -> None:
+    assert held({"p99_ms": 9.9, "achieved_share": 0.985}, 10.0)
+    assert not held({"p99_ms": 10.1, "achieved_share": 1.0}, 10.0)
+    assert not held({"p99_ms": 1.0, "achieved_share": 0.97}, 10.0)  # fast, but shedding
+    assert not held({"p99_ms": -1.0, "achieved_share": 1.0}, 10.0)  # nothing answered: no percentile
+
+
+def test_the_capacity_is_the_highest_rate_held_with_every_lower_rate_held() -> None:
+    points = [point(100, 1), point(300, 2), point(500, 30), point(700, 5)]  # 700 held by luck
+    assert capacity_of(points) == 300 * 1.01
+    assert capacity_of([point(100, 50), point(300, 1)]) == 0.0
+    assert capacity_of([point(500, 1), point(100, 1)]) == 500 * 1.01  # order of measuring does not matter
+
+
+def curves(capacity: float, maximum: float) -> dict[str, Any]:
+    return {"capacity_rps": capacity, "max_rps": maximum, "points": []}
+
+
+def test_the_report_gives_ours_over_each_peer_at_the_slo_and_what_a_peer_does_not_serve() -> None:
+    stacks = {"ours": {"hit": curves(9000, 12000), "mixed": curves(800, 1000)},
+              "granian": {"hit": curves(6000, 9000)}, "node": {"hit": curves(0, 5000)}}
+    rows = capacity_rows(stacks, ["hit", "mixed"])
+    assert rows[0] == ["hit", "9,000", "6,000 (1.50x)", "0 (peer held no rate)"]
+    assert rows[1] == ["mixed", "800", "not served", "not served"]
+
+
+def test_the_hit_limit_line_judges_the_share_of_the_bare_protocol() -> None:
+    stacks = {"ours": {"hit": curves(9000, 60000)}, "bare-protocol": {"hit": curves(20000, 100000)}}
+    assert "**0.60**" in limit_line(stacks)[0] and "missed" in limit_line(stacks)[0]
+    stacks["ours"]["hit"]["max_rps"] = 80000
+    assert "met" in limit_line(stacks)[0]
+
+
+def test_the_generator_proof_says_when_it_did_not_hold() -> None:
+    proof = {"target_rps": 90000, "achieved_share": 0.97, "held": False, "p99_ms": 3.0,
+             "generator_cpu_s": 2.5, "wall_s": 5, "generator_us_per_request": 6.0}
+    assert "not held" in proof_line(proof)
+    assert "not held" not in proof_line({**proof, "achieved_share": 0.995, "held": True})
