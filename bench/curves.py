@@ -55,6 +55,7 @@ SLO_MS = 10.0
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.85, 1.0, 1.15)
 QUICK_FRACTIONS = (0.25, 0.6, 0.9, 1.1)
 BISECTIONS = 2
+LOOSE_SLO_FACTOR = 5  # a second capacity at 5x the SLO: where a path's floor (a commit) is above it
 PATHS = ("hit", "miss", "bypass", "post")
 STACKS = ("ours", *peers.PEERS)
 MIXED_USERS = 50
@@ -73,6 +74,7 @@ class Plan:
     slo_ms: float
     stacks: list[str]
     paths: list[str]
+    loose_factor: float = LOOSE_SLO_FACTOR
     cold_cursor: int = 0
     users: list[str] = field(default_factory=list)  # the mixed stream's tokens
     # bench-network's: the servers' DATABASE_URL and REDIS_URL (the stack elsewhere), a token
@@ -129,7 +131,18 @@ def mixed(rng: random.Random, plan: Plan, count: int) -> list[bytes]:
 
 
 def step(port: int, path: str, bearer: str, plan: Plan, rate: float, load_cpu: str | None) -> dict[str, Any]:
-    """One offered rate: its stream written out, the cache flushed first for a miss."""
+    """One offered rate, judged on the better of two runs where the first does not hold the SLO:
+    on a shared machine one stall spoils a run's p99, and every stack is judged alike."""
+    point = offered(port, path, bearer, plan, rate, load_cpu)
+    if not point["held"]:
+        again = offered(port, path, bearer, plan, rate, load_cpu)
+        point = again if again["held"] or again["p99_ms"] < point["p99_ms"] else point
+        point["runs"] = 2
+    return point
+
+
+def offered(port: int, path: str, bearer: str, plan: Plan, rate: float, load_cpu: str | None) -> dict[str, Any]:
+    """One run at one offered rate: its stream written out, the cache flushed first for a miss."""
     count = int(rate * (plan.seconds + plan.warmup) * 1.2) + 1000
     requests = stream(path, bearer, plan, count)
     if path == "miss":
@@ -140,7 +153,7 @@ def step(port: int, path: str, bearer: str, plan: Plan, rate: float, load_cpu: s
              "achieved_share": r["achieved_share"], "p50_ms": r["latency_us"]["p50"] / 1000,
              "p99_ms": r["latency_us"]["p99"] / 1000, "p999_ms": r["latency_us"]["p999"] / 1000,
              "non_2xx": r["non_2xx"], "transport_errors": r["transport_errors"] + r["timed_out"],
-             "generator_cpu_s": r["cpu_s"]["user"] + r["cpu_s"]["system"]}
+             "generator_cpu_s": r["cpu_s"]["user"] + r["cpu_s"]["system"], "runs": 1}
     point["held"] = held(point, plan.slo_ms)
     log(f"    {rate:>9,.0f} req/s offered: achieved {point['achieved_share']:.1%}, p50 {point['p50_ms']:.2f} ms, "
         f"p99 {point['p99_ms']:.2f} ms, p99.9 {point['p999_ms']:.2f} ms{'' if point['held'] else '  (not held)'}")
@@ -152,19 +165,30 @@ def held(point: dict[str, Any], slo_ms: float) -> bool:
     return bool(0 <= point["p99_ms"] <= slo_ms and point["achieved_share"] >= HELD_SHARE)
 
 
-def capacity_of(points: list[dict[str, Any]]) -> float:
+def capacity_of(points: list[dict[str, Any]], slo_ms: float) -> float:
     """The highest offered rate held with every lower rate held too (0 if the lowest was not)."""
     best = 0.0
     for point in sorted(points, key=lambda p: p["target_rps"]):
-        if not point["held"]:
+        if not held(point, slo_ms):
             break
         best = point["offered_rps"]
     return best
 
 
+def bisect(points: list[dict[str, Any]], slo_ms: float) -> float | None:
+    """The rate halfway between the last held at slo_ms and the first not (None: all held)."""
+    ordered = sorted(points, key=lambda p: p["target_rps"])
+    first_missed = next((i for i, p in enumerate(ordered) if not held(p, slo_ms)), None)
+    if first_missed is None:
+        return None
+    low = ordered[first_missed - 1]["target_rps"] if first_missed else 0.0
+    return float(low + ordered[first_missed]["target_rps"]) / 2
+
+
 def curve(port: int, path: str, bearer: str, plan: Plan, load_cpu: str | None,
           server: Server) -> dict[str, Any]:
-    """One stack's curve on one path: its maximum, the fractions of it, the bisection at the SLO."""
+    """One stack's curve on one path: its maximum, the fractions of it, the bisection at the SLO
+    (at the looser one where even the lowest rate missed the SLO)."""
     endpoint = WRK_ENDPOINT[path]
     env = {"START": "0", "COUNT": str(BENCH_SPEC.cold_tags)} if endpoint == "cold" else None
     if path == "miss":
@@ -177,16 +201,16 @@ def curve(port: int, path: str, bearer: str, plan: Plan, load_cpu: str | None,
         peak = {"rps": mixed_peak(port, bearer, plan, load_cpu, peak["rps"])}
     log(f"  {path}: maximum {peak['rps']:,.0f} req/s (closed loop, 64 connections)")
     points = [step(port, path, bearer, plan, peak["rps"] * f, load_cpu) for f in plan.fractions]
+    loose = plan.loose_factor * plan.slo_ms
     for _ in range(BISECTIONS):
-        ordered = sorted(points, key=lambda p: p["target_rps"])
-        first_missed = next((i for i, p in enumerate(ordered) if not p["held"]), None)
-        if first_missed is None:
+        rate = bisect(points, plan.slo_ms if capacity_of(points, plan.slo_ms) else loose)
+        if rate is None:
             break
-        low = ordered[first_missed - 1]["target_rps"] if first_missed else 0.0
-        points.append(step(port, path, bearer, plan, (low + ordered[first_missed]["target_rps"]) / 2, load_cpu))
+        points.append(step(port, path, bearer, plan, rate, load_cpu))
     points.sort(key=lambda p: p["target_rps"])
     return {"max_rps": peak["rps"], "max_tool": "wrk, 64 connections" if path != "mixed" else "openloop",
-            "points": points, "capacity_rps": capacity_of(points),
+            "points": points, "capacity_rps": capacity_of(points, plan.slo_ms),
+            "capacity_loose_rps": capacity_of(points, loose),
             **{k: peak[k] for k in ("cpu_us_per_request", "relay_us_per_request") if k in peak}}
 
 
@@ -278,10 +302,12 @@ def run(plan: Plan) -> dict[str, Any]:
     dsn = prepare_stack()
     server_cpu, load_cpu = cpus()
     stacks = {name: run_stack(name, plan) for name in plan.stacks}
-    top = max(p["target_rps"] for curves in stacks.values() for c in curves.values() for p in c["points"])
+    # The bare protocol is the proof's own server: its curve goes past what it can take.
+    top = max(p["target_rps"] for name, curves in stacks.items() if name != "bare-protocol"
+              for c in curves.values() for p in c["points"])
     return {"facts": facts(dsn, stack.urls(bench_settings())[1], server_cpu=server_cpu, load_cpu=load_cpu,
                            connections=openloop.CONNECTIONS, seed=BENCH_SPEC.__dict__),
-            "plan": {k: v for k, v in plan.__dict__.items() if k not in ("users", "cold_cursor")},
+            "plan": {k: v for k, v in plan.__dict__.items() if k not in ("users", "cold_cursor", "env", "peer_token", "meter")},
             "stacks": stacks, "proof": proof(top, plan), "elapsed_s": time.time() - started}
 
 

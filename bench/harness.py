@@ -312,7 +312,7 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
     script, extra = SCRIPTS[endpoint]
     env = {**os.environ, "WRK_DIR": str(WRK_DIR), "TOKEN": bearer, **extra, **(script_env or {})}
     cmd = (["taskset", "-c", load_cpu] if load_cpu else []) + [
-        ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+        ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
         "-s", str(WRK_DIR / script), server.url]
     procs, pg, rd, pb = (server.processes(), stack_processes("postgres"), stack_processes("redis"),
                          stack_processes("pgbouncer"))

@@ -151,7 +151,7 @@ def main() -> None:
     server_cpu, load_cpu = cpus()
     result["facts"] = facts(dsn, stack.urls(bench_settings())[1], server_cpu=server_cpu, load_cpu=load_cpu,
                             relay_cpu=load_cpu)
-    result["plan"] = {k: v for k, v in plan.__dict__.items() if k in ("seconds", "warmup", "fractions", "slo_ms", "stacks", "paths")}
+    result["plan"] = {k: v for k, v in plan.__dict__.items() if k in ("seconds", "warmup", "fractions", "slo_ms", "loose_factor", "stacks", "paths")}
     result["elapsed_s"] = time.time() - started
     write_json(path, result)
     if args.publish:

@@ -59,17 +59,17 @@ def ratio(ours: float, peer: float) -> str:
     return f"{ours / peer:.2f}x"
 
 
-def capacity_rows(stacks: dict[str, Any], paths: list[str]) -> list[list[str]]:
+def capacity_rows(stacks: dict[str, Any], paths: list[str], key: str = "capacity_rps") -> list[list[str]]:
     ours = stacks.get("ours", {})
     rows = []
     for path in paths:
-        mine = ours.get(path, {}).get("capacity_rps", math.nan)
+        mine = ours.get(path, {}).get(key, math.nan)
         cells = [path, f0(mine)]
         for name, curves in stacks.items():
             if name in ("ours", "bare-protocol"):
                 continue
             c = curves.get(path)
-            cells.append("not served" if not c else f"{f0(c['capacity_rps'])} ({ratio(mine, c['capacity_rps'])})")
+            cells.append("not served" if not c else f"{f0(c[key])} ({ratio(mine, c[key])})")
         rows.append(cells)
     return rows
 
@@ -108,6 +108,7 @@ def proof_line(p: dict[str, Any]) -> str:
 
 def section(result: dict[str, Any], plot_dir: str) -> list[str]:
     plan, stacks = result["plan"], result["stacks"]
+    loose = plan.get("loose_factor", 5)
     paths = paths_of(result)
     names = [n for n in stacks if n not in ("ours", "bare-protocol")]
     out = [titled(TITLE, result), "",
@@ -117,7 +118,9 @@ def section(result: dict[str, Any], plot_dir: str) -> list[str]:
            f"maximum by bench/openloop (its own C generator on CPU {result['facts'].get('load_cpu')}, "
            f"{result['facts'].get('connections')} keep-alive connections), {plan['seconds']:g} s per rate after "
            f"{plan['warmup']:g} s not counted, latency counted from when each request was *due* (no "
-           f"coordinated omission), and two bisection steps at the SLO. A rate is *held* when p99 <= "
+           f"coordinated omission), and two bisection steps at the SLO. A rate that misses the SLO is run once "
+           "more and judged on the better run (one stall of this shared machine spoils a p99; every stack "
+           f"is judged alike). A rate is *held* when p99 <= "
            f"{plan['slo_ms']:g} ms and at least 98% of the requests due were answered 2xx within the window; "
            "the *capacity* is the highest offered rate held with every lower rate held too. bypass runs with "
            "CACHE_ENABLED=false on every stack; miss flushes Redis before each rate and asks a tag not cached "
@@ -126,6 +129,9 @@ def section(result: dict[str, Any], plot_dir: str) -> list[str]:
            proof_line(result["proof"]), "",
            f"Capacity at the SLO (p99 <= {plan['slo_ms']:g} ms), req/s, and ours / peer:", "",
            table(["path", "ours", *names], capacity_rows(stacks, paths)), "",
+           f"Capacity at {loose:g}x the SLO (p99 <= {loose * plan['slo_ms']:g} ms), for the paths whose floor is "
+           "above the SLO on this machine (a post waits for its commit):", "",
+           table(["path", "ours", *names], capacity_rows(stacks, paths, "capacity_loose_rps")), "",
            "Each stack's maximum, closed loop (req/s):", "", table(["path", *stacks], max_rows(stacks, paths)), "",
            *limit_line(stacks),
            "How to read the curves: each point is one offered rate; where the solid line (p99) leaves the "

@@ -23,14 +23,14 @@ def stack_rows(run: dict[str, Any]) -> list[list[str]]:
         if path not in ours:
             continue
         mine = ours[path]
-        cells = [path, f"{f0(mine['max_rps'])} / {f0(mine['capacity_rps'])}",
+        cells = [path, f"{f0(mine['max_rps'])} / {f0(mine['capacity_rps'])} / {f0(mine['capacity_loose_rps'])}",
                  f2(mine.get("relay_us_per_request", float("nan")))]
         for name, curves in stacks.items():
             if name == "ours":
                 continue
             c = curves.get(path)
-            cells.append("" if not c else f"{f0(c['max_rps'])} / {f0(c['capacity_rps'])} "
-                         f"({ratio(mine['max_rps'], c['max_rps'])} / {ratio(mine['capacity_rps'], c['capacity_rps'])})")
+            cells.append("" if not c else f"{f0(c['max_rps'])} / {f0(c['capacity_rps'])} / {f0(c['capacity_loose_rps'])} "
+                         f"({' / '.join(ratio(mine[k], c[k]) for k in ('max_rps', 'capacity_rps', 'capacity_loose_rps'))})")
         rows.append(cells)
     return rows
 
@@ -63,7 +63,8 @@ def section(result: dict[str, Any]) -> list[str]:
            f"direction. The relay runs on CPU {result['facts'].get('relay_cpu')}, the load generator's, off the "
            "server's core; its CPU per request is shown (relay µs), not subtracted. The service and the peers run "
            "on the machine, one process on the server CPU, as in the sections above. Each cell: the maximum under "
-           f"wrk (64 connections) / the capacity at the SLO (p99 <= {plan['slo_ms']:g} ms, open loop, rates at "
+           f"wrk (64 connections) / the capacity at the SLO (p99 <= {plan['slo_ms']:g} ms) / at "
+           f"{plan.get('loose_factor', 5):g}x the SLO (open loop, rates at "
            f"{', '.join(f'{f:.0%}' for f in plan['fractions'])} of the maximum, {plan['seconds']:g} s each), "
            "req/s; for a peer, (ours / peer) for each.", ""]
     for key, run in sorted(result["rtts"].items(), key=lambda kv: float(kv[0])):

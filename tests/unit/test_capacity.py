@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.curves import capacity_of, held
+from bench.curves import bisect, capacity_of, held
 from bench.report.capacity import capacity_rows, limit_line, proof_line
 
 
@@ -24,9 +24,16 @@ def test_a_rate_is_held_with_p99_within_the_slo_and_the_requests_answered() -> N
 
 def test_the_capacity_is_the_highest_rate_held_with_every_lower_rate_held() -> None:
     points = [point(100, 1), point(300, 2), point(500, 30), point(700, 5)]  # 700 held by luck
-    assert capacity_of(points) == 300 * 1.01
-    assert capacity_of([point(100, 50), point(300, 1)]) == 0.0
-    assert capacity_of([point(500, 1), point(100, 1)]) == 500 * 1.01  # order of measuring does not matter
+    assert capacity_of(points, 10.0) == 300 * 1.01
+    assert capacity_of(points, 50.0) == 700 * 1.01  # a looser SLO: every rate held
+    assert capacity_of([point(100, 50), point(300, 1)], 10.0) == 0.0
+    assert capacity_of([point(500, 1), point(100, 1)], 10.0) == 500 * 1.01  # measuring order does not matter
+
+
+def test_the_bisection_halves_the_gap_at_the_first_rate_missed() -> None:
+    assert bisect([point(100, 1), point(300, 2), point(500, 30)], 10.0) == 400
+    assert bisect([point(100, 30), point(300, 2)], 10.0) == 50
+    assert bisect([point(100, 1)], 10.0) is None
 
 
 def curves(capacity: float, maximum: float) -> dict[str, Any]:
