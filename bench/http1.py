@@ -1,6 +1,6 @@
 """The one raw HTTP/1.1 client of the experiments: requests written in one send (no Nagle stalls, no
 client library's CPU in the measurement), responses framed by Content-Length. Used by the
-constant-rate runner (bench/rate.py) and the cross-worker visibility run (bench/load.py)."""
+open-loop streams (bench/curves.py, bench/openloop) and the cross-worker visibility run (bench/load.py)."""
 
 from __future__ import annotations
 

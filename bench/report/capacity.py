@@ -16,6 +16,7 @@ from bench.paths import PLOTS, RESULTS_MD
 from bench.report.markdown import f0, f2, publish_section, table
 from bench.report.plots import save
 from bench.report.runs import titled
+from bench.report.verdicts import peer_goal
 from service.settings import ROOT
 
 TITLE = "## Capacity at an SLO: latency against offered load (open loop)"
@@ -79,6 +80,29 @@ def max_rows(stacks: dict[str, Any], paths: list[str]) -> list[list[str]]:
             for path in paths]
 
 
+def goal_lines(stacks: dict[str, Any], paths: list[str]) -> list[str]:
+    """Per peer, the paths where ours / peer meets the project's goal against it (bench/report/
+    verdicts.py), at the maximum and at the SLO, and where it does not."""
+    ours, out = stacks.get("ours", {}), []
+    for name, curves in stacks.items():
+        if name in ("ours", "bare-protocol"):
+            continue
+        verdicts = []
+        for path in paths:
+            if path not in curves or path not in ours:
+                continue
+            goal = peer_goal(name, path)
+            at_max = ours[path]["max_rps"] / curves[path]["max_rps"]
+            mine, theirs = ours[path]["capacity_rps"], curves[path]["capacity_rps"]
+            at_slo = "neither held a rate" if not mine and not theirs else (
+                "ahead" if mine > theirs else "behind" if mine < theirs else "even")
+            verdicts.append(f"{path} {at_max:.2f}x at the maximum (goal {goal:g}x: {'met' if at_max >= goal else 'missed'}), "
+                            f"{at_slo} at the SLO")
+        if verdicts:
+            out.append(f"- against {name}: " + "; ".join(verdicts) + ".")
+    return out
+
+
 def detail(path: str, c: dict[str, Any]) -> list[str]:
     return [f"ours, {path} (maximum {f0(c['max_rps'])} req/s, {c['max_tool']}):", "", table(
         ["offered req/s", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx", "no answer", "held"],
@@ -133,6 +157,9 @@ def section(result: dict[str, Any], plot_dir: str) -> list[str]:
            "above the SLO on this machine (a post waits for its commit):", "",
            table(["path", "ours", *names], capacity_rows(stacks, paths, "capacity_loose_rps")), "",
            "Each stack's maximum, closed loop (req/s):", "", table(["path", *stacks], max_rows(stacks, paths)), "",
+           "Ours / each peer against the project's goals (the original's \"at least 2x\" against the Python "
+           "frameworks, at least even with Granian and Node.js), and whether ours holds more at the SLO:", "",
+           *goal_lines(stacks, paths), "",
            *limit_line(stacks),
            "How to read the curves: each point is one offered rate; where the solid line (p99) leaves the "
            "floor and turns up is the knee, the rate beyond which requests queue. A stack whose knee sits "

@@ -53,6 +53,21 @@ def ablation_rows(run: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def problems(run: dict[str, Any]) -> list[str]:
+    """What makes a run at one RTT worthless: a round trip shorter than set (the relay did not
+    delay), or far longer (the relay or the host is in the way), or a stack answering errors."""
+    out = []
+    for server, ms in run["measured"].items():
+        if not run["rtt_ms"] <= ms <= run["rtt_ms"] + max(1.0, run["rtt_ms"]):
+            out.append(f"RTT {run['rtt_ms']:g} ms: {server.removesuffix('_ms')} answered in {ms:.3f} ms")
+    for name, paths in run["stacks"].items():
+        for path, c in paths.items():
+            errors = sum(p["non_2xx"] + p["transport_errors"] for p in c["points"] if p["held"])
+            if errors:
+                out.append(f"RTT {run['rtt_ms']:g} ms: {name} {path} answered {errors} errors at rates it held")
+    return out
+
+
 def section(result: dict[str, Any]) -> list[str]:
     plan = result["plan"]
     out = [titled(TITLE, result), "",

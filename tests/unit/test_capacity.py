@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.curves import bisect, capacity_of, held
-from bench.report.capacity import capacity_rows, limit_line, proof_line
+from bench.report.capacity import capacity_rows, goal_lines, limit_line, proof_line
 
 
 def point(rate: float, p99: float, share: float = 1.0) -> dict[str, Any]:
@@ -60,3 +60,13 @@ def test_the_generator_proof_says_when_it_did_not_hold() -> None:
              "generator_cpu_s": 2.5, "wall_s": 5, "generator_us_per_request": 6.0}
     assert "not held" in proof_line(proof)
     assert "not held" not in proof_line({**proof, "achieved_share": 0.995, "held": True})
+
+
+def test_each_peer_is_judged_against_its_own_goal_path_by_path() -> None:
+    stacks = {"ours": {"hit": curves(9000, 12000), "post": curves(0, 1500)},
+              "granian": {"hit": curves(6000, 13000), "post": curves(0, 1400)},
+              "blacksheep": {"hit": curves(4000, 7000)}}
+    lines = goal_lines(stacks, ["hit", "post"])
+    assert lines[0] == ("- against granian: hit 0.92x at the maximum (goal 1x: missed), ahead at the SLO; "
+                        "post 1.07x at the maximum (goal 1x: met), neither held a rate at the SLO.")
+    assert lines[1] == "- against blacksheep: hit 1.71x at the maximum (goal 2x: missed), ahead at the SLO."
