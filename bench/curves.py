@@ -20,6 +20,7 @@ Writes bench/results/curves.json and publishes RESULTS.md's capacity section and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import time
@@ -57,7 +58,7 @@ QUICK_FRACTIONS = (0.25, 0.6, 0.9, 1.1)
 BISECTIONS = 2
 LOOSE_SLO_FACTOR = 5  # a second capacity at 5x the SLO: where a path's floor (a commit) is above it
 PATHS = ("hit", "miss", "bypass", "post")
-STACKS = ("ours", *peers.PEERS)
+STACKS = ("ours", *peers.PEERS, "bare-protocol")
 MIXED_USERS = 50
 HELD_SHARE = 0.98  # of the requests due in the window, answered 2xx within it
 PROOF_SHARE = 0.99  # the generator against constant bytes
@@ -185,40 +186,84 @@ def bisect(points: list[dict[str, Any]], slo_ms: float) -> float | None:
     return float(low + ordered[first_missed]["target_rps"]) / 2
 
 
-def curve(port: int, path: str, bearer: str, plan: Plan, load_cpu: str | None,
-          server: Server) -> dict[str, Any]:
-    """One stack's curve on one path: its maximum, the fractions of it, the bisection at the SLO
-    (at the looser one where even the lowest rate missed the SLO)."""
+@dataclass
+class Member:
+    """One stack's server on a path, loaded in turn with the others: its token and its curve."""
+
+    name: str
+    server: Server
+    bearer: str
+    peak: dict[str, Any] = field(default_factory=dict)
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def peak_of(m: Member, path: str, plan: Plan, load_cpu: str | None) -> dict[str, Any]:
+    """The stack's maximum on the path, closed loop (wrk), with the relay's CPU where there is one."""
     endpoint = WRK_ENDPOINT[path]
     env = {"START": "0", "COUNT": str(BENCH_SPEC.cold_tags)} if endpoint == "cold" else None
     if path == "miss":
         flush(plan)
     relay_before = plan.meter() if plan.meter else 0.0
-    peak = wrk(server, endpoint, plan.seconds, bearer, load_cpu, script_env=env)
+    peak = wrk(m.server, endpoint, plan.seconds, m.bearer, load_cpu, script_env=env)
     if plan.meter:
         peak["relay_us_per_request"] = 1e6 * (plan.meter() - relay_before) / max(1, peak["requests"])
-    if path == "mixed":  # wrk has no mix: the maximum is found open loop, from the hit's down
-        peak = {"rps": mixed_peak(port, bearer, plan, load_cpu, peak["rps"])}
-    log(f"  {path}: maximum {peak['rps']:,.0f} req/s (closed loop, 64 connections)")
-    points = [step(port, path, bearer, plan, peak["rps"] * f, load_cpu) for f in plan.fractions]
+    if path == "mixed":  # wrk has no mix: the maximum is found open loop
+        peak = {"rps": mixed_peak(m.server.port, m.bearer, plan, load_cpu, peak["rps"])}
+    log(f"  {m.name}: maximum {peak['rps']:,.0f} req/s")
+    return peak
+
+
+def finished(m: Member, plan: Plan) -> dict[str, Any]:
     loose = plan.loose_factor * plan.slo_ms
-    for _ in range(BISECTIONS):
-        rate = bisect(points, plan.slo_ms if capacity_of(points, plan.slo_ms) else loose)
-        if rate is None:
-            break
-        points.append(step(port, path, bearer, plan, rate, load_cpu))
-    points.sort(key=lambda p: p["target_rps"])
-    return {"max_rps": peak["rps"], "max_tool": "wrk, 64 connections" if path != "mixed" else "openloop",
-            "points": points, "capacity_rps": capacity_of(points, plan.slo_ms),
-            "capacity_loose_rps": capacity_of(points, loose),
-            **{k: peak[k] for k in ("cpu_us_per_request", "relay_us_per_request") if k in peak}}
+    m.points.sort(key=lambda p: p["target_rps"])
+    return {"max_rps": m.peak["rps"], "max_tool": "openloop" if "requests" not in m.peak else "wrk, 64 connections",
+            "points": m.points, "capacity_rps": capacity_of(m.points, plan.slo_ms),
+            "capacity_loose_rps": capacity_of(m.points, loose),
+            **{k: m.peak[k] for k in ("cpu_us_per_request", "relay_us_per_request") if k in m.peak}}
 
 
-def mixed_peak(port: int, bearer: str, plan: Plan, load_cpu: str | None, start: float) -> float:
-    """The mix's maximum: the achieved rate when offered more than it can take (from the hit's
-    maximum, which bounds it)."""
-    r = step(port, "mixed", bearer, plan, start, load_cpu)
-    return float(r["achieved_rps"])
+def run_path(path: str, plan: Plan) -> dict[str, dict[str, Any]]:
+    """Every stack's curve on one path, side by side: a server each (on ports of their own, all on
+    the server CPU), each loaded in turn at every step, so that ours / peer comes from the same
+    minutes of a noisy machine. Then the bisection at the SLO (the looser one where even the
+    lowest rate missed it), stack by stack."""
+    _, load_cpu = cpus()
+    members: list[Member] = []
+    with contextlib.ExitStack() as held:
+        for i, name in enumerate(n for n in plan.stacks if path in paths_of(n, plan)):
+            server, peer = server_for(name, path, plan, i)
+            held.enter_context(server)
+            m = Member(name, server, (plan.peer_token or signed_token()) if peer else token(server.url))
+            if name == "ours" and path == "hit":  # before the bare protocol starts with its bytes
+                keep_hit_page(server.url, m.bearer)
+            if name == "ours" and path == "mixed":
+                plan.users = [token(server.url, f"bench_{i}") for i in range(1, MIXED_USERS + 1)]
+            members.append(m)
+        log(f"{path}: {', '.join(m.name for m in members)}, side by side")
+        for m in members:
+            m.peak = peak_of(m, path, plan, load_cpu)
+        for fraction in plan.fractions:
+            for m in members:
+                m.points.append(step(m.server.port, path, m.bearer, plan, m.peak["rps"] * fraction, load_cpu))
+        loose = plan.loose_factor * plan.slo_ms
+        for _ in range(BISECTIONS):
+            for m in members:
+                rate = bisect(m.points, plan.slo_ms if capacity_of(m.points, plan.slo_ms) else loose)
+                if rate is not None:
+                    m.points.append(step(m.server.port, path, m.bearer, plan, rate, load_cpu))
+    return {m.name: finished(m, plan) for m in members}
+
+
+def mixed_peak(port: int, bearer: str, plan: Plan, load_cpu: str | None, hit_max: float) -> float:
+    """The mix's maximum: what it achieves when offered more than it can take. Its logins and
+    registrations hash passwords, so a tenth of the hit's maximum is usually past it (more would
+    only queue for the drain); offered twice as much while it keeps up."""
+    rate = hit_max / 10
+    while True:
+        r = offered(port, "mixed", bearer, plan, rate, load_cpu)
+        if r["achieved_share"] < HELD_SHARE or rate >= hit_max:
+            return float(r["achieved_rps"])
+        rate *= 2
 
 
 def flush(plan: Plan) -> None:
@@ -231,13 +276,15 @@ def flush(plan: Plan) -> None:
     client.close()
 
 
-def server_for(name: str, path: str, plan: Plan) -> tuple[Server, bool]:
-    """(the stack's server for a path, not started; whether it is a peer, with no login route)."""
+def server_for(name: str, path: str, plan: Plan, index: int) -> tuple[Server, bool]:
+    """(the stack's server for a path on port PORT + index, not started; whether it is a peer,
+    with no login route)."""
     server_cpu, _ = cpus()
-    env = dict(CACHE_OFF) if path == "bypass" else {}
+    port = int(BENCH_ENV["PORT"]) + index
+    env = {**(CACHE_OFF if path == "bypass" else {}), "PORT": str(port)}
     if name == "ours":
         return Server({**env, **plan.env}, server_cpu), False
-    command, extra = peers.command(name, bench_settings(), 1, int(BENCH_ENV["PORT"]))
+    command, extra = peers.command(name, bench_settings(), 1, port)
     if name == "bare-protocol":
         extra["BODY_FILE"] = str(RESULTS / "streams" / "hit-page.json")
     return Server({**env, **extra, **plan.env}, server_cpu, command), True
@@ -247,23 +294,6 @@ def paths_of(name: str, plan: Plan) -> list[str]:
     if name == "bare-protocol":
         return ["hit"] if "hit" in plan.paths else []
     return [p for p in plan.paths if p != "mixed" or name == "ours"]  # the peers have no account routes
-
-
-def run_stack(name: str, plan: Plan) -> dict[str, Any]:
-    """Every path's curve on one stack; a server per path (bypass is the cache-off one)."""
-    _, load_cpu = cpus()
-    out: dict[str, Any] = {}
-    for path in paths_of(name, plan):
-        server, peer = server_for(name, path, plan)
-        log(f"{name}, {path}")
-        with server:
-            bearer = (plan.peer_token or signed_token()) if peer else token(server.url)
-            if path == "hit" and name == "ours":
-                keep_hit_page(server.url, bearer)
-            if path == "mixed":
-                plan.users = [token(server.url, f"bench_{i}") for i in range(1, MIXED_USERS + 1)]
-            out[path] = curve(server.port, path, bearer, plan, load_cpu, server)
-    return out
 
 
 def keep_hit_page(url: str, bearer: str) -> None:
@@ -301,14 +331,21 @@ def run(plan: Plan) -> dict[str, Any]:
     started = time.time()
     dsn = prepare_stack()
     server_cpu, load_cpu = cpus()
-    stacks = {name: run_stack(name, plan) for name in plan.stacks}
-    # The bare protocol is the proof's own server: its curve goes past what it can take.
-    top = max(p["target_rps"] for name, curves in stacks.items() if name != "bare-protocol"
-              for c in curves.values() for p in c["points"])
+    by_path = {path: run_path(path, plan) for path in plan.paths}
+    stacks = {name: {path: curves[name] for path, curves in by_path.items() if name in curves}
+              for name in plan.stacks}
+    stacks = {name: paths for name, paths in stacks.items() if paths}
     return {"facts": facts(dsn, stack.urls(bench_settings())[1], server_cpu=server_cpu, load_cpu=load_cpu,
                            connections=openloop.CONNECTIONS, seed=BENCH_SPEC.__dict__),
             "plan": {k: v for k, v in plan.__dict__.items() if k not in ("users", "cold_cursor", "env", "peer_token", "meter")},
-            "stacks": stacks, "proof": proof(top, plan), "elapsed_s": time.time() - started}
+            "stacks": stacks, "elapsed_s": time.time() - started}
+
+
+def top_rate(stacks: dict[str, Any]) -> float:
+    """The top rate offered to any stack but the bare protocol, the proof's own server (its curve
+    goes past what it can take)."""
+    return max(float(p["target_rps"]) for name, curves in stacks.items() if name != "bare-protocol"
+               for c in curves.values() for p in c["points"])
 
 
 def main() -> None:
@@ -318,12 +355,19 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join([*PATHS, "mixed"]))
     parser.add_argument("--slo-ms", type=float, default=SLO_MS)
     parser.add_argument("--publish", action="store_true", help="write RESULTS.md's section and plots")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the stacks of the last run that this one does not measure")
     args = parser.parse_args()
     plan = Plan(seconds=2.0 if args.quick else 4.0, warmup=1.0, slo_ms=args.slo_ms,
                 fractions=QUICK_FRACTIONS if args.quick else FRACTIONS,
                 stacks=args.stacks.split(","), paths=args.paths.split(","))
     result = run(plan)
-    write_json(RESULTS / ("curves-quick.json" if args.quick else "curves.json"), result)
+    path = RESULTS / ("curves-quick.json" if args.quick else "curves.json")
+    if args.merge and path.exists():
+        kept = json.loads(path.read_text())["stacks"]
+        result["stacks"] = {**{k: v for k, v in kept.items() if k not in result["stacks"]}, **result["stacks"]}
+    result["proof"] = proof(top_rate(result["stacks"]), plan)
+    write_json(path, result)
     if args.publish:
         publish_capacity(result)
     log(f"curves done in {result['elapsed_s']:.0f} s")

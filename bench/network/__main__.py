@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import time
 from typing import Any
@@ -107,12 +108,18 @@ def at_rtt(rtt_ms: float, plan: curves.Plan) -> dict[str, Any]:
         plan.meter = far.relay_cpu_s
         rtt = measured_rtt(far)
         log(f"RTT {rtt_ms:g} ms set: PostgreSQL SELECT 1 {rtt['postgres_ms']:.3f} ms, Redis PING {rtt['redis_ms']:.3f} ms")
-        stacks = {name: curves.run_stack(name, plan) for name in plan.stacks}
+        by_path = {path: curves.run_path(path, plan) for path in plan.paths}
+        stacks = {name: {path: c[name] for path, c in by_path.items() if name in c} for name in plan.stacks}
         rows = ablation(far, plan)
     return {"rtt_ms": rtt_ms, "measured": rtt, "stacks": stacks, "ablation": rows, "commit": commit()}
 
 
+def stopped(*_: object) -> None:
+    raise SystemExit(143)  # the test host's servers are moved back, and the namespace removed, on the way out
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, stopped)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rtt-ms", default="0.25,1", help="round-trip times to measure, in ms, comma-separated")
     parser.add_argument("--quick", action="store_true", help="ours only, hit and post, short steps (CI)")
@@ -126,7 +133,7 @@ def main() -> None:
     started = time.time()
     dsn = prepare_stack()
     stacks = ["ours"] if args.quick else [s for s in args.stacks.split(",") if s != "bare-protocol"]
-    plan = curves.Plan(seconds=2.0 if args.quick else 4.0, warmup=1.0, slo_ms=args.slo_ms,
+    plan = curves.Plan(seconds=2.0 if args.quick else 3.0, warmup=1.0, slo_ms=args.slo_ms,
                        fractions=curves.QUICK_FRACTIONS, stacks=stacks,
                        paths=["hit", "post"] if args.quick else PATHS, peer_token=signed_token())
     path = RESULTS / "network-quick.json" if args.quick else OUT
