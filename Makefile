@@ -64,7 +64,7 @@ chaos: install  ## faults injected under load: one server, the pooled replicated
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
 
-bench: install  ## every load run, ceilings, peers, profiles, microbenchmarks, RESULTS.md and plots (about 35 minutes)
+bench: install  ## every load run, ceilings, peers, capacity curves, the network runs, profiles, microbenchmarks, RESULTS.md and plots (about 100 minutes)
 	$(PY) -m bench.load
 	$(PY) -m bench.instances
 	$(PY) -m bench.curves
