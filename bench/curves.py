@@ -28,8 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from bench import http1, openloop
 from bench.facts import facts
 from bench.harness import (
@@ -268,12 +266,7 @@ def mixed_peak(port: int, bearer: str, plan: Plan, load_cpu: str | None, hit_max
 
 def flush(plan: Plan) -> None:
     """Redis emptied, wherever the plan's stack has it."""
-    if not plan.env.get("REDIS_URL"):
-        flush_cache()
-        return
-    client = redis.Redis.from_url(plan.env["REDIS_URL"])
-    client.flushdb()
-    client.close()
+    flush_cache(plan.env.get("REDIS_URL", ""))
 
 
 def server_for(name: str, path: str, plan: Plan, index: int) -> tuple[Server, bool]:

@@ -83,10 +83,11 @@ def start_stack() -> str:
     return stack.urls(settings)[0]
 
 
-def flush_cache() -> None:
+def flush_cache(redis_url: str = "") -> None:
+    """The bench stack's Redis emptied (or the one at redis_url: the stack moved elsewhere)."""
     import redis
 
-    client = redis.Redis.from_url(stack.urls(bench_settings())[1])
+    client = redis.Redis.from_url(redis_url or stack.urls(bench_settings())[1])
     client.flushdb()
     client.close()
 
