@@ -62,13 +62,26 @@ def topic(rank: int) -> str:
 MARKER = "CREATE TABLE IF NOT EXISTS seed_info (spec jsonb PRIMARY KEY, seeded_at timestamptz DEFAULT now())"
 
 
-def _spec_json(spec: SeedSpec) -> str:
+def _spec_json(spec: SeedSpec, grown: bool = False) -> str:
     import json
 
-    fields = asdict(spec)
+    fields: dict[str, object] = asdict(spec)
     if not spec.cold_tags:  # specs written before cold tags existed stay recognised
         del fields["cold_tags"], fields["cold_tweets_per_tag"]
+    if grown:
+        fields["grown"] = True
     return json.dumps(fields)
+
+
+async def holds(dsn: str, spec: SeedSpec) -> bool:
+    """Does this database hold this seed already (seed() would do nothing)?"""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT to_regclass('seed_info') IS NOT NULL AND EXISTS (SELECT 1 FROM seed_info WHERE spec = $1::jsonb)",
+            _spec_json(spec)))
+    finally:
+        await conn.close()
 
 
 async def seed(dsn: str, spec: SeedSpec = SeedSpec(), quiet: bool = False, replace: bool = False) -> bool:
@@ -116,18 +129,24 @@ async def _users(conn: asyncpg.Connection, spec: SeedSpec) -> list[int]:
 Row = tuple[int, int, str, list[str], datetime]
 
 
+def _hot_rows(spec: SeedSpec, user_ids: list[int], rng: random.Random, first: int, count: int,
+              start: datetime, step: timedelta) -> Iterator[Row]:
+    """Hot tweets first .. first + count - 1 as (k, user, msg, tags, created_at), k from 0; their
+    tags follow the spec's Zipf law."""
+    pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
+    for k in range(count):
+        tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
+        msg = f"bench tweet {first + k} about " + " ".join(f"#{t}" for t in tags)
+        yield k, user_ids[rng.randrange(spec.users)], msg, tags, start + step * k
+
+
 def _rows(spec: SeedSpec, user_ids: list[int], rng: random.Random) -> Iterator[Row]:
     """Every tweet as (k, user, msg, tags, created_at), generated as copied: millions of rows never
-    sit in memory. Tags follow the spec's Zipf law; cold tags get a few tweets each."""
-    pick = zipf_sampler(spec.topics, spec.zipf_s, rng)
+    sit in memory. Cold tags get a few tweets each, after the hot ones."""
     start = datetime.now(UTC) - timedelta(days=30)
     step = timedelta(days=30) / spec.tweets
-    k = 0
-    for i in range(spec.tweets):
-        tags = sorted({topic(pick()) for _ in range(rng.randint(1, 3))})
-        msg = f"bench tweet {i} about " + " ".join(f"#{t}" for t in tags)
-        yield k, user_ids[rng.randrange(spec.users)], msg, tags, start + step * i
-        k += 1
+    yield from _hot_rows(spec, user_ids, rng, 0, spec.tweets, start, step)
+    k = spec.tweets
     for c in range(1, spec.cold_tags + 1):
         for j in range(spec.cold_tweets_per_tag):
             yield (k, user_ids[rng.randrange(spec.users)], f"cold tweet {j} about #cold{c}",
@@ -137,7 +156,23 @@ def _rows(spec: SeedSpec, user_ids: list[int], rng: random.Random) -> Iterator[R
 
 async def _write_tweets(conn: asyncpg.Connection, rows: Iterator[Row]) -> None:
     """Copied into a staging table, then written as the post statement writes a tweet: ids in row
-    order, each tweet's JSON built by tweet_json() (sql/006) and stored with it."""
+    order, each tweet's JSON built by tweet_json() (sql/006) and stored with it; every tag's count
+    counted anew."""
+    before = await _stage_and_insert(conn, rows)
+    await conn.execute("""
+        INSERT INTO tweet_tags (tag, tweet_id)
+            SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n WHERE t.id > $1 ON CONFLICT DO NOTHING
+    """, before)
+    await conn.execute("""
+        DELETE FROM tags;
+        INSERT INTO tags (name, shard, tweet_count)
+            SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
+    """)
+
+
+async def _stage_and_insert(conn: asyncpg.Connection, rows: Iterator[Row]) -> int:
+    """The rows copied into a staging table and written to tweets; the highest tweet id before."""
+    before: int = await conn.fetchval("SELECT coalesce(max(id), 0) FROM tweets")
     await conn.execute("CREATE TEMP TABLE seed_rows (k int, user_id bigint, msg text, tags text[], "
                        "created_at timestamptz) ON COMMIT DROP")
     await conn.copy_records_to_table("seed_rows", records=rows,
@@ -150,16 +185,84 @@ async def _write_tweets(conn: asyncpg.Connection, rows: Iterator[Row]) -> None:
         INSERT INTO tweets (id, user_id, msg, tags, created_at{body[0]}) OVERRIDING SYSTEM VALUE
             SELECT n.id, n.user_id, n.msg, n.tags, n.created_at{body[1]}
             FROM (SELECT nextval('tweets_id_seq') AS id, r.* FROM seed_rows r ORDER BY r.k) n
-            JOIN users u ON u.id = n.user_id;
-        DROP TABLE seed_rows;
+            JOIN users u ON u.id = n.user_id
     """)  # noqa: S608 (two fixed fragments, no input)
-    await conn.execute("""
-        INSERT INTO tweet_tags (tag, tweet_id)
-            SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n ON CONFLICT DO NOTHING;
-        DELETE FROM tags;
-        INSERT INTO tags (name, shard, tweet_count)
-            SELECT tag, 0, count(*) FROM tweet_tags GROUP BY tag;
-    """)
+    return before
+
+
+class SeedError(RuntimeError):
+    pass
+
+
+# The secondary indexes (those no constraint uses) of the tables a seed writes: dropped for a bulk
+# load and built again after it.
+SECONDARY_INDEXES = """
+    SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i
+    WHERE i.indrelid = ANY ('{tweets,tweet_tags}'::regclass[])
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+    ORDER BY 1"""
+
+
+async def grow(dsn: str, spec: SeedSpec) -> int:
+    """The database's bench seed grown to spec.tweets hot tweets by adding newer ones (make
+    bench-scale: each size grows the same database instead of seeding it anew). Loaded as a bulk
+    load is, in one transaction: the secondary indexes of tweets and tweet_tags dropped, the new
+    rows copied and written, the indexes built again; then vacuumed. Benchmark posts since the
+    seed are undone first (reset). A grown database is marked so: it does not hold the rows a
+    seed of the same size would (the new tweets are the newest and come from their own random
+    stream), and seed() replaces it. Returns the tweets added."""
+    await reset(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        have = await _held_tweets(conn, spec)
+        added = spec.tweets - have
+        if added <= 0:
+            return 0
+        user_ids = await _users(conn, spec)
+        times = await conn.fetchrow("SELECT coalesce(max(created_at), now()), now() FROM tweets")
+        assert times is not None
+        last, now = times
+        step = max((now - last) / added, timedelta(microseconds=1))
+        rows = _hot_rows(spec, user_ids, random.Random(f"{spec.seed}:{have}"), have, added, last + step, step)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            indexes = await conn.fetch(SECONDARY_INDEXES)
+            for name, _ in indexes:
+                await conn.execute(f"DROP INDEX {name}")  # a regclass's own text: quoted where needed
+            before = await _stage_and_insert(conn, rows)
+            await conn.execute("""
+                INSERT INTO tweet_tags (tag, tweet_id)
+                    SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n WHERE t.id > $1;
+                """, before)
+            await conn.execute("""
+                INSERT INTO tags AS g (name, shard, tweet_count)
+                    SELECT tag, 0, count(*) FROM tweet_tags WHERE tweet_id > $1 GROUP BY tag
+                ON CONFLICT (name, shard) DO UPDATE SET tweet_count = g.tweet_count + excluded.tweet_count
+                """, before)
+            for _, definition in indexes:
+                await conn.execute(definition)
+            await conn.execute("DELETE FROM seed_info")
+            await conn.execute("INSERT INTO seed_info (spec) VALUES ($1::jsonb)", _spec_json(spec, grown=True))
+            if await conn.fetchval("SELECT to_regclass('seed_mark') IS NOT NULL"):
+                await conn.execute("UPDATE seed_mark SET max_tweet = (SELECT max(id) FROM tweets)")
+        await conn.execute("VACUUM ANALYZE tweets, tweet_tags, tags")
+        return added
+    finally:
+        await conn.close()
+
+
+async def _held_tweets(conn: asyncpg.Connection, spec: SeedSpec) -> int:
+    """The hot tweets of the seed this database holds, which must be spec's but for their number."""
+    import json
+
+    held = [json.loads(r[0]) for r in await conn.fetch("SELECT spec::text FROM seed_info")]
+    want = json.loads(_spec_json(spec))
+    same = len(held) == 1 and {k: v for k, v in held[0].items() if k not in ("tweets", "grown")} == \
+        {k: v for k, v in want.items() if k != "tweets"}
+    if not same or held[0]["tweets"] > spec.tweets:
+        raise SeedError(f"growing to {spec} needs a database seeded with the same spec and fewer tweets; "
+                        f"it holds {held or 'no seed'}")
+    return int(held[0]["tweets"])
 
 
 def main() -> None:
@@ -180,9 +283,6 @@ def main() -> None:
     if not done:
         print("already seeded")
 
-
-if __name__ == "__main__":
-    main()
 
 
 async def reset(dsn: str) -> None:
@@ -212,3 +312,7 @@ async def reset(dsn: str) -> None:
         await conn.execute("VACUUM ANALYZE tweets, tweet_tags, tags")
     finally:
         await conn.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -418,7 +418,36 @@ def publish_detection(detection: dict[str, Any], injected: dict[str, Any] | None
 
 
 SCALE_TITLE = "## Cost versus data size"
-SCALE_FLAT = {"hit": 0.10, "miss": 0.10, "post": 0.10, "deep_keyset": 0.20}  # largest vs smallest
+SCALE_FLAT = {"hit": 0.10, "miss": 0.10, "bypass": 0.10, "post": 0.10, "deep_keyset": 0.10}  # largest vs smallest
+
+
+def loading(size: dict[str, Any]) -> str:
+    """A size's loading: seconds (seconds per million tweets added), or that it was there already."""
+    added = size.get("added", size["tweets"])
+    return f"{f0(size['seed_s'])} ({size['seed_s'] / added * 1e6:,.1f})" if added else "already seeded"
+
+
+PROJECTED_TWEETS = 200_000_000
+
+
+def projection(largest: dict[str, Any]) -> list[str]:
+    """Disk and memory for PROJECTED_TWEETS, scaled linearly from the largest size measured."""
+    per = PROJECTED_TWEETS / largest["tweets"]
+    sizes = largest["sizes"]
+    tables = sum(sizes[t]["table_bytes"] for t in ("tweets", "tweet_tags", "tags")) * per
+    indexes = sum(sizes[t]["index_bytes"] for t in ("tweets", "tweet_tags", "tags")) * per
+    per_million = (tables + indexes) / (PROJECTED_TWEETS / 1e6)
+    hot = largest["redis_bytes"]["hot tag entry"]
+    return ["", f"Projected to {PROJECTED_TWEETS / 1e6:,.0f}M tweets, linearly from {f0(largest['tweets'])} "
+            f"({per_million / 2**20:,.0f} MB per million tweets, tables and indexes): about "
+            f"{tables / 2**30:,.1f} GB of tables and {indexes / 2**30:,.1f} GB of indexes on disk, before WAL, "
+            "free space after updates and backups. Assumptions: the same mix of 1-3 tags a tweet and "
+            "message lengths; searches read the newest pages of a tag, so the memory that keeps them off "
+            f"the disk is the indexes' upper levels and recent leaves plus the recent heap, well under the "
+            f"{indexes / 2**30:,.1f} GB of whole indexes (which a deep page or a cold tag may touch). Redis does "
+            f"not grow with tweets: a tag's entry holds at most its newest tweets (the hot tag's is "
+            f"{hot / 1024:,.0f} KB at every size), so its memory is the number of tags searched times their "
+            "entry size, bounded by its maxmemory."]
 
 
 def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
@@ -430,19 +459,25 @@ def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
            "growing numbers of tweets, each path measured as above (1 worker, pinned, "
            f"{result['plan']['rounds']} rounds of {result['plan']['seconds']} s, medians), within a "
            f"budget of {result['budget_s']:.0f} s. "
+           + ("The smallest size is seeded; each larger one grows the same database by the newer tweets "
+              "it lacks, loaded in bulk (bench/seed.py `grow`: COPY, indexes built after the load). "
+              if any(r.get("grown") for r in runs) else "")
            + (f"Stopped {result['stopped']}." if result["stopped"] else "Every size ran."), "",
            f"![scale]({plot_dir}/scale.png)", "",
-           table(["tweets", "hot tag's tweets", "seed s", *[f"{p} req/s (p99 ms)" for p in paths]],
-                 [[f0(r["tweets"]), f0(r["sizes"]["hot_tag_tweets"]), f0(r["seed_s"]),
+           table(["tweets", "hot tag's tweets", "loading s (s per million tweets)",
+                  *[f"{p} req/s (p99 ms)" for p in paths]],
+                 [[f0(r["tweets"]), f0(r["sizes"]["hot_tag_tweets"]),
+                   loading(r),
                    *[f"{f0(r['paths'][p]['rps'])} ({f2(r['paths'][p]['p99_ms'])})" for p in paths]]
                   for r in runs]), "",
            "Sizes on disk and in Redis:", "",
            table(["tweets", *[f"{t} table + indexes MB" for t in ("tweets", "tweet_tags", "tags")],
-                  "Redis: hot tag entry KB", "Redis: cold tag entry bytes"],
+                  "Redis: hot tag entry KB", "Redis: cold tag entry bytes", "WAL per post, bytes"],
                  [[f0(r["tweets"]),
                    *[f"{r['sizes'][t]['table_bytes'] / 2**20:,.0f} + {r['sizes'][t]['index_bytes'] / 2**20:,.0f}"
                      for t in ("tweets", "tweet_tags", "tags")],
-                   f"{r['redis_bytes']['hot tag entry'] / 1024:,.0f}", f0(r["redis_bytes"]["cold tag entry (mean)"])]
+                   f"{r['redis_bytes']['hot tag entry'] / 1024:,.0f}", f0(r["redis_bytes"]["cold tag entry (mean)"]),
+                   f0(r["wal_bytes_per_post"]) if "wal_bytes_per_post" in r else "not measured"]
                   for r in runs])]
     out += ["", "CPU per request by size (µs: server / PostgreSQL), which part grows with the data:", "",
             table(["tweets", *paths],
@@ -457,6 +492,14 @@ def scale_section(result: dict[str, Any], plot_dir: str) -> list[str]:
         out += ["", f"Targets, {f0(runs[0]['tweets'])} to {f0(runs[-1]['tweets'])} tweets (req/s, largest "
                 "against smallest; deep offset pages are capped by the API at offset 9,900 instead):", "",
                 table(["path", "goal", "change", ""], rows)]
+    out += projection(runs[-1])
+    ends = [r for r in (runs[0], runs[-1]) if "plans" in r]
+    for label in ends[0]["plans"] if ends else []:
+        out += ["", f"<details><summary>Plan of the search statement, {label}, at "
+                f"{' and '.join(f0(r['tweets']) for r in ends)} tweets (EXPLAIN ANALYZE, BUFFERS)</summary>", ""]
+        for r in ends:
+            out += [f"{f0(r['tweets'])} tweets:", "", "```", r["plans"][label], "```", ""]
+        out.append("</details>")
     return out
 
 

@@ -7,12 +7,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
-from bench.seed import SeedSpec, data_only, seed
+from bench.seed import SeedError, SeedSpec, data_only, grow, reset, seed
 from bench.sides import SideError, run
+from service.db import tweets
 from service.db.migrate import migrate
 from service.settings import ROOT
 
@@ -129,3 +131,69 @@ def test_a_step_of_the_checks_preparation_over_its_limit_fails_by_name() -> None
     slow = [sys.executable, "-c", "import time; time.sleep(5)"]
     with pytest.raises(SideError, match=r"the baseline's migrations in .* did not finish within 0\.5 s"):
         run(slow, ROOT, "the baseline's migrations", limit=0.5)
+
+
+async def _shape(dsn: str) -> dict[str, object]:
+    """What a grown database must keep true: every tweet's tags in tweet_tags, every tag's count
+    right, the same indexes, and the seed's marker."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            "tweets": await conn.fetchval("SELECT count(*) FROM tweets"),
+            "links": await conn.fetchval("SELECT count(*) FROM tweet_tags"),
+            "tags_per_tweet": await conn.fetchval("SELECT sum(cardinality(tags)) FROM tweets"),
+            "wrong_counts": await conn.fetchval("""
+                SELECT count(*) FROM (SELECT name, sum(tweet_count) AS n FROM tags GROUP BY name) g
+                FULL JOIN (SELECT tag, count(*) AS n FROM tweet_tags GROUP BY tag) l ON l.tag = g.name
+                WHERE g.n IS DISTINCT FROM l.n"""),
+            "indexes": [tuple(r) for r in await conn.fetch(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = ANY ('{tweets,tweet_tags,tags}'::regclass[]) ORDER BY 1")],
+            "bodies_wrong": await conn.fetchval(
+                "SELECT count(*) FROM tweets t JOIN users u ON u.id = t.user_id "
+                "WHERE t.body <> tweet_json(t.id, t.msg, t.user_id, u.username, t.created_at, t.tags)"),
+            "ids_in_time_order": await conn.fetchval(
+                "SELECT bool_and(ordered) FROM (SELECT created_at >= lag(created_at, 1, created_at) "
+                "OVER (ORDER BY id) AS ordered FROM tweets WHERE msg LIKE 'bench tweet %') o"),
+            "marker": await conn.fetchval("SELECT spec->>'grown' FROM seed_info"),
+        }
+    finally:
+        await conn.close()
+
+
+def test_growing_a_seed_adds_newer_tweets_as_a_bulk_load_keeping_every_index(scratch_dsn: str) -> None:
+    cold = replace(SMALL, cold_tags=5)
+    assert asyncio.run(seed(data_only(scratch_dsn), cold, quiet=True)) is True
+    asyncio.run(reset(scratch_dsn))  # as make bench does: the seed's mark, then a benchmark's post
+
+    async def post() -> None:
+        conn = await asyncpg.connect(scratch_dsn)
+        try:
+            user = await conn.fetchrow("SELECT id, username FROM users ORDER BY id LIMIT 1")
+            assert user is not None
+            await tweets.post(conn, user["id"], user["username"], "a benchmark post #topic1", ["topic1"])
+        finally:
+            await conn.close()
+
+    asyncio.run(post())
+    before = asyncio.run(_shape(scratch_dsn))
+    assert before["tweets"] == 311
+
+    assert asyncio.run(grow(data_only(scratch_dsn), replace(cold, tweets=1_000))) == 700
+    after = asyncio.run(_shape(scratch_dsn))
+    assert after["tweets"] == 1_010  # the benchmark's post undone, 700 newer tweets added
+    assert after["links"] == after["tags_per_tweet"]
+    assert after["wrong_counts"] == 0 and after["bodies_wrong"] == 0 and after["ids_in_time_order"] is True
+    assert after["indexes"] == before["indexes"]
+    assert after["marker"] == "true"
+
+    assert asyncio.run(grow(data_only(scratch_dsn), replace(cold, tweets=1_000))) == 0  # already there
+    assert asyncio.run(grow(data_only(scratch_dsn), replace(cold, tweets=1_200))) == 200  # a grown one grows
+    with pytest.raises(SeedError, match="same spec and fewer tweets"):
+        asyncio.run(grow(data_only(scratch_dsn), replace(cold, tweets=1_200, topics=21)))
+    with pytest.raises(SeedError, match="fewer tweets"):
+        asyncio.run(grow(data_only(scratch_dsn), replace(cold, tweets=500)))
+    # A seed of the grown size is not what growing made: seed() replaces it.
+    again = replace(cold, tweets=1_200)
+    assert asyncio.run(seed(data_only(scratch_dsn), again, quiet=True, replace=True)) is True
+    assert asyncio.run(_shape(scratch_dsn))["marker"] is None

@@ -1,0 +1,36 @@
+"""make bench-scale's section, on a made-up run: loading speed, targets and both ends' plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report.runs import scale_section
+
+RELATIONS = ("tweets", "tweet_tags", "tags")
+PATHS = ("hit", "miss", "bypass", "post", "deep_offset", "deep_keyset")
+
+
+def size(tweets: int, rps: float, seed_s: float, grown: bool) -> dict[str, Any]:
+    path = {"rps": rps, "p99_ms": 2.0, "cpu_us_per_request": {"server": 50.0, "postgres": 20.0}}
+    relation = {"table_bytes": 2**20, "index_bytes": 2**20}
+    return {"tweets": tweets, "seed_s": seed_s, "added": tweets if not grown else tweets - 200_000,
+            "grown": grown, "paths": dict.fromkeys(PATHS, path) | {"miss": {**path, "rps": rps * 0.5}},
+            "sizes": {"hot_tag_tweets": tweets // 3, **dict.fromkeys(RELATIONS, relation)},
+            "redis_bytes": {"hot tag entry": 4096, "cold tag entry (mean)": 300},
+            "wal_bytes_per_post": 2_345.6,
+            "plans": {"first page of a cold tag (miss)": f"Index Only Scan ({tweets})"}}
+
+
+def test_the_section_gives_seconds_per_million_targets_and_the_plans_at_both_ends() -> None:
+    sizes = [size(200_000, 1000.0, 10.0, False), size(2_000_000, 950.0, 90.0, True)]
+    result = {"facts": {"commit": "abc1234"}, "plan": {"rounds": 2, "seconds": 3}, "budget_s": 1500,
+              "stopped": None, "sizes": sizes}
+    text = "\n".join(scale_section(result, "bench/plots"))
+    assert "each larger one grows the same database" in text
+    assert "| 2,000,000 | 666,666 | 90 (50.0) |" in text  # 90 s for 1.8M tweets added
+    assert "| hit | within ±10% | -5.0% |" in text
+    assert "| bypass | within ±10% |" in text and "| deep_keyset | within ±10% |" in text
+    assert "| 4 | 300 | 2,346 |" in text  # Redis entries and WAL per post
+    # 3 MB (tables) + 3 MB (indexes) at 2M: 3 MB per million tweets, 300 MB of each at 200M
+    assert "(3 MB per million tweets, tables and indexes): about 0.3 GB of tables and 0.3 GB of" in text
+    assert "Index Only Scan (200000)" in text and "Index Only Scan (2000000)" in text
