@@ -144,7 +144,7 @@ def main() -> None:
     results: dict[str, Any] = {"plan": plan.__dict__, "budget_s": args.budget, "sizes": [], "stopped": None}
     sizes = sorted(int(s) for s in args.sizes.split(","))  # each size grows the one before
     for i, tweets in enumerate(sizes):
-        if results["sizes"]:
+        if results["sizes"] and results["sizes"][-1]["added"]:  # a loading rate measured (not already seeded)
             last = results["sizes"][-1]
             per_row = last["seed_s"] / max(1, last["added"])
             adding = tweets - last["tweets"]
