@@ -41,8 +41,8 @@ def apply_hooks(hooks: Hooks, timeline: Timeline, cache: TagCache | None) -> Non
             burn(slow[state])
             return body, state
 
-        def slowed_page(q: SearchQuery) -> bytes | None:
-            body = cached_page(q)
+        def slowed_page(q: SearchQuery, now: float) -> bytes | None:
+            body = cached_page(q, now)
             if body is not None:
                 burn(slow["HIT"])
             return body

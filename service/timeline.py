@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from time import monotonic
 
 import asyncpg
 from redis.exceptions import ResponseError
@@ -199,12 +200,13 @@ class Timeline:
         """(response body, X-Cache value)."""
         if self._cache is None:
             return await self._search_db(q), BYPASS
-        if not self._cache_usable():
+        now = monotonic()
+        if not self._cache_usable(now):
             return await self._search_db(q), BYPASS
         key = (q.tag, q.page, q.page_size, q.before_id)
         local = self._local
         if local is not None:
-            body = local.get(key)
+            body = local.get(key, now)
             if body is not None:
                 return body, HIT
             token = local.token(q.tag)
@@ -213,13 +215,14 @@ class Timeline:
             local.put(key, body, token)
         return body, state
 
-    def cached_page(self, q: SearchQuery) -> bytes | None:
+    def cached_page(self, q: SearchQuery, now: float) -> bytes | None:
         """The page's body from the in-process cache while the cache is trusted, else None: the
-        answer of search() when it is a local hit (the protocol's fast path asks it directly)."""
+        answer of search() when it is a local hit (the protocol's fast path asks it directly, with
+        `now`, time.monotonic() read once for the request)."""
         local = self._local
-        if local is None or self._cache is None or not self._cache_usable():
+        if local is None or self._cache is None or not self._cache_usable(now):
             return None
-        return local.get((q.tag, q.page, q.page_size, q.before_id))
+        return local.get((q.tag, q.page, q.page_size, q.before_id), now)
 
     async def _search_cached(self, q: SearchQuery) -> tuple[bytes, str]:
         assert self._cache is not None
@@ -269,8 +272,11 @@ class Timeline:
         return Page(items, filled.total,
                     window_answers(len(items), count, len(filled.tweets), filled.total, offset, before_id))
 
-    def _cache_usable(self) -> bool:
-        return self._clean() and self._guard.readable()
+    def _cache_usable(self, now: float) -> bool:
+        """_clean() and the guard's readable(), in as few calls as every cached page allows."""
+        board = self._dirty_workers
+        return (self._dirty_since is None and (board is None or not board.any())
+                and self._guard.readable_at(now))
 
     def _clean(self) -> bool:
         """Neither this worker nor a sibling is dirty."""

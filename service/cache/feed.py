@@ -90,9 +90,13 @@ class Feed:
         """Whether the shared cache may be used now: subscribed, and heard from recently. Checked
         on every search, so a freeze is noticed by the first search after the deadline even
         while this task waits on a slow socket."""
+        return self.trusted_at(time.monotonic())
+
+    def trusted_at(self, now: float) -> bool:
+        """trusted(), at `now` (time.monotonic(), read once for a whole request by the caller)."""
         if self._lost:
             return False
-        if time.monotonic() - self._heard_at > self.stale_after:
+        if now - self._heard_at > self.stale_after:
             self._lose(f"quiet for more than {self.stale_after} s")
             return False
         return True

@@ -46,8 +46,8 @@ class LocalCache:
     def active(self, value: bool) -> None:
         self.live_until = float("inf") if value else 0.0
 
-    def get(self, key: PageKey) -> bytes | None:
-        now = time.monotonic()  # once: this is every cached search's path
+    def get(self, key: PageKey, now: float) -> bytes | None:
+        """The page, if kept and still good at `now` (time.monotonic(), read once by the caller)."""
         if now >= self.live_until:
             return None
         hit = self._pages.get(key)

@@ -60,6 +60,10 @@ class Notices:
         """PostgreSQL heard recently: no announced post can have passed this worker by."""
         return time.monotonic() < self._live_until
 
+    def trusted_at(self, now: float) -> bool:
+        """trusted(), at `now` (time.monotonic(), read once for a whole request by the caller)."""
+        return now < self._live_until
+
     def close(self) -> None:
         self._closed = True
 

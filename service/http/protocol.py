@@ -112,7 +112,7 @@ class FrontProtocol(SanicConnection):
                 what = route.body(data[end + 4:body_end])
                 if what is None:
                     break
-            page = None if route.page is None else route.page(what)
+            page = None if route.page is None else route.page(what, arrived)
             if page is None:
                 if route.task is None:
                     break
@@ -122,7 +122,8 @@ class FrontProtocol(SanicConnection):
                 run = self._run(route, route.task(what, user), request_id, arrived)
                 self._task_of_front = asyncio.get_running_loop().create_task(run)
                 return b""
-            hits.append(self.responses.whole(200, page, request_id, HIT))
+            hits.append(self.responses.page(page) if request_id is None else
+                        self.responses.whole(200, page, request_id, HIT))
             start, paged = body_end, route
         if paged is not None:
             self._write_hits(hits, paged, arrived)

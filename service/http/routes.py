@@ -41,7 +41,7 @@ class Route(Generic[T]):
     path: str
     read: Callable[[bytes], Asked[T] | None]  # a head (request line and headers) -> what it asks, or None
     body: Callable[[bytes], T | None] | None  # a whole body -> the argument, or None (Sanic's)
-    page: Callable[[T], bytes | None] | None  # the answer from memory, or None
+    page: Callable[[T, float], bytes | None] | None  # the answer from memory at a monotonic time, or None
     # A coroutine (the timeline's own, no layer around it) and how its result is answered.
     task: Callable[[T, Identity], Coroutine[Any, Any, Any]] | None
     answer: Callable[[Any], Answer]

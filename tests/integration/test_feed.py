@@ -81,7 +81,7 @@ def test_invalidations_arrive_at_once(settings: Settings, urls: tuple[str, str])
             assert not a.timeline.dirty  # the post's own cache update worked: no repair needed
             assert b.local is not None
             local = b.local
-            return await until(lambda: local.get((tag, 1, 10, None)) is None, 5.0)
+            return await until(lambda: local.get((tag, 1, 10, None), time.monotonic()) is None, 5.0)
 
     # one Redis hop: well under a second (the feed's heartbeat), however loaded the machine
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) < 1.0
@@ -168,14 +168,14 @@ def test_a_feed_reconnected_by_the_client_drops_pages_and_repairs(
             assert a.local is not None and a.feed is not None
             key = ("tag", 1, 10, None)
             a.local.put(key, b"page", a.local.token("tag"))
-            before = a.local.get(key)
+            before = a.local.get(key, time.monotonic())
             admin = aioredis.Redis.from_url(urls[1])
             for client in await admin.client_list(_type="pubsub"):
                 await admin.execute_command("CLIENT", "KILL", "ID", client["id"])  # type: ignore[no-untyped-call]
             await admin.aclose()
             await until(lambda: "cache repaired" in caplog.text, 5.0)
             await until(a.feed.trusted)
-            return before, a.local.get(key)
+            return before, a.local.get(key, time.monotonic())
 
     caplog.set_level("INFO")
     before, after = asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -116,7 +116,7 @@ def test_request_ids_are_the_clients_when_valid_else_the_workers_next() -> None:
 
 
 def test_a_decision_is_remembered_only_without_a_request_id_or_body_and_within_bounds() -> None:
-    timeline: Any = SimpleNamespace(cached_page=lambda query: None)
+    timeline: Any = SimpleNamespace(cached_page=lambda query, now: None)
     table = front_routes(timeline, lambda b: b, True, True, True)
     plain = HEAD.rstrip(b"\r\n")
     decided = table.decide(plain)
@@ -196,7 +196,7 @@ def test_the_route_table_holds_what_is_switched_on() -> None:
         return [(r.method, r.path, r.page is not None, r.task is not None)
                 for r in front_routes(timeline, lambda b: b, *switches).routes]
 
-    timeline: Any = SimpleNamespace(cached_page=lambda query: None)
+    timeline: Any = SimpleNamespace(cached_page=lambda query, now: None)
 
     assert table(True, True, True) == [("GET", "/api/v1/search-tweets", True, True),
                                        ("POST", "/api/v1/tweet", False, True)]

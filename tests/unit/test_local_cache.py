@@ -6,6 +6,8 @@ from pathlib import Path
 from service.cache.generations import SharedGenerations
 from service.cache.local import ENTRY_OVERHEAD, LocalCache
 
+now = time.monotonic  # what the caller of get() reads once per request
+
 
 def active(ttl: float = 10, max_bytes: int = 1 << 20) -> LocalCache:
     c = LocalCache(ttl, max_bytes)
@@ -19,10 +21,10 @@ def test_get_put_and_invalidate() -> None:
     c.put(key, b"page", c.token("python"))
     c.put(("python", 2, 10, None), b"page2", c.token("python"))
     c.put(("other", 1, 10, None), b"x", c.token("other"))
-    assert c.get(key) == b"page"
+    assert c.get(key, now()) == b"page"
     c.invalidate("python")
-    assert c.get(key) is None and c.get(("python", 2, 10, None)) is None
-    assert c.get(("other", 1, 10, None)) == b"x"
+    assert c.get(key, now()) is None and c.get(("python", 2, 10, None), now()) is None
+    assert c.get(("other", 1, 10, None), now()) == b"x"
 
 
 def test_put_refused_after_invalidation_during_read() -> None:
@@ -30,7 +32,7 @@ def test_put_refused_after_invalidation_during_read() -> None:
     token = c.token("t")          # read of the shared cache starts
     c.invalidate("t")             # a post lands meanwhile
     c.put(("t", 1, 10, None), b"stale", token)
-    assert c.get(("t", 1, 10, None)) is None
+    assert c.get(("t", 1, 10, None), now()) is None
 
 
 def test_put_refused_after_clear_during_read() -> None:
@@ -38,24 +40,24 @@ def test_put_refused_after_clear_during_read() -> None:
     token = c.token("t")
     c.clear()
     c.put(("t", 1, 10, None), b"stale", token)
-    assert c.get(("t", 1, 10, None)) is None
+    assert c.get(("t", 1, 10, None), now()) is None
 
 
 def test_inactive_cache_neither_serves_nor_stores() -> None:
     c = active()
     c.put(("t", 1, 10, None), b"x", c.token("t"))
     c.active = False
-    assert c.get(("t", 1, 10, None)) is None
+    assert c.get(("t", 1, 10, None), now()) is None
     c.put(("u", 1, 10, None), b"y", c.token("u"))
     c.active = True
-    assert c.get(("u", 1, 10, None)) is None
+    assert c.get(("u", 1, 10, None), now()) is None
 
 
 def test_ttl_expires() -> None:
     c = active(ttl=0.05)
     c.put(("t", 1, 10, None), b"x", c.token("t"))
     time.sleep(0.06)
-    assert c.get(("t", 1, 10, None)) is None and len(c) == 0
+    assert c.get(("t", 1, 10, None), now()) is None and len(c) == 0
 
 
 def test_bounded_in_bytes_oldest_out_first() -> None:
@@ -64,9 +66,9 @@ def test_bounded_in_bytes_oldest_out_first() -> None:
     for i in range(10):
         c.put((f"t{i}", 1, 10, None), body, c.token(f"t{i}"))
     assert len(c) == 3 and c.bytes <= c.max_bytes
-    assert c.get(("t9", 1, 10, None)) == body and c.get(("t6", 1, 10, None)) is None
+    assert c.get(("t9", 1, 10, None), now()) == body and c.get(("t6", 1, 10, None), now()) is None
     c.put(("big", 1, 10, None), b"y" * c.max_bytes, c.token("big"))  # larger than the bound: not kept
-    assert c.get(("big", 1, 10, None)) is None and len(c) == 3
+    assert c.get(("big", 1, 10, None), now()) is None and len(c) == 3
 
 
 def test_byte_count_follows_replacements_invalidation_and_expiry() -> None:
@@ -78,16 +80,16 @@ def test_byte_count_follows_replacements_invalidation_and_expiry() -> None:
     c.invalidate("a")
     assert c.bytes == 2 + 1 + ENTRY_OVERHEAD
     time.sleep(0.06)
-    assert c.get(("b", 2, 10, None)) is None and c.bytes == 0
+    assert c.get(("b", 2, 10, None), now()) is None and c.bytes == 0
 
 
 def test_pages_stop_being_served_when_the_feed_stops_vouching() -> None:
     c = active()
     c.put(("t", 1, 10, None), b"x", c.token("t"))
     c.live_until = time.monotonic() + 0.03
-    assert c.get(("t", 1, 10, None)) == b"x"
+    assert c.get(("t", 1, 10, None), now()) == b"x"
     time.sleep(0.04)
-    assert c.get(("t", 1, 10, None)) is None
+    assert c.get(("t", 1, 10, None), now()) is None
 
 
 def _bump_in_another_process(path: str, tag: str) -> None:
@@ -104,21 +106,21 @@ def test_a_post_on_one_worker_stops_anothers_page_before_any_message(tmp_path: P
     key, other = ("t", 1, 10, None), ("u", 1, 10, None)
     theirs.put(key, b"old page", theirs.token("t"))
     theirs.put(other, b"other page", theirs.token("u"))
-    assert theirs.get(key) == b"old page"
+    assert theirs.get(key, now()) == b"old page"
     mine.posted(["t"])
-    assert theirs.get(key) is None and theirs.get(other) == b"other page"
+    assert theirs.get(key, now()) is None and theirs.get(other, now()) == b"other page"
     # a read that began before the post may not store what it read
     token = theirs.token("t")
     mine.posted(["t"])
     theirs.put(key, b"read before the post", token)
-    assert theirs.get(key) is None
+    assert theirs.get(key, now()) is None
     # and from another process, as Sanic's workers are
     theirs.put(key, b"page", theirs.token("t"))
     spawn = multiprocessing.get_context("spawn")
     worker = spawn.Process(target=_bump_in_another_process, args=(str(path), "t"))
     worker.start()
     worker.join(30)
-    assert worker.exitcode == 0 and theirs.get(key) is None
+    assert worker.exitcode == 0 and theirs.get(key, now()) is None
 
 
 def test_a_slot_never_returns_to_a_value_it_held(tmp_path: Path) -> None:

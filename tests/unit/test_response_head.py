@@ -12,7 +12,7 @@ from sanic.headers import format_http1_response
 from sanic.response import HTTPResponse
 
 from ops.balancer import ERRORS, error_page
-from service.http.writer import BUSY_BODY, Responses, fields_of, head
+from service.http.writer import BUSY_BODY, X_CACHE, Responses, fields_of, head
 
 PLAIN = [
     (200, {"X-Cache": "HIT"}, "application/json"),
@@ -67,3 +67,16 @@ def test_the_busy_answer_and_the_balancers_pages_come_from_the_same_writer() -> 
         body = rest.partition(b"\r\n\r\n")[2]
         assert line == format_http1_response(status, [])[:-4]
         assert b"content-length: %d\r\nconnection: close\r\n" % len(body) in page
+
+
+def test_a_cached_page_is_written_as_whole_writes_it() -> None:
+    """Responses.page, the front's hits without a request id of the client's: the same bytes as
+    whole(200, body, None, X-Cache: HIT), request ids in the same sequence, close once draining."""
+    body = '{"data":[{"msg":"ünïcode #tag"}]}'.encode()
+    fast, usual = Responses(None, "7"), Responses(None, "7")
+    pages = [fast.page(body) for _ in range(3)]
+    assert pages == [usual.whole(200, body, None, X_CACHE["HIT"]) for _ in range(3)]
+    assert pages[2].startswith(b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nX-Request-ID: 7-3\r\n")
+    fast.stopping = usual.stopping = True
+    closing = fast.page(body)
+    assert closing == usual.whole(200, body, None, X_CACHE["HIT"]) and b"connection: close\r\n" in closing
