@@ -235,13 +235,14 @@ def stack_processes(which: str) -> list[psutil.Process]:
         return []
 
 
-def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
-    """Each process's CPU seconds so far (user + system); processes already gone left out."""
+def cpu_by_pid(procs: list[psutil.Process], part: str = "") -> dict[int, float]:
+    """Each process's CPU seconds so far (user + system, or the one part named: "user" or
+    "system"); processes already gone left out."""
     out = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            out[p.pid] = t.user + t.system
+            out[p.pid] = getattr(t, part) if part else t.user + t.system
         except psutil.Error:
             pass
     return out
@@ -318,10 +319,12 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
     procs, pg, rd, pb = (server.processes(), stack_processes("postgres"), stack_processes("redis"),
                          stack_processes("pgbouncer"))
     cpu_before, pg_before, rd_before, pb_before = (cpu_by_pid(p) for p in (procs, pg, rd, pb))
+    user_before = cpu_by_pid(procs, "user")
     started = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - started
     cpu = cpu_used(cpu_before, cpu_by_pid(procs))
+    user = cpu_used(user_before, cpu_by_pid(procs, "user"))
     pg_cpu = cpu_used(pg_before, cpu_by_pid(stack_processes("postgres")))
     rd_cpu = cpu_used(rd_before, cpu_by_pid(stack_processes("redis")))
     pb_cpu = cpu_used(pb_before, cpu_by_pid(pb))  # 0 where PgBouncer is not running
@@ -340,7 +343,10 @@ def wrk(server: Loaded, endpoint: str, seconds: float, bearer: str, load_cpu: st
         "cpu_us_per_request": {"server": 1e6 * cpu / max(1, data["requests"]),
                                "postgres": 1e6 * pg_cpu / max(1, data["requests"]),
                                "redis": 1e6 * rd_cpu / max(1, data["requests"]),
-                               "pgbouncer": 1e6 * pb_cpu / max(1, data["requests"])},
+                               "pgbouncer": 1e6 * pb_cpu / max(1, data["requests"]),
+                               # the server's split: its own code (user) and the kernel's work for it
+                               "server_user": 1e6 * user / max(1, data["requests"]),
+                               "server_system": 1e6 * (cpu - user) / max(1, data["requests"])},
     }
 
 

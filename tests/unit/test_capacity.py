@@ -55,6 +55,15 @@ def test_the_hit_limit_line_judges_the_share_of_the_bare_protocol() -> None:
     assert "met" in limit_line(stacks)[0]
 
 
+def test_the_hit_limit_line_splits_the_cpu_per_request_where_both_maxima_measured_it() -> None:
+    stacks = {"ours": {"hit": curves(9000, 60000)}, "bare-protocol": {"hit": curves(20000, 100000)}}
+    assert len(limit_line(stacks)) == 2  # no split measured: the verdict alone
+    stacks["ours"]["hit"]["cpu_us_per_request"] = {"server_user": 25.04, "server_system": 16.5}
+    stacks["bare-protocol"]["hit"]["cpu_us_per_request"] = {"server_user": 4.0, "server_system": 9.0}
+    text = " ".join(limit_line(stacks))
+    assert "ours used 25.0 µs of user CPU and 16.5 µs of system CPU; the bare protocol 4.0 and 9.0" in text
+
+
 def test_the_generator_proof_says_when_it_did_not_hold() -> None:
     proof = {"target_rps": 90000, "achieved_share": 0.97, "held": False, "p99_ms": 3.0,
              "generator_cpu_s": 2.5, "wall_s": 5, "generator_us_per_request": 6.0}
