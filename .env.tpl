@@ -147,6 +147,10 @@ USE_POOLER_BARE_STATEMENTS=true
 # Through DB_TRANSACTION_POOLER: a search calls search_rows()/search_page(), whose query keeps its
 # plan on each PostgreSQL connection, instead of a query planned anew every time.
 USE_POOLER_SEARCH_FUNCTIONS=true
+# Each direct connection's prepared statements run their generic plan (plan_cache_mode =
+# force_generic_plan): PostgreSQL's default plans a search anew on every execution, probing the
+# index's ends each time (most of a search's PostgreSQL time, growing with the data).
+USE_GENERIC_PLANS=true
 # Posts arriving while POST_BATCH_SLOTS post statements of a worker run wait and go together, up to
 # POST_BATCH_MAX in one statement (one round trip, transaction and WAL flush); 1: each post alone.
 POST_BATCH_MAX=64

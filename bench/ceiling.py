@@ -29,6 +29,7 @@ import asyncpg
 from bench.harness import HOT_TAG
 from bench.seed import BENCH_SPEC
 from service.db import Conn, tweets
+from service.settings import Tuning
 
 DEEP_OFFSET = 4900  # where keyset deep pages start: far beyond the cached window of 1,000
 Statement = Callable[[Conn, int], Awaitable[object]]
@@ -58,7 +59,9 @@ def statements(cache_size: int, cold_tags: int, deep_before_id: int, user_id: in
 
 async def measure(dsn: str, statement: Statement, seconds: float, connections: int,
                   warmup: float = 1.0) -> dict[str, Any]:
-    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections)
+    # Planned as the service's own pool has them planned (USE_GENERIC_PLANS, service/db/pool.py).
+    generic = {"plan_cache_mode": "force_generic_plan"} if Tuning().use_generic_plans else {}
+    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections, server_settings=generic)
     counter = itertools.count()
     latencies: list[float] = []
     recording = False

@@ -60,6 +60,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     # to be read against the row with redis-py and hiredis below.
     "redis-py, hiredis off (pure-Python parser)": {"USE_HIREDIS": "false", "USE_WIRE_CLIENT": "false"},
     "pipelining off": {"USE_PIPELINE": "false"},
+    "generic plans off (each search planned anew)": {"USE_GENERIC_PLANS": "false"},
     "redis-py for cache commands (lean client off)": {"USE_WIRE_CLIENT": "false"},
     "version read in its own round trip": {"CACHE_READ_VERSION": "false"},
     "tweet JSON built per read (not stored)": {"STORED_TWEET_JSON": "false"},
@@ -87,6 +88,7 @@ NOT_ON_PATH = {("responses finished by a Sanic middleware and written by Sanic (
                ("post cache updates one by one (not together)", "hit"),
                ("post cache updates one by one (not together)", "miss"),
                ("post cache updates one by one (not together)", "bypass"),
+               ("generic plans off (each search planned anew)", "hit"),
                ("tweet JSON built per read (not stored)", "hit"), ("tweet JSON built per read (not stored)", "post")}
 # The paths that ask PostgreSQL on every request, each against its statements' ceiling.
 DATABASE_PATHS = ("bypass", "miss", "post", "deep_offset", "deep_keyset")

@@ -159,6 +159,12 @@ class Tuning:
     # search_page() (sql/007_search_functions.sql) instead of sending the query itself: planned
     # anew for every search otherwise, as no prepared statement survives the pooler.
     use_pooler_search_functions: bool = True
+    # Each pooled connection's prepared statements run their generic plan (plan_cache_mode =
+    # force_generic_plan, a session setting: direct connections only). PostgreSQL's default keeps
+    # planning the search anew on every execution (its generic cost estimate for `tweet_id < $4`
+    # is the higher), and each planning probes the index's ends: most of a search's PostgreSQL
+    # time, growing with the data. The generic plan is the same index scans.
+    use_generic_plans: bool = True
     # Posts that arrive while POST_BATCH_SLOTS post statements of the worker are running wait, and
     # go together, up to POST_BATCH_MAX in one statement (service/db/posts.py); 1: each post alone.
     post_batch_max: int = 64

@@ -78,7 +78,8 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     # a session setting would stay on whichever server connection took it: each transaction sets
     # it instead (begin_statement).
     session = {} if settings.db.db_transaction_pooler else {
-        "statement_timeout": str(int(settings.db.db_statement_timeout * 1000))}
+        "statement_timeout": str(int(settings.db.db_statement_timeout * 1000)),
+        **({"plan_cache_mode": "force_generic_plan"} if settings.tuning.use_generic_plans else {})}
 
     async def pool(min_size: int) -> asyncpg.Pool:
         return await asyncpg.create_pool(

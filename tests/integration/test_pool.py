@@ -23,6 +23,7 @@ from service.db.pool import (
     take_idle,
     unavailable,
 )
+from service.db.tweets import NO_LIMIT, SEARCH_PAGE
 from service.resources import close_resources, open_resources
 from service.settings import Settings
 from tests.proxy import Proxy
@@ -249,3 +250,23 @@ def test_a_worker_sweeps_its_idle_connections(resolved: Settings) -> None:
             await close_resources(w)
 
     assert asyncio.run(scenario()) == (3, 1)
+
+
+def test_prepared_statements_run_their_generic_plan_unless_switched_off(settings: Settings,
+                                                                         urls: tuple[str, str]) -> None:
+    """USE_GENERIC_PLANS: a search prepared by the pool is planned once (its plan's parameters stay
+    $n), where PostgreSQL's default plans it anew for the values of every execution."""
+    async def plans(pool: asyncpg.Pool) -> tuple[str, str]:
+        async with pool.acquire() as conn:
+            for _ in range(8):  # past the 5 custom plans PostgreSQL's default starts with
+                await conn.fetch(SEARCH_PAGE[True], "anytag", 10, 0, NO_LIMIT)
+            mode = await conn.fetchval("SHOW plan_cache_mode")
+            await conn.execute("PREPARE probe (text, bigint, bigint, bigint) AS " + SEARCH_PAGE[True])
+            shown = await conn.fetch("EXPLAIN EXECUTE probe ('anytag', 10, 0, 9)")
+            await conn.execute("DEALLOCATE probe")
+            return mode, "\n".join(r[0] for r in shown)
+
+    mode, plan = run(settings, urls[0], plans)
+    assert mode == "force_generic_plan" and "$1" in plan and "'anytag'" not in plan
+    mode, plan = run(settings.replaced(use_generic_plans=False), urls[0], plans)
+    assert mode == "auto" and "'anytag'" in plan  # a custom plan, for these values
