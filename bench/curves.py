@@ -252,6 +252,18 @@ def run_path(path: str, plan: Plan) -> dict[str, dict[str, Any]]:
     return {m.name: finished(m, plan) for m in members}
 
 
+def merged(last: dict[str, Any], measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The curves just measured, and every curve of the last run (stack and path) not measured again,
+    marked with the commit it was measured at."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, curves in last["stacks"].items():
+        out[name] = {path: {"measured_at": c.get("measured_at", last["facts"]["commit"]), **c}
+                     for path, c in curves.items() if path not in measured.get(name, {})}
+    for name, curves in measured.items():
+        out.setdefault(name, {}).update(curves)
+    return out
+
+
 def mixed_peak(port: int, bearer: str, plan: Plan, load_cpu: str | None, hit_max: float) -> float:
     """The mix's maximum: what it achieves when offered more than it can take. Its logins and
     registrations hash passwords, so a tenth of the hit's maximum is usually past it (more would
@@ -349,7 +361,7 @@ def main() -> None:
     parser.add_argument("--slo-ms", type=float, default=SLO_MS)
     parser.add_argument("--publish", action="store_true", help="write RESULTS.md's section and plots")
     parser.add_argument("--merge", action="store_true",
-                        help="keep the stacks of the last run that this one does not measure")
+                        help="keep the curves (stack and path) of the last run that this one does not measure")
     args = parser.parse_args()
     plan = Plan(seconds=2.0 if args.quick else 4.0, warmup=1.0, slo_ms=args.slo_ms,
                 fractions=QUICK_FRACTIONS if args.quick else FRACTIONS,
@@ -357,8 +369,7 @@ def main() -> None:
     result = run(plan)
     path = RESULTS / ("curves-quick.json" if args.quick else "curves.json")
     if args.merge and path.exists():
-        kept = json.loads(path.read_text())["stacks"]
-        result["stacks"] = {**{k: v for k, v in kept.items() if k not in result["stacks"]}, **result["stacks"]}
+        result["stacks"] = merged(json.loads(path.read_text()), result["stacks"])
     result["proof"] = proof(top_rate(result["stacks"]), plan)
     write_json(path, result)
     if args.publish:

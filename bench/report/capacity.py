@@ -145,6 +145,20 @@ def proof_line(p: dict[str, Any]) -> str:
             f"of CPU in {p['wall_s']:g} s ({p['generator_us_per_request']:.1f} µs a request, its own core).")
 
 
+def kept_line(stacks: dict[str, Any]) -> list[str]:
+    """Which curves come from an earlier run (make bench-curves --merge), and its commit."""
+    kept = sorted({(c["measured_at"], path) for curves in stacks.values() for path, c in curves.items()
+                   if "measured_at" in c})
+    if not kept:
+        return []
+    by_commit: dict[str, list[str]] = {}
+    for commit, path in kept:
+        by_commit.setdefault(commit, []).append(path)
+    return ["Paths measured in an earlier run and kept: " + "; ".join(
+        f"{', '.join(paths)} at {commit}" for commit, paths in by_commit.items())
+        + " (each path's stacks side by side, in the same minutes).", ""]
+
+
 def section(result: dict[str, Any], plot_dir: str) -> list[str]:
     plan, stacks = result["plan"], result["stacks"]
     loose = plan.get("loose_factor", 5)
@@ -165,7 +179,7 @@ def section(result: dict[str, Any], plot_dir: str) -> list[str]:
            "CACHE_ENABLED=false on every stack; miss flushes Redis before each rate and asks a tag not cached "
            "yet on every request; mixed is Locust's Mixed scenario as a stream (80% search, 15% post, 4% "
            "login or /me, 1% register), served by ours only (the peers have no account routes).", "",
-           proof_line(result["proof"]), "",
+           *kept_line(stacks), proof_line(result["proof"]), "",
            f"Capacity at the SLO (p99 <= {plan['slo_ms']:g} ms), req/s, and ours / peer:", "",
            table(["path", "ours", *names], capacity_rows(stacks, paths)), "",
            f"Capacity at {loose:g}x the SLO (p99 <= {loose * plan['slo_ms']:g} ms), for the paths whose floor is "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.curves import bisect, capacity_of, held
-from bench.report.capacity import capacity_rows, goal_lines, limit_line, proof_line
+from bench.curves import bisect, capacity_of, held, merged
+from bench.report.capacity import capacity_rows, goal_lines, kept_line, limit_line, proof_line
 
 
 def point(rate: float, p99: float, share: float = 1.0) -> dict[str, Any]:
@@ -79,3 +79,16 @@ def test_each_peer_is_judged_against_its_own_goal_path_by_path() -> None:
     assert lines[0] == ("- against granian: hit 0.92x at the maximum (goal 1x: missed), ahead at the SLO; "
                         "post 1.07x at the maximum (goal 1x: met), neither held a rate at the SLO.")
     assert lines[1] == "- against blacksheep: hit 1.71x at the maximum (goal 2x: missed), ahead at the SLO."
+
+
+def test_a_merged_run_keeps_each_curve_not_measured_again_with_its_commit() -> None:
+    last = {"facts": {"commit": "old1234"},
+            "stacks": {"ours": {"hit": curves(1, 1), "miss": curves(2, 2)}, "node": {"miss": curves(3, 3)}}}
+    measured = {"ours": {"hit": curves(9, 9)}, "granian": {"hit": curves(8, 8)}}
+    stacks = merged(last, measured)
+    assert stacks["ours"]["hit"]["max_rps"] == 9 and "measured_at" not in stacks["ours"]["hit"]
+    assert stacks["ours"]["miss"]["measured_at"] == "old1234" and stacks["node"]["miss"]["max_rps"] == 3
+    assert stacks["granian"] == {"hit": measured["granian"]["hit"]}
+    assert kept_line(stacks)[0].startswith("Paths measured in an earlier run and kept: miss at old1234")
+    again = merged({"facts": {"commit": "newer99"}, "stacks": stacks}, {})  # the first commit stays
+    assert again["ours"]["miss"]["measured_at"] == "old1234"
