@@ -158,11 +158,7 @@ async def _write_tweets(conn: asyncpg.Connection, rows: Iterator[Row]) -> None:
     """Copied into a staging table, then written as the post statement writes a tweet: ids in row
     order, each tweet's JSON built by tweet_json() (sql/006) and stored with it; every tag's count
     counted anew."""
-    before = await _stage_and_insert(conn, rows)
-    await conn.execute("""
-        INSERT INTO tweet_tags (tag, tweet_id)
-            SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n WHERE t.id > $1 ON CONFLICT DO NOTHING
-    """, before)
+    await _link_tags(conn, await _stage_and_insert(conn, rows))
     await conn.execute("""
         DELETE FROM tags;
         INSERT INTO tags (name, shard, tweet_count)
@@ -188,6 +184,14 @@ async def _stage_and_insert(conn: asyncpg.Connection, rows: Iterator[Row]) -> in
             JOIN users u ON u.id = n.user_id
     """)  # noqa: S608 (two fixed fragments, no input)
     return before
+
+
+async def _link_tags(conn: asyncpg.Connection, before: int) -> None:
+    """tweet_tags rows for every tweet written after id `before`."""
+    await conn.execute("""
+        INSERT INTO tweet_tags (tag, tweet_id)
+            SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n WHERE t.id > $1 ON CONFLICT DO NOTHING
+    """, before)
 
 
 class SeedError(RuntimeError):
@@ -230,10 +234,7 @@ async def grow(dsn: str, spec: SeedSpec) -> int:
             for name, _ in indexes:
                 await conn.execute(f"DROP INDEX {name}")  # a regclass's own text: quoted where needed
             before = await _stage_and_insert(conn, rows)
-            await conn.execute("""
-                INSERT INTO tweet_tags (tag, tweet_id)
-                    SELECT n, t.id FROM tweets t CROSS JOIN unnest(t.tags) AS n WHERE t.id > $1;
-                """, before)
+            await _link_tags(conn, before)
             await conn.execute("""
                 INSERT INTO tags AS g (name, shard, tweet_count)
                     SELECT tag, 0, count(*) FROM tweet_tags WHERE tweet_id > $1 GROUP BY tag

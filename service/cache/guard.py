@@ -6,6 +6,7 @@ behind one object, so the timeline asks questions instead of driving the breaker
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -47,7 +48,7 @@ class Guard:
 
     def readable(self) -> bool:
         """Pages may come from the cache: the feed vouches for it and the breaker lets calls through."""
-        return self.feed_trusted() and self.breaker.allow()
+        return self.readable_at(time.monotonic())
 
     def readable_at(self, now: float) -> bool:
         """readable(), at `now` (time.monotonic(), read once for a whole request by the caller): the

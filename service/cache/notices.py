@@ -58,7 +58,7 @@ class Notices:
 
     def trusted(self) -> bool:
         """PostgreSQL heard recently: no announced post can have passed this worker by."""
-        return time.monotonic() < self._live_until
+        return self.trusted_at(time.monotonic())
 
     def trusted_at(self, now: float) -> bool:
         """trusted(), at `now` (time.monotonic(), read once for a whole request by the caller)."""
