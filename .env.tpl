@@ -29,6 +29,10 @@ REDIS_CLUSTER=false
 # statement timeout from the pooler's server connections or set by each use (docs/SCALING.md).
 # Migrations then need MIGRATE_DATABASE_URL (a direct connection) or MIGRATE_ON_START=false.
 DB_TRANSACTION_POOLER=false
+# The pooler keeps protocol-level prepared statements in transaction mode (PgBouncer 1.21+ with
+# max_prepared_statements > 0; `make cluster POOLER=1` runs one): statements stay prepared as on a
+# direct connection, one round trip each. False is right for any pooler, a round trip more each.
+DB_POOLER_PREPARED_STATEMENTS=false
 # A streaming replica for searches that miss the cache; read only once it has replayed every
 # commit acknowledged before the search began, else the primary answers. Empty: primary only.
 REPLICA_DATABASE_URL=
@@ -144,8 +148,9 @@ USE_LEAN_POOL=true
 # already carry a statement timeout within DB_STATEMENT_TIMEOUT (PgBouncer's connect_query; checked
 # at start-up); off, or none there: each use a transaction that sets it (2 more round trips).
 USE_POOLER_BARE_STATEMENTS=true
-# Through DB_TRANSACTION_POOLER: a search calls search_rows()/search_page(), whose query keeps its
-# plan on each PostgreSQL connection, instead of a query planned anew every time.
+# Through DB_TRANSACTION_POOLER without DB_POOLER_PREPARED_STATEMENTS: a search calls
+# search_rows()/search_page(), whose query keeps its plan on each PostgreSQL connection, instead of
+# a query planned anew every time.
 USE_POOLER_SEARCH_FUNCTIONS=true
 # Each direct connection's prepared statements run their generic plan (plan_cache_mode =
 # force_generic_plan): PostgreSQL's default plans a search anew on every execution, probing the

@@ -23,35 +23,45 @@ import asyncpg
 from bench import ceiling
 from bench.facts import facts
 from bench.harness import Server, bench_settings, cpus, log, prepare_stack, token, write_json, wrk
-from bench.load import Config, Plan, measure
+from bench.load import Config, Plan, measure_together
 from bench.paths import RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
 from bench.report.results import load_json
-from bench.report.runs import INSTANCES_TITLE, instances_section, publish_scaling
-from ops import pgbouncer, stack
+from bench.report.runs import (
+    DIRECT,
+    INSTANCES_TITLE,
+    POOLED,
+    POOLED_ANEW,
+    POOLED_WRAPPED,
+    instances_section,
+    publish_scaling,
+)
+from ops import pgbouncer, pgbouncer_build, stack
 from ops.system import ensure_tool
 
 PATHS = ["floor", "hit", "miss", "post"]
 REDACTED = {"DATABASE_URL": "(PgBouncer)", "NOTICES_DATABASE_URL": "(PostgreSQL)"}  # URLs hold the password
-# Through PgBouncer as before each statement could go alone and searches were calls: every use of
-# a connection a transaction setting its own timeout, every search planned anew.
-WRAPPED = "1 instance, direct, through PgBouncer, each use a transaction, searches planned each time"
 
 
-def configs(pooler_url: str, direct_url: str) -> list[Config]:
+def groups(pooler_url: str, direct_url: str) -> list[list[Config]]:
+    """The rows, in groups measured side by side (interleaved rounds, bench.load.measure_together):
+    direct PostgreSQL and each way through PgBouncer together, so PgBouncer's cost is a ratio of the
+    same minutes; the rows behind HAProxy alone (one balancer at a time)."""
     # Migrated by prepare_stack, directly (migrations never go through a transaction pooler); the
     # database notices are listened for on PostgreSQL itself (LISTEN needs a session).
     through = {"DATABASE_URL": pooler_url, "DB_TRANSACTION_POOLER": "true", "MIGRATE_ON_START": "false",
-               "NOTICES_DATABASE_URL": direct_url}
+               "NOTICES_DATABASE_URL": direct_url, "DB_POOLER_PREPARED_STATEMENTS": "true"}
+    anew = {**through, "DB_POOLER_PREPARED_STATEMENTS": "false"}
     return [
-        Config("1 instance, direct", shared_cpus=True),
-        Config("1 instance behind HAProxy", instances=1),
-        Config("2 instances behind HAProxy", instances=2),
-        Config("1 instance of 2 workers, direct", workers=2),
-        Config("1 instance, direct, through PgBouncer", through, shared_cpus=True),
-        Config(WRAPPED, {**through, "USE_POOLER_BARE_STATEMENTS": "false", "USE_POOLER_SEARCH_FUNCTIONS": "false"},
-               shared_cpus=True),
-        Config("2 instances behind HAProxy, through PgBouncer", through, instances=2),
+        [Config(DIRECT, shared_cpus=True),
+         Config(POOLED, through, shared_cpus=True),
+         Config(POOLED_ANEW, anew, shared_cpus=True),
+         Config(POOLED_WRAPPED, {**anew, "USE_POOLER_BARE_STATEMENTS": "false",
+                                 "USE_POOLER_SEARCH_FUNCTIONS": "false"}, shared_cpus=True)],
+        [Config("1 instance behind HAProxy", instances=1)],
+        [Config("2 instances behind HAProxy", instances=2)],
+        [Config("1 instance of 2 workers, direct", workers=2)],
+        [Config("2 instances behind HAProxy, through PgBouncer", through, instances=2)],
     ]
 
 
@@ -81,14 +91,14 @@ def versions() -> dict[str, str]:
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
     return {"haproxy": first_line(ensure_tool("haproxy", "haproxy"), "-v"),
-            "pgbouncer": first_line(ensure_tool("pgbouncer", "pgbouncer"), "--version")}
+            "pgbouncer": first_line(pgbouncer_build.binary(), "--version")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s (a check, not a result)")
     args = parser.parse_args()
-    plan = Plan(seconds=2 if args.quick else 4, warmup=2, rounds=1 if args.quick else 2,
+    plan = Plan(seconds=2 if args.quick else 4, warmup=2, rounds=1 if args.quick else 3,
                 ablation_rounds=1 if args.quick else 2, full=False)
     started = time.monotonic()
     log("preparing the bench stack (seeded once, reset every run)")
@@ -97,15 +107,16 @@ def main() -> None:
     settings = bench_settings()
     pooler_url = pgbouncer.start(settings)
     results: dict[str, Any] = {"plan": plan.__dict__, "paths": PATHS, "rows": {},
-                               "order": [c.label for c in configs(pooler_url, dsn)],
+                               "order": [c.label for g in groups(pooler_url, dsn) for c in g],
                                "pgbouncer_pool_size": pgbouncer.POOL_SIZE, "versions": versions()}
     try:
-        for config in configs(pooler_url, dsn):
-            log(config.label)
-            row = measure(config, PATHS, plan, plan.rounds)
-            for run in row.values():  # the pooler's URL holds the password: not recorded
-                run["settings"] = {k: REDACTED.get(k, v) for k, v in run["settings"].items()}
-            results["rows"][config.label] = row
+        for group in groups(pooler_url, dsn):
+            log(" | ".join(c.label for c in group))
+            measured = measure_together([(c, PATHS) for c in group], plan, plan.rounds)
+            for config, row in zip(group, measured, strict=True):
+                for run in row.values():  # the pooler's URL holds the password: not recorded
+                    run["settings"] = {k: REDACTED.get(k, v) for k, v in run["settings"].items()}
+                results["rows"][config.label] = row
     finally:
         pgbouncer.stop(settings)
     results["wal"] = wal_per_post(dsn, int(plan.seconds) * 2)

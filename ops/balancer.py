@@ -178,6 +178,7 @@ class Balancer:
                 "DATABASE_URL": s.db.database_url, "REDIS_URL": s.cache.redis_url,
                 "TOKEN_SECRET": s.token_secret,
                 "DB_TRANSACTION_POOLER": str(s.db.db_transaction_pooler).lower(),
+                "DB_POOLER_PREPARED_STATEMENTS": str(s.db.db_pooler_prepared_statements).lower(),
                 "NOTICES_DATABASE_URL": s.notices_url(),
                 "REPLICA_DATABASE_URL": s.db.replica_database_url,
                 "REDIS_CLUSTER": str(s.cache.redis_cluster).lower(),
@@ -297,7 +298,8 @@ def up(settings: Settings, instances: int, base_port: int = 0, with_pooler: bool
     if with_pooler:
         direct = resolved.notices_url()  # PostgreSQL itself: the notices' session
         resolved = resolved.replaced(database_url=pgbouncer.start(settings),
-                                       db_transaction_pooler=True, notices_database_url=direct)
+                                       db_transaction_pooler=True, db_pooler_prepared_statements=True,
+                                       notices_database_url=direct)
     if with_replica:
         resolved = resolved.replaced(replica_database_url=replica.start(settings))
     balancer = Balancer(resolved, instance_ports(settings, instances, base_port), record=True)

@@ -107,7 +107,7 @@ async def open_resources(settings: Settings) -> Resources:
     timeline = Timeline(
         db, chosen, cache=cache, guard=Guard(breaker, feed, notices), singleflight=tuning.use_singleflight,
         local=local, stored_json=tuning.stored_tweet_json,
-        called_searches=settings.db.db_transaction_pooler and tuning.use_pooler_search_functions,
+        called_searches=not settings.db_prepared_statements and tuning.use_pooler_search_functions,
         dirty_workers=dirty_workers, posts=Posts(db, tuning.post_batch_max, tuning.post_batch_slots),
         updates_together=tuning.post_updates_together, acks=acks, notices=notices)
     apply_hooks(settings.hooks, timeline, cache)

@@ -41,6 +41,12 @@ class Database:
     # and no session settings survive a transaction there, so the statement timeout comes from the
     # pooler's server connections, or each use sets its own (USE_POOLER_BARE_STATEMENTS, pool.py).
     db_transaction_pooler: bool = False
+    # The pooler keeps protocol-level prepared statements in transaction mode (PgBouncer 1.21+ with
+    # max_prepared_statements > 0, as ops/pgbouncer.py runs it): the pool keeps its statement cache
+    # through it, one round trip per statement and the plan kept, as on a direct connection. Off
+    # (any pooler): each statement is prepared anew, a round trip more, and searches call their
+    # functions (USE_POOLER_SEARCH_FUNCTIONS). Ignored without DB_TRANSACTION_POOLER.
+    db_pooler_prepared_statements: bool = False
     # A streaming replica for searches that miss the cache, used only once it has replayed every
     # commit acknowledged before the search began (service/db/database.py); empty: the primary.
     replica_database_url: str = ""
@@ -155,12 +161,14 @@ class Tuning:
     # Sync). Off, or no such timeout: each use is one transaction setting its own (two more round
     # trips through the pooler: BEGIN; SET LOCAL and COMMIT).
     use_pooler_bare_statements: bool = True
-    # Through DB_TRANSACTION_POOLER, a search that reads PostgreSQL calls search_rows() or
-    # search_page() (sql/007_search_functions.sql) instead of sending the query itself: planned
-    # anew for every search otherwise, as no prepared statement survives the pooler.
+    # Through DB_TRANSACTION_POOLER without DB_POOLER_PREPARED_STATEMENTS, a search that reads
+    # PostgreSQL calls search_rows() or search_page() (sql/007_search_functions.sql) instead of
+    # sending the query itself: planned anew for every search otherwise, as no prepared statement
+    # survives the pooler.
     use_pooler_search_functions: bool = True
     # Each pooled connection's prepared statements run their generic plan (plan_cache_mode =
-    # force_generic_plan, a session setting: direct connections only). PostgreSQL's default keeps
+    # force_generic_plan, a session setting: direct connections only; ops/pgbouncer.py sets it on
+    # PgBouncer's server connections). PostgreSQL's default keeps
     # planning the search anew on every execution (its generic cost estimate for `tweet_id < $4`
     # is the higher), and each planning probes the index's ends: most of a search's PostgreSQL
     # time, growing with the data. The generic plan is the same index scans.
@@ -266,6 +274,12 @@ class Settings:
     def pool_max(self) -> int:
         listener = int(self.db.database_notices and self.cache.cache_enabled)  # each worker's own session
         return self.db.db_pool_max or max(1, self.db.db_connection_budget // self.workers - listener)
+
+    @property
+    def db_prepared_statements(self) -> bool:
+        """Do the pool's connections keep prepared statements? Direct ones do; through a transaction
+        pooler only where it prepares them on its server connections itself."""
+        return not self.db.db_transaction_pooler or self.db.db_pooler_prepared_statements
 
     @property
     def post_deadline_ms(self) -> int:

@@ -71,6 +71,7 @@ def database_env(settings: Settings, tier: str) -> dict[str, str]:
     if tier == "single":
         return {"DATABASE_URL": primary}
     return {"DATABASE_URL": pgbouncer.start(settings), "DB_TRANSACTION_POOLER": "true",
+            "DB_POOLER_PREPARED_STATEMENTS": "true",
             "MIGRATE_DATABASE_URL": primary, "REPLICA_DATABASE_URL": replica.start(settings)}
 
 

@@ -272,6 +272,15 @@ def soak_section(result: dict[str, Any]) -> list[str]:
 
 
 INSTANCES_TITLE = "## Instances behind a load balancer"
+DIRECT = "1 instance, direct"
+POOLED = "1 instance, through PgBouncer, statements prepared by PgBouncer"
+# A pooler that keeps no prepared statement (PgBouncer before 1.21): each statement prepared anew.
+POOLED_ANEW = "1 instance, through PgBouncer, each statement prepared anew"
+# As before each statement could go alone and searches were calls: every use of a connection a
+# transaction setting its own timeout, every search planned anew.
+POOLED_WRAPPED = "1 instance, through PgBouncer, each use a transaction, searches planned each time"
+# Issue 34's targets for PgBouncer's cost: req/s through it / direct, same run.
+POOLED_TARGETS = {"miss": 0.8, "post": 0.9}
 
 
 def cpu_cell(us: dict[str, float]) -> str:
@@ -292,10 +301,11 @@ def instances_section(result: dict[str, Any]) -> list[str]:
            "more instances only divide the same cores: reported, not gated. Instances are single-process "
            "(WORKERS=1) and share the one PostgreSQL and Redis; HAProxy (`make cluster`, ops/balancer.py) "
            "keeps connections alive on both sides and its CPU counts as the server's. PgBouncer runs in "
-           f"transaction mode with {result['pgbouncer_pool_size']} server connections "
-           "(DB_TRANSACTION_POOLER=true: no prepared statements; each statement sent alone under the "
-           "statement timeout PgBouncer's server connections carry, and a search a call of its function "
-           "whose plan each PostgreSQL connection keeps, unless the row says otherwise).",
+           f"transaction mode with {result['pgbouncer_pool_size']} server connections, each statement "
+           "sent alone under the statement timeout its server connections carry, and keeps the "
+           "service's prepared statements (max_prepared_statements; DB_TRANSACTION_POOLER=true, "
+           "DB_POOLER_PREPARED_STATEMENTS=true) unless the row says otherwise. Direct PostgreSQL and "
+           "the rows through PgBouncer alone were measured side by side, in interleaved rounds.",
            "", "req/s (p99 ms), and CPU µs per request of the server side (the instances and HAProxy; "
            "PgBouncer's own added after a +) and of PostgreSQL:", ""]
     body = []
@@ -315,11 +325,11 @@ def instances_section(result: dict[str, Any]) -> list[str]:
         ("2 instances / 1 instance, both behind HAProxy", "2 instances behind HAProxy", "1 instance behind HAProxy"),
         ("2 instances behind HAProxy / 1 instance of 2 workers", "2 instances behind HAProxy",
          "1 instance of 2 workers, direct"),
-        ("PgBouncer's cost: 1 instance through PgBouncer / direct", "1 instance, direct, through PgBouncer",
-         "1 instance, direct"),
+        ("PgBouncer's cost: 1 instance through PgBouncer / direct", POOLED, DIRECT),
+        ("PgBouncer's cost with each statement prepared anew (a pooler keeping none) / direct",
+         POOLED_ANEW, DIRECT),
         ("PgBouncer's cost as it was (each use a transaction, searches planned each time) / direct",
-         "1 instance, direct, through PgBouncer, each use a transaction, searches planned each time",
-         "1 instance, direct"),
+         POOLED_WRAPPED, DIRECT),
         ("PgBouncer's cost behind HAProxy: 2 instances through PgBouncer / without",
          "2 instances behind HAProxy, through PgBouncer", "2 instances behind HAProxy"),
     ]
@@ -331,7 +341,19 @@ def instances_section(result: dict[str, Any]) -> list[str]:
                     "full-page writes on, so pages touched first after a checkpoint are written whole)."]
     out += ["", "Ratios of req/s, same run:", "",
             table(["comparison", *paths], [[name, *ratio(a, b)] for name, a, b in comparisons if a in rows and b in rows])]
-    return out
+    return out + pooled_verdicts(rows, paths)
+
+
+def pooled_verdicts(rows: dict[str, Any], paths: list[str]) -> list[str]:
+    """Each of POOLED_TARGETS against PgBouncer's measured cost (through it / direct)."""
+    if POOLED not in rows or DIRECT not in rows:
+        return []
+    said = []
+    for path, target in POOLED_TARGETS.items():
+        if path in paths:
+            got = rows[POOLED][path]["rps"] / rows[DIRECT][path]["rps"]
+            said.append(f"{path} {got:.2f}x (target >= {target:.2f}x: {'met' if got >= target else 'missed'})")
+    return ["", "PgBouncer's cost against its targets, req/s through it / direct: " + "; ".join(said) + "."]
 
 
 SCALING_TITLE = "## Measured here"
@@ -382,8 +404,8 @@ def tier_costs(instances: dict[str, Any] | None) -> list[list[str]]:
     if not instances:
         return []
     rows = instances["rows"]
-    direct, lb = rows["1 instance, direct"], rows["1 instance behind HAProxy"]
-    pooled = rows["1 instance, direct, through PgBouncer"]
+    direct, lb = rows[DIRECT], rows["1 instance behind HAProxy"]
+    pooled = rows.get(POOLED) or rows["1 instance, direct, through PgBouncer"]  # its label before 1.21
     return ([[f"HAProxy in front of one instance, {p}", f"{lb[p]['rps'] / direct[p]['rps']:.2f} of direct"]
              for p in ("hit", "post")]
             + [[f"PgBouncer (transaction mode) in front of PostgreSQL, {p}",

@@ -89,8 +89,9 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
             max_inactive_connection_lifetime=(0 if settings.tuning.use_lean_pool
                                               else settings.db.db_idle_lifetime),
             server_settings=session,
-            # A pooler hands each transaction any server connection: no named statements.
-            statement_cache_size=0 if settings.db.db_transaction_pooler else 1024,
+            # A pooler hands each transaction any server connection: no named statements, unless
+            # it prepares them there itself (DB_POOLER_PREPARED_STATEMENTS).
+            statement_cache_size=1024 if settings.db_prepared_statements else 0,
             reset=None if settings.db.db_pool_reset else _keep_session)
 
     try:

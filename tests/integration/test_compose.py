@@ -95,6 +95,7 @@ def test_every_profile_validates_with_docker_compose(profile: str, tmp_path: Pat
 def test_profiles_tiers_and_what_switches_the_api_to_them() -> None:
     services = compose()["services"]
     assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    assert int(services["pgbouncer"]["environment"]["MAX_PREPARED_STATEMENTS"]) > 0
     assert "pooler" in services["pgbouncer"]["profiles"]
     assert services["postgres-replica"]["profiles"] == ["replica"]
     assert {f"redis-node-{i}" for i in (1, 2, 3)} <= set(services)
@@ -103,6 +104,7 @@ def test_profiles_tiers_and_what_switches_the_api_to_them() -> None:
     assert "${API_DB_HOST:-postgres}" in env["DATABASE_URL"]
     assert "${API_REDIS_HOST:-redis}" in env["REDIS_URL"]
     assert env["DB_TRANSACTION_POOLER"] == "${DB_TRANSACTION_POOLER:-false}"
+    assert env["DB_POOLER_PREPARED_STATEMENTS"] == "${DB_POOLER_PREPARED_STATEMENTS:-false}"
     assert "@postgres:5432/" in env["NOTICES_DATABASE_URL"]  # LISTEN needs a session: never the pooler
     assert env["REDIS_CLUSTER"] == "${REDIS_CLUSTER:-false}"
     assert "pg_basebackup" in (ROOT / "deploy" / "replica-entrypoint.sh").read_text()

@@ -51,13 +51,25 @@ def server_connections(settings: Settings) -> int:
                if c.raddr and c.raddr.port == settings.stack_pg_port and c.status == psutil.CONN_ESTABLISHED)
 
 
+def prepared_on_servers(settings: Settings) -> int:
+    """The statements PgBouncer has prepared on its server connections, all told."""
+    return sum(int(row["prepared_statements"]) for row in pgbouncer.show(settings, "SERVERS"))
+
+
+@pytest.mark.parametrize("prepared", [True, False],
+                         ids=["statements-kept-by-pgbouncer", "each-prepared-anew"])
 def test_many_clients_through_pgbouncer_share_its_few_server_connections(
         settings: Settings, pooler: str, urls: tuple[str, str],
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+        tmp_path_factory: pytest.TempPathFactory, prepared: bool) -> None:
     """Two workers with 40 connections each (80 clients of PgBouncer), 64 requests at a time of
     every kind, with and without the cache: every answer right, and PostgreSQL never sees more
-    than PgBouncer's pool."""
+    than PgBouncer's pool. With DB_POOLER_PREPARED_STATEMENTS the workers' named statements are
+    prepared by PgBouncer on whichever server connection runs them (and no search calls its
+    function); without, none is."""
+    pgbouncer.stop(settings)  # its server connections, and the statements prepared there, start afresh
+    assert pgbouncer.start(settings) == pooler
     srv = start_server(urls, tmp_path_factory, DATABASE_URL=pooler, DB_TRANSACTION_POOLER="true",
+                       DB_POOLER_PREPARED_STATEMENTS=str(prepared).lower(),
                        MIGRATE_DATABASE_URL=urls[0], WORKERS="2", DB_POOL_MIN="40", DB_POOL_MAX="40")
     seen: list[int] = []
     stop = threading.Event()
@@ -92,10 +104,12 @@ def test_many_clients_through_pgbouncer_share_its_few_server_connections(
         statuses, posted = asyncio.run(load())
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             page = c.get("/api/v1/search-tweets", params={"tag": tag, "page_size": 100}, headers=auth).json()
+        kept = prepared_on_servers(settings)
     finally:
         stop.set()
         watcher.join()
         srv.stop()
+    assert (kept > 0) == prepared, kept
     assert set(statuses) == {200, 201}, sorted(set(statuses))
     assert page["pagination"]["total"] == len(posted) == 200
     assert [t["id"] for t in page["data"]] == sorted(posted, reverse=True)[:100]
