@@ -127,7 +127,7 @@ async def worker_database(settings: Settings) -> tuple[Database, Deadlines | Non
         replica = Replica(pool, await create_pool(settings, settings.db.replica_database_url),
                           settings.db.db_acquire_timeout, begin, stats, watch)
     db = Database(pool, settings.db.db_acquire_timeout, begin, replica, stats, settings.tuning.use_lean_pool,
-                  watch)
+                  watch, pooled=settings.db.db_transaction_pooler)
     sweep = IdleSweep([pool, *([replica.pool] if replica else [])], settings.db.db_idle_lifetime) \
         if settings.tuning.use_lean_pool else None
     return db, watch, sweep

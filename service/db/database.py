@@ -96,7 +96,7 @@ class Database:
 
     def __init__(self, primary: asyncpg.Pool, acquire_timeout: float, begin: str | None = None,
                  replica: Replica | None = None, stats: PoolStats | None = None, lean: bool = False,
-                 watch: Deadlines | None = None) -> None:
+                 watch: Deadlines | None = None, pooled: bool = False) -> None:
         self.primary = primary
         self.replica = replica
         self.stats = stats if stats is not None else PoolStats()
@@ -104,12 +104,14 @@ class Database:
         self._begin = begin
         self._lean = lean
         self._watch = watch
+        self._pooled = pooled  # the primary's pool goes through a transaction pooler
 
     def connection(self) -> PooledConnection:
         return self._lend(self.primary)
 
     def _lend(self, pool: asyncpg.Pool) -> PooledConnection:
-        return PooledConnection(pool, self._timeout, self._begin, self.stats, self._lean, self._watch)
+        return PooledConnection(pool, self._timeout, self._begin, self.stats, self._lean, self._watch,
+                                self._pooled and pool is self.primary)
 
     async def reader(self) -> PooledConnection:
         if self.replica is not None:

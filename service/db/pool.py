@@ -159,20 +159,25 @@ class PooledConnection:
     """pool.acquire(), except that a connection an error may have left mid-operation is closed
     instead of going back to the pool, where the next request would inherit its broken state.
     With begin (a transaction pooler), its use is one transaction: committed when it ends well,
-    rolled back otherwise. With lean (USE_LEAN_POOL), an idle live connection is taken and given
-    back without asyncpg's per-use timeout context and shielded task (take_idle, give_back).
+    rolled back otherwise. With pooled (any transaction pooler), a use cancelled midway (its client
+    gone) closes the connection: handed back, it could sit mid-transaction or between a statement's
+    Parse and its Sync, keeping a server connection of the pooler's few from every other client
+    until the statement timeout (or for good). With lean (USE_LEAN_POOL), an idle live connection
+    is taken and given back without asyncpg's per-use timeout context and shielded task
+    (take_idle, give_back).
     A class rather than a generator-based context manager: it is on every request's path."""
 
-    __slots__ = ("_begin", "_conn", "_lean", "_pool", "_stats", "_timeout", "_watch")
+    __slots__ = ("_begin", "_conn", "_lean", "_pool", "_pooled", "_stats", "_timeout", "_watch")
 
     def __init__(self, pool: asyncpg.Pool, timeout: float, begin: str | None, stats: PoolStats,
-                 lean: bool = False, watch: Deadlines | None = None) -> None:
+                 lean: bool = False, watch: Deadlines | None = None, pooled: bool = False) -> None:
         self._pool = pool
         self._timeout = timeout
         self._begin = begin
         self._stats = stats
         self._lean = lean
         self._watch = watch
+        self._pooled = pooled or begin is not None
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         stats = self._stats
@@ -204,7 +209,8 @@ class PooledConnection:
                         tb: TracebackType | None) -> None:
         conn = self._conn
         try:
-            if kind is not None and issubclass(kind, BROKEN):
+            if kind is not None and (issubclass(kind, BROKEN) or (
+                    self._pooled and issubclass(kind, asyncio.CancelledError))):
                 _terminate(conn)
             elif self._begin is not None and not _released(conn) and conn.is_in_transaction():
                 await conn.execute("COMMIT" if kind is None else "ROLLBACK")

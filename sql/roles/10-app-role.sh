@@ -10,4 +10,7 @@ CREATE ROLE simple_twitter_app LOGIN PASSWORD :'pw';
 -- that through the pooler profile, whose server connections log in as this role and keep no
 -- session setting of the service's, each statement can go alone (USE_POOLER_BARE_STATEMENTS).
 ALTER ROLE simple_twitter_app SET statement_timeout = '4s';
+-- And the plan mode the service's direct connections set for themselves (USE_GENERIC_PLANS): a
+-- search's prepared statement kept by the pooler runs its generic plan, not one planned anew.
+ALTER ROLE simple_twitter_app SET plan_cache_mode = 'force_generic_plan';
 SQL

@@ -17,6 +17,7 @@ import pytest
 from bench.scrape import scrape, total
 from ops import pgbouncer, postgres
 from ops import replica as standby
+from service.db.pool import PooledConnection, PoolStats, create_pool
 from service.settings import Settings
 from tests.conftest import (
     Server,
@@ -309,3 +310,45 @@ def test_a_replica_cut_off_from_the_primary_never_answers_a_search_a_201_changed
             assert replica_reads(srv)[0] > before  # it answers again
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["through-pgbouncer-closed", "direct-kept"])
+def test_a_use_cancelled_midway_through_the_pooler_closes_its_connection(
+        settings: Settings, pooler: str, urls: tuple[str, str], pooled: bool) -> None:
+    """A request cancelled while its statement runs (its client gone): through the pooler the
+    connection is closed, so no server connection of PgBouncer's is left linked to it (or
+    mid-transaction) for the others to wait on; a direct one goes back to the pool, where asyncpg
+    has cancelled the statement."""
+    dsn = pooler if pooled else urls[0]
+    env = settings.replaced(db_transaction_pooler=pooled, db_pooler_prepared_statements=pooled,
+                            db_pool_min=1, db_pool_max=1)
+
+    async def scenario() -> tuple[bool, int]:
+        pool = await create_pool(env, dsn)
+        try:
+            raw: list[asyncpg.Connection] = []
+
+            async def use() -> None:
+                async with PooledConnection(pool, 2.0, None, PoolStats(), lean=True, pooled=pooled) as conn:
+                    raw.append(conn._con)  # type: ignore[attr-defined]
+                    await conn.fetchval("SELECT pg_sleep(3)")
+
+            task = asyncio.create_task(use())
+            await asyncio.sleep(0.5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            closed = raw[0].is_closed()
+            started = time.monotonic()
+            async with PooledConnection(pool, 2.0, None, PoolStats(), lean=True, pooled=pooled) as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+            return closed, int(1000 * (time.monotonic() - started))
+        finally:
+            await pool.close()
+
+    closed, next_use_ms = asyncio.run(scenario())
+    assert closed == pooled
+    assert next_use_ms < 1000, next_use_ms  # the next use neither waits for the sleep nor times out
+    if pooled:
+        wait_until(lambda: all(r["state"] != "active" for r in pgbouncer.show(settings, "SERVERS")), 5,
+                   "PgBouncer's server connections all idle")
