@@ -64,7 +64,11 @@ chaos: install  ## faults injected under load: one server, the pooled replicated
 # pytest-benchmark's own table, kept narrow (RESULTS.md has the full figures).
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
 
-bench: install  ## every load run, ceilings, peers, capacity curves, the network runs, profiles, microbenchmarks, RESULTS.md and plots (about 100 minutes)
+SECTION ?=
+bench: install  ## every load run, ceilings, peers, capacity curves, the network runs, profiles, microbenchmarks, RESULTS.md and plots (about 100 minutes); SECTION=<name> redoes one part alone
+ifneq ($(SECTION),)
+	$(PY) -m bench.redo $(SECTION)
+else
 	$(PY) -m bench.load
 	$(PY) -m bench.instances
 	$(PY) -m bench.curves
@@ -73,6 +77,7 @@ bench: install  ## every load run, ceilings, peers, capacity curves, the network
 	BENCH_QUICK=0 $(PY) -m pytest bench/test_micro.py -q -p no:cacheprovider $(BENCH_COLUMNS) --benchmark-json=bench/results/micro.json
 	$(PY) -m bench.history --worktree
 	$(PY) -m bench.report
+endif
 
 bench-quick: install  ## a shorter pass of the same (under 3 minutes): RESULTS-quick.md
 	$(PY) -m bench.load --quick

@@ -1,7 +1,7 @@
 """HTTP load runs: endpoints, worker counts, ablations, the peer stack, constant-rate latency and
 the cross-worker visibility bound. Writes bench/results/http.json (read by bench/report.py).
 
-    python -m bench.load [--quick]
+    python -m bench.load [--quick] [--only PART]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from bench.harness import (
 )
 from bench.paths import RESULTS
 from bench.peers import commands as peers
+from bench.report.markdown import commit_of
 from bench.scrape import between, try_scrape
 from bench.seed import BENCH_SPEC
 from ops import stack
@@ -325,7 +326,14 @@ def postgres_ceiling(dsn: str, seconds: float) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool) -> dict[str, Any]:
+# The parts of a run, each a set of RESULTS.md's sections: `--only PART` measures one again and
+# keeps the others as http.json has them, each part saying the commit it was measured at.
+PARTS = ("endpoints", "workers", "ablation", "constant_rate", "visibility", "ceiling")
+FULL_ONLY = ("workers", "ablation")  # not in a quick run
+
+
+def run(quick: bool, only: str | None = None, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every part (or `only` one, the rest kept from `earlier`), with the facts of this run."""
     plan = Plan(seconds=2 if quick else 4, warmup=2 if quick else 3, rounds=1 if quick else 3,
                 ablation_rounds=1 if quick else 2, full=not quick)
     started = time.time()
@@ -339,12 +347,29 @@ def run(quick: bool) -> dict[str, Any]:
                       connections=CONNECTIONS, seed=BENCH_SPEC.__dict__, login_connections=LOGIN_CONNECTIONS,
                       hash_admission=settings.hash_threads + settings.hash_queue,
                       side_by_side=True, db_pool_max=settings.pool_max)
-    results: dict[str, Any] = {"facts": run_facts,
-                               "plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {},
-                               "peer": {}, "constant_rate": {}, "visibility": None}
+    results: dict[str, Any] = earlier if earlier is not None else {
+        "plan": plan.__dict__, "endpoints": {}, "workers": {}, "ablation": {}, "peer": {},
+        "constant_rate": {}, "visibility": None}
+    parts = [only] if only else [p for p in PARTS if plan.full or p not in FULL_ONLY]
+    for part in parts:
+        MEASURE[part](results, plan, dsn, quick)
+    results["measured_at"] = measured_at(results, parts, run_facts["commit"])
+    results["facts"] = run_facts
+    results["elapsed_s"] = time.time() - started
+    return results
+
+
+def measured_at(earlier: dict[str, Any], parts: list[str], commit: str) -> dict[str, str | None]:
+    """The commit each part was measured at: `commit` for the parts measured now; a part kept, the
+    one it ran at (for a run recorded before parts were, the run's own)."""
+    kept = earlier.get("measured_at") or dict.fromkeys(PARTS, commit_of(earlier))
+    return {**kept, **dict.fromkeys(parts, commit)}
+
+
+def measure_endpoints(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
+    """The service, the bare Sanic app and each peer side by side: one server each, loaded in turn
+    within every round, so each ours / peer ratio is of the same minutes."""
     base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
-    # The service, the bare Sanic app and each peer side by side: one server each, loaded in turn
-    # within every round, so each ours / peer ratio is of the same minutes.
     log("endpoints, 1 worker, side by side with the bare Sanic app and the peer stacks")
     paths = ["floor", "hit", "miss", "post", "deep_offset", "deep_keyset"]
     together = measure_together(
@@ -360,31 +385,43 @@ def run(quick: bool) -> dict[str, Any]:
     results["endpoints"]["cache off"] = together_off[0]
     for i, peer in enumerate(peers.PEERS):
         results["peer"][peer] = {"default": together[2 + i], "cache off": together_off[1 + i]}
-    if plan.full:
-        measure_full(results, plan, cold)
+
+
+def measure_constant_rate(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
+    """Each endpoint at half the maximum the endpoints part measured (this run's, or the one kept)."""
     log("constant rate at 50% of each endpoint's measured maximum")
+    base, cold = Config("default"), Config("cache off", {"CACHE_ENABLED": "false"})
     for endpoint, config, source in (("floor", base, "default"), ("hit", base, "default"),
                                      ("bypass", cold, "cache off")):
         peak = results["endpoints"][source][endpoint]["rps"]
         results["constant_rate"][endpoint] = constant_rate(config, endpoint, peak / 2, 3 if quick else 6)
+
+
+def measure_visibility(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
     log("cross-worker visibility of a new tweet under load")
     results["visibility"] = visibility(30 if quick else 100)
+
+
+def measure_ceiling(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
     log("PostgreSQL alone on each database-bound path's statements (bench/ceiling.py)")
     results["postgres_ceiling"] = postgres_ceiling(dsn, 3 if quick else 5)
-    results["elapsed_s"] = time.time() - started
-    return results
 
 
-def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
-    """The full run's extras: worker counts, each tuning switched off, single-flight under a storm."""
+def measure_workers(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
     log("worker counts")
+    cold = Config("cache off", {"CACHE_ENABLED": "false"})
     for workers in (1, 2):
         results["workers"][str(workers)] = {
             **measure(Config(f"{workers} workers", workers=workers), ["floor", "hit", "post"], plan,
                       plan.ablation_rounds),
             **{k: v for k, v in measure(Config(f"{workers} workers cache off", cold.env, workers=workers),
                                         ["bypass"], plan, plan.ablation_rounds).items()}}
+
+
+def measure_ablation(results: dict[str, Any], plan: Plan, dsn: str, quick: bool) -> None:
+    """Each tuning switched off in turn, and single-flight under a refill storm."""
     log("ablation: each tuning switched off in turn")
+    cold = Config("cache off", {"CACHE_ENABLED": "false"})
     # What the rows are compared with: every tuning on, measured as they are (a server alone, these
     # rounds), not the side-by-side run above, whose regime differs (for posts, the peers' inserts
     # just before each of ours).
@@ -398,6 +435,10 @@ def measure_full(results: dict[str, Any], plan: Plan, cold: Config) -> None:
     results["ablation"]["refill storm, single-flight off"] = measure(
         Config("storm, single-flight off", {**storm, "USE_SINGLEFLIGHT": "false"}), ["hit"], plan,
         plan.ablation_rounds)
+
+
+MEASURE = {"endpoints": measure_endpoints, "workers": measure_workers, "ablation": measure_ablation,
+           "constant_rate": measure_constant_rate, "visibility": measure_visibility, "ceiling": measure_ceiling}
 
 
 def ablation_row(config: Config, plan: Plan, cold: Config) -> dict[str, Any]:
@@ -414,9 +455,17 @@ def ablation_row(config: Config, plan: Plan, cold: Config) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=PARTS, help="measure this part again, keeping the others as "
+                        "bench/results/http.json has them")
     args = parser.parse_args()
-    results = run(args.quick)
-    write_json(RESULTS / ("http-quick.json" if args.quick else "http.json"), results)
+    path = RESULTS / ("http-quick.json" if args.quick else "http.json")
+    earlier = None
+    if args.only:
+        if not path.exists():
+            sys.exit(f"{path} holds no run to keep the other parts of: run make bench first")
+        earlier = json.loads(path.read_text())
+    results = run(args.quick, args.only, earlier)
+    write_json(path, results)
     log(f"HTTP runs done in {results['elapsed_s']:.0f}s")
 
 

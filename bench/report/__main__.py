@@ -12,16 +12,26 @@ from bench.report.results import Results, load
 from service.settings import ROOT
 
 
-def http_run(r: Results, lines: list[str]) -> list[str]:
+def http_run(r: Results, lines: list[str], part: str = "endpoints") -> list[str]:
     """Sections of make bench's own run, each heading saying where it was measured if not the
-    current service (every one of them is the run's: its commit is the run's)."""
-    return [runs.titled(line, r.http) if line.startswith("## ") else line for line in lines]
+    current service: the commit its part of the run (bench.load PARTS) was measured at."""
+    at = (r.http.get("measured_at") or {}).get(part)
+    source = {"commit": at} if at else r.http
+    return [runs.titled(line, source) if line.startswith("## ") else line for line in lines]
+
+
+def micro_run(r: Results, lines: list[str]) -> list[str]:
+    """The microbenchmarks' section, titled with the commit pytest-benchmark recorded."""
+    info = r.micro.get("commit_info") or {}
+    at = str(info.get("id") or "")[:7] + (" (with uncommitted changes)" if info.get("dirty") else "")
+    return [runs.titled(line, {"commit": at} if info.get("id") else r.http) if line.startswith("## ") else line
+            for line in lines]
 
 
 def render(r: Results, plot_dir: str) -> list[str]:
     """RESULTS.md's sections in order, each from what its run recorded (absent runs left out)."""
-    out = [*sections.header(r), "", *http_run(r, [*sections.method(r), "", *sections.targets(r), "",
-                                                  *sections.ceiling(r), "", *sections.cpu(r)])]
+    out = [*sections.header(r), "", *http_run(r, [*sections.method(r), "", *sections.targets(r)]), "",
+           *http_run(r, sections.ceiling(r), "ceiling"), "", *http_run(r, sections.cpu(r))]
     if r.profile is not None:
         out += ["", *runs.profile_section(r.profile)]
     out += ["", *http_run(r, [*sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)])]
@@ -30,11 +40,11 @@ def render(r: Results, plot_dir: str) -> list[str]:
     if r.network is not None:
         out += ["", *network.section(r.network)]
     if r.http["workers"]:
-        out += ["", *http_run(r, sections.worker_counts(r, plot_dir))]
+        out += ["", *http_run(r, sections.worker_counts(r, plot_dir), "workers")]
     if r.http["ablation"]:
-        out += ["", *http_run(r, sections.ablation(r, plot_dir))]
-    out += ["", *http_run(r, [*sections.constant_rate(r, plot_dir), "", *sections.visibility(r), "",
-                              *sections.micro(r)])]
+        out += ["", *http_run(r, sections.ablation(r, plot_dir), "ablation")]
+    out += ["", *http_run(r, sections.constant_rate(r, plot_dir), "constant_rate"), "",
+            *http_run(r, sections.visibility(r), "visibility"), "", *micro_run(r, sections.micro(r))]
     if r.soak is not None:
         out += ["", *runs.soak_section(r.soak)]
     if r.instances is not None:
