@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--budget", type=float, default=1500.0, help="seconds for the whole run")
     args = parser.parse_args()
-    plan = Plan(seconds=3, warmup=2, rounds=2, ablation_rounds=2, full=False)
+    plan = Plan(seconds=3, warmup=2, rounds=3, ablation_rounds=3, full=False)
     started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.__dict__, "budget_s": args.budget, "sizes": [], "stopped": None}
     sizes = sorted(int(s) for s in args.sizes.split(","))  # each size grows the one before
