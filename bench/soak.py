@@ -27,7 +27,7 @@ from bench.paths import PLOTS, RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
 from bench.report.runs import SOAK_TITLE, soak_section
 from ops import stack
-from service.settings import ROOT
+from service.settings import ROOT, Settings
 
 OUT = RESULTS / "soak.json"
 PLOT = PLOTS / "soak.png"
@@ -53,6 +53,19 @@ def worker_samples(server: Server, pg_port: int, redis_port: int) -> dict[int, d
         except psutil.Error:
             continue
     return out
+
+
+def bounds(settings: Settings) -> dict[str, float]:
+    """What the service bounds, as the soak's workers run it: each worker's RSS may grow after the
+    warm-up by what its in-process page cache may still fill (LOCAL_CACHE_BYTES), its PostgreSQL
+    connections are its pool's and the notices' session, and Redis is capped by maxmemory."""
+    listener = int(settings.db.database_notices and settings.cache.cache_enabled)
+    maxmemory = settings.stack_redis_maxmemory.lower()
+    units = {"kb": 2**-10, "mb": 1.0, "gb": 2**10}
+    unit = next((u for u in units if maxmemory.endswith(u)), "")
+    redis_mb = float(maxmemory.removesuffix(unit)) * units[unit] if unit else float(maxmemory) / 2**20
+    return {"rss_growth_mb": settings.cache.local_cache_bytes / 2**20,
+            "pg_conns": float(settings.pool_max + listener), "redis_mb": redis_mb}
 
 
 def slope_per_10min(ts: list[float], ys: list[float]) -> float:
@@ -109,6 +122,7 @@ def run(minutes: float, users: int, warmup: float) -> dict[str, Any]:
     redis_points = [(s["t"], s["redis_mb"]) for s in late]
     return {
         "minutes": minutes, "users": users, "warmup_s": warmup, "sample_s": SAMPLE_SECONDS, "workers": 2,
+        "bounds": bounds(settings.replaced(workers=2)),
         "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
         "rps": float(total["Requests/s"]), "p95_ms": float(total["95%"]), "locust_exit": locust.returncode,
         "locust_stderr_tail": stderr[-500:], "per_worker": per_worker,

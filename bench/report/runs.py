@@ -268,7 +268,30 @@ def soak_section(result: dict[str, Any]) -> list[str]:
         "",
         f"Redis used memory: {r['start']:.1f} -> {r['end']:.1f} MB ({r['slope_per_10min']:+.2f} MB per 10 min; "
         "it holds the cache of every tag searched, bounded by maxmemory with LRU eviction).",
+        *soak_verdicts(result),
     ]
+
+
+def soak_verdicts(result: dict[str, Any]) -> list[str]:
+    """The soak against the bounds the service sets (bench/soak.py bounds), where it recorded them."""
+    b = result.get("bounds")
+    if not b:
+        return []
+    workers = result["per_worker"].values()
+    growth = max(w["rss_mb"]["end"] - w["rss_mb"]["start"] for w in workers)
+    conns = max(w["pg_conns"]["max"] for w in workers)
+    checks = [
+        ("no failed request", f"{result['failures']} failures", result["failures"] == 0),
+        (f"each worker's RSS grows after the warm-up by at most what its page cache may fill "
+         f"(LOCAL_CACHE_BYTES, {b['rss_growth_mb']:.0f} MB)", f"at most {growth:+.1f} MB",
+         growth <= b["rss_growth_mb"]),
+        (f"each worker's PostgreSQL connections within its pool and the notices' session "
+         f"({b['pg_conns']:.0f})", f"at most {conns:.0f}", conns <= b["pg_conns"]),
+        (f"Redis within maxmemory ({b['redis_mb']:.0f} MB)", f"{result['redis_mb']['end']:.1f} MB at the end",
+         result["redis_mb"]["end"] <= b["redis_mb"]),
+    ]
+    return ["", "Against the service's bounds:", "",
+            table(["bound", "measured", ""], [[name, got, MET if ok else MISSED] for name, got, ok in checks])]
 
 
 INSTANCES_TITLE = "## Instances behind a load balancer"
