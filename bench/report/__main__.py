@@ -4,6 +4,8 @@ results on disk; after a full run, docs/SCALING.md's measured section too."""
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from bench.check import named_baseline
 from bench.paths import PLOTS, RESULTS, RESULTS_MD
@@ -22,13 +24,25 @@ def http_run(r: Results, lines: list[str], part: str = "endpoints") -> list[str]
 
 def micro_run(r: Results, lines: list[str]) -> list[str]:
     """The microbenchmarks' section, titled with the commit pytest-benchmark recorded."""
+    assert r.micro is not None
     info = r.micro.get("commit_info") or {}
     at = str(info.get("id") or "")[:7] + (" (with uncommitted changes)" if info.get("dirty") else "")
     return [runs.titled(line, {"commit": at} if info.get("id") else r.http) if line.startswith("## ") else line
             for line in lines]
 
 
-def render(r: Results, plot_dir: str) -> list[str]:
+def kept(title: str, document: Path) -> list[str]:
+    """A section as `document` has it (heading to the next one), for a run whose results are not on
+    disk: written again as it was measured, not dropped; [] where the document has none."""
+    text = document.read_text() if document.exists() else ""
+    found = re.search(rf"^{re.escape(title)}(?: \([^\n]*\))?\n", text, re.M)
+    if found is None:
+        return []
+    end = text.find("\n## ", found.end() - 1)
+    return text[found.start():end if end >= 0 else len(text)].rstrip("\n").split("\n")
+
+
+def render(r: Results, plot_dir: str, target: Path = RESULTS_MD) -> list[str]:
     """RESULTS.md's sections in order, each from what its run recorded (absent runs left out)."""
     out = [*sections.header(r), "", *http_run(r, [*sections.method(r), "", *sections.targets(r)]), "",
            *http_run(r, sections.ceiling(r), "ceiling"), "", *http_run(r, sections.cpu(r))]
@@ -44,7 +58,8 @@ def render(r: Results, plot_dir: str) -> list[str]:
     if r.http["ablation"]:
         out += ["", *http_run(r, sections.ablation(r, plot_dir), "ablation")]
     out += ["", *http_run(r, sections.constant_rate(r, plot_dir), "constant_rate"), "",
-            *http_run(r, sections.visibility(r), "visibility"), "", *micro_run(r, sections.micro(r))]
+            *http_run(r, sections.visibility(r), "visibility"), "",
+            *(micro_run(r, sections.micro(r)) if r.micro is not None else kept(sections.MICRO_TITLE, target))]
     if r.soak is not None:
         out += ["", *runs.soak_section(r.soak)]
     if r.instances is not None:
@@ -76,7 +91,7 @@ def main() -> None:
     if r.history and not args.quick:
         images.append(history.plot(r.history, named_baseline(), folder))
     target = ROOT / "RESULTS-quick.md" if args.quick else RESULTS_MD
-    target.write_text("\n".join(render(r, folder.relative_to(ROOT).as_posix())) + "\n")
+    target.write_text("\n".join(render(r, folder.relative_to(ROOT).as_posix(), target)) + "\n")
     if not args.quick:
         runs.publish_scaling(r.http, r.scale, r.instances)
     print(f"wrote {target.name} and {', '.join(images)}")

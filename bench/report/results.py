@@ -22,7 +22,7 @@ class Results:
 
     quick: bool
     http: dict[str, Any]
-    micro: dict[str, Any]
+    micro: dict[str, Any] | None  # None where micro.json is absent (a clone before it was committed)
     profile: dict[str, Any] | None
     detection: dict[str, Any] | None
     soak: dict[str, Any] | None
@@ -65,7 +65,7 @@ def load(quick: bool = False, folder: Path = RESULTS) -> Results:
     suffix = "-quick" if quick else ""
     return Results(
         quick=quick, http=json.loads((folder / f"http{suffix}.json").read_text()),
-        micro=json.loads((folder / f"micro{suffix}.json").read_text()),
+        micro=load_json(folder / f"micro{suffix}.json"),
         profile=load_json(folder / f"profile{suffix}.json"), detection=load_json(folder / "detection.json"),
         soak=load_json(folder / "soak.json"), instances=load_json(folder / "instances.json"),
         scale=load_json(folder / "scale.json"), chaos=load_json(folder / "chaos.json"),

@@ -374,7 +374,11 @@ def visibility(r: Results) -> list[str]:
                   [[f2(vis["p50_ms"]), f2(vis["p90_ms"]), f2(vis["p99_ms"]), f2(vis["max_ms"])]])]
 
 
+MICRO_TITLE = "## Microbenchmarks (pytest-benchmark, real PostgreSQL and Redis)"
+
+
 def micro(r: Results) -> list[str]:
+    assert r.micro is not None
     groups: dict[str, list[dict[str, Any]]] = {}
     for b in r.micro["benchmarks"]:
         groups.setdefault(b["group"], []).append(b)
@@ -385,7 +389,7 @@ def micro(r: Results) -> list[str]:
         best = min(t for _, t in per_op)
         rows = [[name, f"{t * 1e6:,.1f}", f2(t / best)] for name, t in sorted(per_op, key=lambda x: x[1])]
         parts.append(f"**{group}**\n\n" + table(["benchmark", "median µs per operation", "× fastest"], rows))
-    return ["## Microbenchmarks (pytest-benchmark, real PostgreSQL and Redis)", "",
+    return [MICRO_TITLE, "",
             "Async benchmarks run on one long-lived uvloop loop, 50 awaits per round; times are per "
             "operation.", "", "\n\n".join(parts)]
 

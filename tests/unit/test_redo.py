@@ -4,6 +4,7 @@ naming the commit its own part was measured at."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from bench.load import PARTS, measured_at
 from bench.redo import REPORT, SECTIONS, commands
-from bench.report.__main__ import http_run
+from bench.report.__main__ import http_run, kept
 from service.settings import ROOT
 
 OLD = "5473dd5"  # a commit service/ has changed since (the check's first baseline)
@@ -48,3 +49,13 @@ def test_each_section_is_titled_with_its_own_parts_commit() -> None:
     assert http_run(r, ["## Ablation"], "ablation") == ["## Ablation"]  # type: ignore[arg-type]
     recorded_before_parts = SimpleNamespace(http={"facts": {"commit": OLD}})
     assert f"measured at {OLD}" in http_run(recorded_before_parts, ["## Ablation"], "ablation")[0]  # type: ignore[arg-type]
+
+
+def test_a_section_whose_results_are_absent_is_written_again_as_it_was(tmp_path: Path) -> None:
+    document = tmp_path / "RESULTS.md"
+    document.write_text("# RESULTS\n\n## Endpoints\n\nnew\n\n## Microbenchmarks (x) (measured at abc1234)\n\n"
+                        "| a | b |\n\n## Soak\n\nkept too\n")
+    assert kept("## Microbenchmarks (x)", document) == [
+        "## Microbenchmarks (x) (measured at abc1234)", "", "| a | b |"]
+    assert kept("## Soak", document) == ["## Soak", "", "kept too"]
+    assert kept("## Absent", document) == [] and kept("## Soak", tmp_path / "none.md") == []
