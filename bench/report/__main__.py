@@ -39,7 +39,9 @@ def kept(title: str, document: Path) -> list[str]:
     if found is None:
         return []
     end = text.find("\n## ", found.end() - 1)
-    return text[found.start():end if end >= 0 else len(text)].rstrip("\n").split("\n")
+    lines = text[found.start():end if end >= 0 else len(text)].rstrip("\n").split("\n")
+    measured = re.search(r"\(measured at (\w+)", lines[0])  # titled again: service/ may have changed since
+    return [runs.titled(title, {"commit": measured.group(1)}) if measured else lines[0], *lines[1:]]
 
 
 def render(r: Results, plot_dir: str, target: Path = RESULTS_MD) -> list[str]:
