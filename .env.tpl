@@ -25,8 +25,9 @@ REDIS_URL=
 # true when REDIS_URL is a node of a Redis Cluster (the others are found from it). The lean
 # client (USE_WIRE_CLIENT) is single-node only: redis-py's cluster client is used instead.
 REDIS_CLUSTER=false
-# true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off; the
-# statement timeout from the pooler's server connections or set by each use (docs/SCALING.md).
+# true when DATABASE_URL is a transaction-mode pooler (PgBouncer): statement cache off (unless
+# DB_POOLER_PREPARED_STATEMENTS); the statement timeout from the pooler's server connections or
+# set by each use (docs/SCALING.md).
 # Migrations then need MIGRATE_DATABASE_URL (a direct connection) or MIGRATE_ON_START=false.
 DB_TRANSACTION_POOLER=false
 # The pooler keeps protocol-level prepared statements in transaction mode (PgBouncer 1.21+ with

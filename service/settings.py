@@ -37,9 +37,10 @@ class Database:
     # Migrations need the tables' owner; the service itself can run as a role that only reads and
     # writes rows (sql/roles/app_grants.sql). Empty: migrate with DATABASE_URL.
     migrate_database_url: str = ""
-    # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no named prepared statements
-    # and no session settings survive a transaction there, so the statement timeout comes from the
-    # pooler's server connections, or each use sets its own (USE_POOLER_BARE_STATEMENTS, pool.py).
+    # DATABASE_URL points at a transaction-mode pooler (PgBouncer): no session setting survives a
+    # transaction there (nor a named prepared statement, unless DB_POOLER_PREPARED_STATEMENTS), so
+    # the statement timeout comes from the pooler's server connections, or each use sets its own
+    # (USE_POOLER_BARE_STATEMENTS, pool.py); a use cancelled midway closes its connection.
     db_transaction_pooler: bool = False
     # The pooler keeps protocol-level prepared statements in transaction mode (PgBouncer 1.21+ with
     # max_prepared_statements > 0, as ops/pgbouncer.py runs it): the pool keeps its statement cache
