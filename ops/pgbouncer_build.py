@@ -17,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from ops.system import StackError, ensure_tool
+from ops.system import StackError, apt_install, ensure_tool
 from service.settings import ROOT
 
 PREPARED_SINCE = (1, 21)  # the first release with max_prepared_statements
@@ -91,17 +91,6 @@ def install_libraries() -> None:
     """The headers PgBouncer compiles against, from Debian's packages (as root)."""
     missing = [p for p in BUILD_LIBS if subprocess.run(["dpkg", "-s", p], capture_output=True,
                                                        check=False).returncode != 0]
-    if not missing:
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if missing and not apt_install(*missing):
         raise StackError(f"building PgBouncer needs {' '.join(missing)} (apt-get install), or a "
                          f"PgBouncer {'.'.join(map(str, PREPARED_SINCE))}+ on PATH")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for attempt in ("install", "update-then-install"):
-        if attempt == "update-then-install":
-            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-        done = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
-                              capture_output=True, text=True, env=env)
-        if done.returncode == 0:
-            return
-    raise StackError(f"apt-get install {' '.join(missing)} failed:\n{done.stdout}{done.stderr}")

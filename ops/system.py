@@ -94,15 +94,24 @@ def ensure_tool(command: str, *packages: str) -> str:
     found = shutil.which(command)
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"installing {command} (Debian packages: {' '.join(packages)})", file=sys.stderr, flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for attempt in ("install", "update-then-install"):
-            if attempt == "update-then-install":
-                subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            if found := shutil.which(command):
-                return found
+    print(f"installing {command} (Debian packages: {' '.join(packages)})", file=sys.stderr, flush=True)
+    if apt_install(*packages) and (found := shutil.which(command)):
+        return found
     raise StackError(f"{command} is not installed and could not be installed "
                      f"(apt-get install {' '.join(packages)})")
+
+
+def apt_install(*packages: str) -> bool:
+    """Debian's packages installed (as root; the package lists refreshed once if the first try
+    fails): did apt-get succeed? False where we are not root or have no apt-get."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for attempt in ("install", "update-then-install"):
+        if attempt == "update-then-install":
+            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+        done = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        if done.returncode == 0:
+            return True
+    return False

@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.check import named_baseline
 from bench.paths import PLOTS, RESULTS, RESULTS_MD
 from bench.report import capacity, history, network, plots, runs, sections
+from bench.report.markdown import section_span
 from bench.report.results import Results, load
 from service.settings import ROOT
 
@@ -35,11 +36,10 @@ def kept(title: str, document: Path) -> list[str]:
     """A section as `document` has it (heading to the next one), for a run whose results are not on
     disk: written again as it was measured, not dropped; [] where the document has none."""
     text = document.read_text() if document.exists() else ""
-    found = re.search(rf"^{re.escape(title)}(?: \([^\n]*\))?\n", text, re.M)
-    if found is None:
+    span = section_span(text, title)
+    if span is None:
         return []
-    end = text.find("\n## ", found.end() - 1)
-    lines = text[found.start():end if end >= 0 else len(text)].rstrip("\n").split("\n")
+    lines = text[span[0]:span[1]].rstrip("\n").split("\n")
     measured = re.search(r"\(measured at (\w+)", lines[0])  # titled again: service/ may have changed since
     return [runs.titled(title, {"commit": measured.group(1)}) if measured else lines[0], *lines[1:]]
 

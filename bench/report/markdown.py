@@ -40,15 +40,23 @@ def commit_of(result: Mapping[str, Any]) -> str | None:
     return None
 
 
-def replace_section(text: str, title: str, section: str) -> str:
-    """text with the section headed by title (up to the next '## ' heading) replaced, or appended;
-    the heading found with or without what heading() adds in parentheses."""
+def section_span(text: str, title: str) -> tuple[int, int] | None:
+    """Where the section headed by title starts and ends in text (the next '## ' heading, or the
+    end), its heading found with or without what heading() adds in parentheses; None if absent."""
     found = re.search(rf"^{re.escape(title)}(?: \([^\n]*\))?\n", text, re.M)
     if found is None:
-        return text.rstrip("\n") + "\n\n" + section
-    start = found.start()
+        return None
     end = text.find("\n## ", found.end() - 1)
-    return text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    return found.start(), end + 1 if end >= 0 else len(text)
+
+
+def replace_section(text: str, title: str, section: str) -> str:
+    """text with the section headed by title replaced, or appended."""
+    span = section_span(text, title)
+    if span is None:
+        return text.rstrip("\n") + "\n\n" + section
+    start, end = span
+    return text[:start] + section + ("\n" + text[end:] if end < len(text) else "")
 
 
 def publish_section(path: Path, title: str, lines: list[str], empty: str = "# RESULTS\n") -> None:
