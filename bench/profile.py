@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import facts
 from bench.harness import (
     Server,
     bench_settings,
@@ -141,8 +142,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     prepare_stack()
-    results = {path: profile_path(path, env, 4 if args.quick else 10, 2 if args.quick else 3, args.quick)
-               for path, env in PATHS.items()}
+    results = {"commit": facts.commit(),
+               "paths": {path: profile_path(path, env, 4 if args.quick else 10, 2 if args.quick else 3, args.quick)
+                         for path, env in PATHS.items()}}
     write_json(RESULTS / ("profile-quick.json" if args.quick else "profile.json"), results)
 
 

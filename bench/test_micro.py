@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 from bench.conftest import OPS
 from service.cache.client import Breaker
 from service.cache.guard import Guard
+from service.cache.local import LocalCache
 from service.cache.tags import TagCache
 from service.codec import ORJSON
 from service.db import tweets
@@ -53,6 +55,27 @@ def test_tweet_tags_from_text(benchmark: Any) -> None:
     benchmark.group = "tags"
     normalise_memoised.cache_clear()
     benchmark(lambda: tweet_tags(["Python", "sanic"], "fast #Python on #uvloop with #asyncpg and #Redis"))
+
+
+# -- the in-process cache ------------------------------------------------------------------
+
+def test_local_put_when_full(benchmark: Any) -> None:
+    """A miss's page put into a full in-process cache (the default bound, some 40k small pages):
+    each put makes room for itself, oldest pages out."""
+    benchmark.group = "in-process cache"
+    cache = LocalCache(60.0, Settings().cache.local_cache_bytes)
+    cache.active = True
+    body = b"x" * 500
+    names = (f"cold{i}" for i in itertools.count())
+    while cache.bytes < cache.max_bytes - 2000:
+        tag = next(names)
+        cache.put((tag, 1, 20, None), body, cache.token(tag))
+
+    def put() -> None:
+        tag = next(names)
+        cache.put((tag, 1, 20, None), body, cache.token(tag))
+    benchmark(put)
+    assert cache.bytes <= cache.max_bytes
 
 
 # -- serialization -------------------------------------------------------------------------

@@ -21,9 +21,10 @@ def titled(title: str, result: dict[str, Any]) -> str:
     return heading(title, commit, changed_since(commit))
 
 
-def profile_section(profiles: dict[str, Any]) -> list[str]:
+def profile_section(recorded: dict[str, Any]) -> list[str]:
+    profiles: dict[str, Any] = recorded.get("paths", recorded)  # recorded before the commit was: paths alone
     parts = list(dict.fromkeys(name for p in profiles.values() for name in p["parts"]))
-    out = [titled("## Where the server's CPU goes (py-spy)", profiles), "",
+    out = [titled("## Where the server's CPU goes (py-spy)", recorded), "",
            "py-spy sampled the one server worker at 250 Hz while wrk loaded one path (bench/profile.py; "
            "a fresh server per path, pinned as above, bypass with the cache off). Shares of the samples "
            "in which the worker was running, by the part of the code the innermost Python frame belongs "

@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 from service.cache.generations import SharedGenerations
-from service.cache.local import ENTRY_OVERHEAD, LocalCache
+from service.cache.local import ENTRY_OVERHEAD, EVICT_SHARE, LocalCache
 
 now = time.monotonic  # what the caller of get() reads once per request
 
@@ -69,6 +69,21 @@ def test_bounded_in_bytes_oldest_out_first() -> None:
     assert c.get(("t9", 1, 10, None), now()) == body and c.get(("t6", 1, 10, None), now()) is None
     c.put(("big", 1, 10, None), b"y" * c.max_bytes, c.token("big"))  # larger than the bound: not kept
     assert c.get(("big", 1, 10, None), now()) is None and len(c) == 3
+
+
+def test_a_full_cache_frees_a_share_of_its_bound_at_once() -> None:
+    """Eviction in batches: finding the oldest page walks past every slot dropped before it, so a
+    full cache must not do that walk on every put."""
+    body = b"x" * 100
+    size = 100 + 3 + ENTRY_OVERHEAD
+    c = active(max_bytes=EVICT_SHARE * 4 * size)
+    for i in range(EVICT_SHARE * 4):
+        c.put((f"t{i:02x}", 1, 10, None), body, c.token(f"t{i:02x}"))
+    assert c.bytes == c.max_bytes
+    c.put(("new", 1, 10, None), body, c.token("new"))
+    assert c.max_bytes - c.bytes >= c.max_bytes // EVICT_SHARE  # a batch out, not one page
+    assert c.get(("t00", 1, 10, None), now()) is None and c.get(("new", 1, 10, None), now()) == body
+    assert c.get((f"t{EVICT_SHARE * 4 - 1:02x}", 1, 10, None), now()) == body  # the newest stay
 
 
 def test_byte_count_follows_replacements_invalidation_and_expiry() -> None:
