@@ -52,7 +52,9 @@ def render(r: Results, plot_dir: str, target: Path = RESULTS_MD) -> list[str]:
         out += ["", *runs.profile_section(r.profile)]
     out += ["", *http_run(r, [*sections.endpoints(r, plot_dir), "", *sections.ratios(r), "", *sections.peers(r)])]
     if r.curves is not None:
-        out += ["", *capacity.section(r.curves, plot_dir)]
+        login = r.default.get("login") or {}
+        login_us = (login.get("cpu_us_per_request") or {}).get("server")
+        out += ["", *capacity.section(r.curves, plot_dir, login_us)]
     if r.network is not None:
         out += ["", *network.section(r.network)]
     if r.http["workers"]:

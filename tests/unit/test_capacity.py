@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.curves import bisect, capacity_of, held, merged
-from bench.report.capacity import capacity_rows, goal_lines, kept_line, limit_line, proof_line
+from bench.report.capacity import capacity_rows, goal_lines, kept_line, limit_line, mixed_line, proof_line
 
 
 def point(rate: float, p99: float, share: float = 1.0) -> dict[str, Any]:
@@ -92,3 +92,15 @@ def test_a_merged_run_keeps_each_curve_not_measured_again_with_its_commit() -> N
     assert kept_line(stacks)[0].startswith("Paths measured in an earlier run and kept: miss at old1234")
     again = merged({"facts": {"commit": "newer99"}, "stacks": stacks}, {})  # the first commit stays
     assert again["ours"]["miss"]["measured_at"] == "old1234"
+
+
+def test_the_mixed_stream_that_holds_no_rate_is_explained_by_its_hashing_and_posts() -> None:
+    def low(p50: float, p99: float, rate: float) -> dict[str, Any]:
+        return {**point(rate, p99), "p50_ms": p50}
+    stacks = {"ours": {"mixed": {"points": [low(0.8, 42.0, 93), low(0.9, 80.0, 300)]},
+                       "post": {"points": [low(7.75, 16.7, 194)]}}}
+    line = " ".join(mixed_line(stacks, 10, 38_600))
+    assert "not even its lowest, 94 req/s" in line and "p99 42.00 ms" in line
+    assert "39 ms of the worker's CPU a login" in line and "p50 7.75 ms at 196 req/s" in line
+    stacks["ours"]["mixed"]["points"][0] = low(0.8, 9.0, 93)  # held at its lowest rate: nothing to explain
+    assert mixed_line(stacks, 10, 38_600) == []
