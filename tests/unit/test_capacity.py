@@ -62,6 +62,7 @@ def test_the_hit_limit_line_splits_the_cpu_per_request_where_both_maxima_measure
     stacks["bare-protocol"]["hit"]["cpu_us_per_request"] = {"server_user": 4.0, "server_system": 9.0}
     text = " ".join(limit_line(stacks))
     assert "ours used 25.0 µs of user CPU and 16.5 µs of system CPU; the bare protocol 4.0 and 9.0" in text
+    assert "ours would spend 20.5 µs a request" in text and "**0.63** of the bare protocol's rate" in text
 
 
 def test_the_generator_proof_says_when_it_did_not_hold() -> None:

@@ -45,6 +45,14 @@ def test_bugs_are_not_unavailable(exc: BaseException) -> None:
     (TimeoutError(), True),  # asyncpg's command_timeout: the server may still commit
     (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
     (asyncpg.exceptions.ProtocolViolationError("server conn crashed?"), True),
+    (asyncpg.exceptions.ProtocolViolationError("query timeout"), True),  # PgBouncer's, a statement running
+    # PgBouncer refused a statement that never reached a server (1.24's login failure, then 1.18's)
+    (asyncpg.exceptions.ProtocolViolationError(
+        "server login has been failing, cached error: connect failed (server_login_retry)"), False),
+    (asyncpg.exceptions.ProtocolViolationError(
+        "server login has been failing, try again later (server_login_retry)"), False),
+    (asyncpg.exceptions.ProtocolViolationError("query_wait_timeout"), False),
+    (asyncpg.exceptions.ProtocolViolationError("server shutting down"), False),
     # PostgreSQL answered with an error: the transaction was rolled back
     (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), False),
     (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"), False),
