@@ -52,13 +52,27 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and any(m in str(exc) for m in LOST_CONNECTION)
 
 
+# PgBouncer's answers to a client whose statement waited for a server and never had one (its
+# janitor.c and objects.c, 1.18 to 1.24): nothing was sent to PostgreSQL. A server lost while the
+# statement ran ("server conn crashed?", "query timeout") is another matter: it may have committed.
+LOGIN_FAILING = "server login has been failing"  # the start of it: 1.24 adds the cached failure
+NEVER_SENT = ("query_wait_timeout", "query_timeout", "server shutting down")  # whole messages
+
+
 def outcome_unknown(exc: BaseException) -> bool:
-    """After a write was sent, does this error leave it unknown whether it committed? An error
-    PostgreSQL itself answered (a statement timeout, a constraint) means rolled back; a lost
-    connection (or PgBouncer losing its server, SQLSTATE class 08) may have followed the commit."""
+    """After a write was handed to the connection, does this error leave it unknown whether it
+    committed? An error PostgreSQL itself answered (a statement timeout, a constraint) means rolled
+    back, as does PgBouncer's refusal of a statement no server ever received (LOGIN_FAILING,
+    NEVER_SENT); a lost connection (or PgBouncer losing its server while the statement ran, also
+    SQLSTATE class 08) may have followed the commit."""
     if not unavailable(exc):
         return False
-    return not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError)
+    if not isinstance(exc, asyncpg.PostgresError):
+        return True
+    if isinstance(exc, asyncpg.PostgresConnectionError):
+        message = str(exc)
+        return not (message.startswith(LOGIN_FAILING) or message in NEVER_SENT)
+    return False
 
 
 async def _keep_session(conn: object) -> None:
