@@ -100,6 +100,10 @@ def goal_lines(stacks: dict[str, Any], paths: list[str]) -> list[str]:
                             f"{at_slo} at the SLO")
         if verdicts:
             out.append(f"- against {name}: " + "; ".join(verdicts) + ".")
+    if any("missed" in line for line in out):
+        out += ["", "Where a goal is missed at a maximum here, the Peers section gives the measured reason and the "
+                "next lever, path by path, from each stack's CPU per request (its maxima are measured again "
+                "there, in rounds of their own: the two runs of a ratio near its goal may fall on either side)."]
     return out
 
 

@@ -80,6 +80,9 @@ def test_each_peer_is_judged_against_its_own_goal_path_by_path() -> None:
     assert lines[0] == ("- against granian: hit 0.92x at the maximum (goal 1x: missed), ahead at the SLO; "
                         "post 1.07x at the maximum (goal 1x: met), neither held a rate at the SLO.")
     assert lines[1] == "- against blacksheep: hit 1.71x at the maximum (goal 2x: missed), ahead at the SLO."
+    assert "the Peers section gives the measured reason" in lines[-1]  # a goal missed: where its reason is
+    stacks["ours"]["hit"] = curves(9000, 30000)
+    assert not any("Peers section" in line for line in goal_lines(stacks, ["hit", "post"]))
 
 
 def test_a_merged_run_keeps_each_curve_not_measured_again_with_its_commit() -> None:
