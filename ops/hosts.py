@@ -15,10 +15,11 @@ Needs root (CAP_NET_ADMIN), iproute2 and iptables; `Hosts.available()` says whet
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
+
+from ops.system import StackError, ensure_tool
 
 PREFIX = "st"  # names of the bridge, the namespaces and the veth ends all begin with it
 TAGS = "abcdefghijklmnopqrstuvwxyz"  # a tag is one of these letters; each has its own /24
@@ -59,7 +60,15 @@ class Hosts:
 
     @staticmethod
     def available() -> bool:
-        return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("iptables"))
+        """Root, with iproute2 and iptables (installed from Debian's packages where missing)."""
+        if os.geteuid() != 0:
+            return False
+        try:
+            ensure_tool("ip", "iproute2")
+            ensure_tool("iptables", "iptables")
+        except StackError:
+            return False
+        return True
 
     def namespace(self, host: str) -> str:
         return f"{PREFIX}{self.tag}-{host}"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from ops import postgres
 from ops.process import read_pid
-from ops.system import StackError, port_open, run_checked, server_user, wait_port
+from ops.system import StackError, ensure_tool, port_open, run_checked, server_user, wait_port
 from service.settings import Settings
 
 SLOT = "simple_twitter_replica"
@@ -92,10 +92,11 @@ def cut_off(settings: Settings) -> Iterator[None]:
     pg = str(settings.stack_pg_port)
     rules = [["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", pg, "--dport", port, "-j", "DROP"],
              ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", port, "--dport", pg, "-j", "DROP"]]
+    iptables = ensure_tool("iptables", "iptables")
     for rule in rules:
-        subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+        subprocess.run([iptables, "-I", *rule], check=True, capture_output=True)
     try:
         yield
     finally:
         for rule in rules:
-            subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)
+            subprocess.run([iptables, "-D", *rule], check=False, capture_output=True)
