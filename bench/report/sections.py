@@ -15,6 +15,7 @@ from bench.report.verdicts import (
     claim,
     peer_goal,
     per_round_ratios,
+    processes_us,
     speedups,
     target_verdict,
 )
@@ -167,7 +168,7 @@ def cpu(r: Results) -> list[str]:
         for name, run in runs.items():
             part = run.get("cpu_us_per_request")
             if part and name != "login":
-                whole = sum(part.values())
+                whole = processes_us(part)
                 rows.append([name, label, f0(run["rps"]), f0(part["server"]), f0(part["postgres"]),
                              f0(part["redis"]), f0(whole), f0(r.cores * 1e6 / whole) if whole else "-"])
     return ["Where each request's CPU goes (CPU time of the server, PostgreSQL and Redis processes "

@@ -43,13 +43,22 @@ def speedups(base: float, base_floor: float, off: float, off_floor: float) -> tu
     return base / off, (base / base_floor) / (off / off_floor)
 
 
+PROCESSES = ("server", "postgres", "redis", "pgbouncer")  # cpu_us_per_request's processes; the rest splits one
+
+
+def processes_us(part: dict[str, float]) -> float:
+    """A request's CPU in all the processes measured (server_user and server_system are the server's
+    own split, already in its total)."""
+    return sum(part.get(name, 0.0) for name in PROCESSES)
+
+
 def binding(r: dict[str, Any], cores: int) -> str:
     """What bounds a path's throughput, from its measured CPU: the server's one core when it is
     nearly full, else the cores everything shares (server, PostgreSQL, Redis, wrk)."""
     part = r["cpu_us_per_request"]
     if r["server_cpu_pct"] >= 90:
         return f"the server's core: {r['server_cpu_pct']:.0f}% busy at {part['server']:,.0f} µs a request"
-    whole = sum(part.values())
+    whole = processes_us(part)
     return (f"{'both' if cores == 2 else f'all {cores}'} cores: server {part['server']:,.0f} + PostgreSQL "
             f"{part['postgres']:,.0f} + Redis {part['redis']:,.0f} µs a request (+ wrk), at most "
             f"{cores * 1e6 / whole:,.0f} req/s")
