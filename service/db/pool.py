@@ -203,8 +203,9 @@ class PooledConnection:
         else:
             stats.waiting += 1
             began = perf_counter()
-            try:
-                self._conn = await self._pool.acquire(timeout=self._timeout)
+            try:  # asyncio.timeout, not acquire(timeout=): asyncpg's wait_for runs the wait as a task
+                async with asyncio.timeout(self._timeout):
+                    self._conn = await self._pool.acquire()
             finally:
                 stats.waiting -= 1
                 stats.acquires += 1
