@@ -39,7 +39,10 @@ class LocalCache:
         self.bytes = 0
         # expiry, body, and the tag's shared generation when it was read, and its slot
         self._pages: dict[PageKey, tuple[float, bytes, int, int]] = {}
-        self._by_tag: dict[str, set[PageKey]] = {}
+        # A tag's keys as a dict (an ordered set), not a set: a dict of tuples of strings and numbers
+        # leaves the garbage collector's lists, where a set per tag (tens of thousands under a churn
+        # of cold tags) made every full collection walk them all, a pause for every request.
+        self._by_tag: dict[str, dict[PageKey, None]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
 
@@ -82,7 +85,7 @@ class LocalCache:
         slot = self.shared.slot(tag) if self.shared is not None else 0
         self._pages[key] = (time.monotonic() + self.ttl, body, token[2], slot)
         self.bytes += size
-        self._by_tag.setdefault(tag, set()).add(key)
+        self._by_tag.setdefault(tag, {})[key] = None
 
     def posted(self, tags: list[str]) -> None:
         """This worker's post to these tags, its cache update done: dropped here, and every
@@ -125,7 +128,7 @@ class LocalCache:
         self.bytes -= len(entry[1]) + len(key[0]) + ENTRY_OVERHEAD
         keys = self._by_tag.get(key[0])
         if keys is not None:
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del self._by_tag[key[0]]
 

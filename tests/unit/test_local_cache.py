@@ -1,3 +1,4 @@
+import gc
 import itertools
 import multiprocessing
 import time
@@ -84,6 +85,18 @@ def test_a_full_cache_frees_a_share_of_its_bound_at_once() -> None:
     assert c.max_bytes - c.bytes >= c.max_bytes // EVICT_SHARE  # a batch out, not one page
     assert c.get(("t00", 1, 10, None), now()) is None and c.get(("new", 1, 10, None), now()) == body
     assert c.get((f"t{EVICT_SHARE * 4 - 1:02x}", 1, 10, None), now()) == body  # the newest stay
+
+
+def test_pages_leave_the_garbage_collectors_lists() -> None:
+    """Tens of thousands of cold tags' pages must not each add an object every full collection
+    walks (a set per tag did: a pause for every request in flight)."""
+    c = active(max_bytes=64 << 20)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5000):
+        c.put((f"cold{i}", 1, 10, None), b"x" * 100, c.token(f"cold{i}"))
+    gc.collect()
+    assert len(c) == 5000 and len(gc.get_objects()) - before < 500
 
 
 def test_byte_count_follows_replacements_invalidation_and_expiry() -> None:
