@@ -65,7 +65,7 @@ chaos: install  ## faults injected under load: one server, the pooled replicated
 BENCH_COLUMNS := --benchmark-columns=median,iqr,rounds --benchmark-name=short --benchmark-sort=name
 
 SECTION ?=
-bench: install  ## every load run, ceilings, peers, capacity curves, the network runs, profiles, microbenchmarks, RESULTS.md and plots (about 100 minutes); SECTION=<name> redoes one part alone
+bench: install  ## every load run, ceilings, peers, capacity curves, the network runs, profiles, microbenchmarks, RESULTS.md and plots (about two hours); SECTION=<name> redoes one part alone
 ifneq ($(SECTION),)
 	$(PY) -m bench.redo $(SECTION)
 else
