@@ -53,8 +53,9 @@ def test_what_binds_a_path_is_the_servers_core_when_it_is_full_else_every_core()
     assert binding(shared, 2).endswith("at most 2,000 req/s") and binding(shared, 2).startswith("both cores")
     assert binding(shared, 4).startswith("all 4 cores") and binding(shared, 4).endswith("at most 4,000 req/s")
     # the server's own split of its CPU (user, system) is not counted a second time
-    shared["cpu_us_per_request"].update(server_user=300, server_system=100)
-    assert binding(shared, 2).endswith("at most 2,000 req/s")
+    split = {"server_cpu_pct": 60, "cpu_us_per_request": {"server": 400, "postgres": 500, "redis": 100,
+                                                         "server_user": 300, "server_system": 100}}
+    assert binding(split, 2).endswith("at most 2,000 req/s")
 
 
 def test_a_projection_multiplies_what_one_worker_costs() -> None:
