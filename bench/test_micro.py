@@ -67,13 +67,12 @@ def test_local_put_when_full(benchmark: Any) -> None:
     cache.active = True
     body = b"x" * 500
     names = (f"cold{i}" for i in itertools.count())
-    while cache.bytes < cache.max_bytes - 2000:
-        tag = next(names)
-        cache.put((tag, 1, 20, None), body, cache.token(tag))
 
     def put() -> None:
         tag = next(names)
         cache.put((tag, 1, 20, None), body, cache.token(tag))
+    while cache.bytes < cache.max_bytes - 2000:
+        put()
     benchmark(put)
     assert cache.bytes <= cache.max_bytes
 

@@ -21,12 +21,17 @@ import time
 from service.cache.generations import SharedGenerations
 
 PageKey = tuple[str, int, int, int | None]  # tag, page, page_size, before_id
-ENTRY_OVERHEAD = 300  # bytes per entry besides the body: key tuple, dict slots, index set
+ENTRY_OVERHEAD = 300  # bytes per entry besides the body: key tuple, dict slots, its tag's key index
 # A full cache frees 1/EVICT_SHARE of its bound at once: finding the oldest walks the dict's order from
 # its start, past the slots of every page dropped before (a dict keeps them until it resizes), so
 # one walk a batch, not one a put (measured: a put at 40k pages took 9.2 us one by one, 1.8 in batches).
 EVICT_SHARE = 64
 MAX_GENERATIONS = 100_000  # per-tag generation counters kept before starting a new epoch
+
+
+def footprint(tag: str, body: bytes) -> int:
+    """What one page counts against the bound: its body, its tag and ENTRY_OVERHEAD."""
+    return len(body) + len(tag) + ENTRY_OVERHEAD
 
 
 class LocalCache:
@@ -76,7 +81,7 @@ class LocalCache:
         tag = key[0]
         if not self.active or token != self.token(tag):
             return
-        size = len(body) + len(tag) + ENTRY_OVERHEAD
+        size = footprint(tag, body)
         if size > self.max_bytes:
             return
         self._drop(key)
@@ -113,7 +118,7 @@ class LocalCache:
         """The oldest pages out (dicts keep insertion order): `need` bytes, and up to `slack` more."""
         victims, freed = [], 0
         for key, entry in self._pages.items():
-            size = len(entry[1]) + len(key[0]) + ENTRY_OVERHEAD
+            size = footprint(key[0], entry[1])
             if freed >= need and freed + size > need + slack:
                 break
             victims.append(key)
@@ -125,7 +130,7 @@ class LocalCache:
         entry = self._pages.pop(key, None)
         if entry is None:
             return
-        self.bytes -= len(entry[1]) + len(key[0]) + ENTRY_OVERHEAD
+        self.bytes -= footprint(key[0], entry[1])
         keys = self._by_tag.get(key[0])
         if keys is not None:
             keys.pop(key, None)
