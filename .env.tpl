@@ -127,6 +127,7 @@ ACCESS_LOG=false
 METRICS_ENABLED=true
 
 # Tunings, each switchable so `make bench` can measure it.
+USE_GC_FREEZE=true
 USE_UVLOOP=true
 USE_ORJSON=true
 USE_HIREDIS=true

@@ -55,6 +55,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "post batching off (each post its own statement)": {"POST_BATCH_MAX": "1"},
     "post cache updates one by one (not together)": {"POST_UPDATES_TOGETHER": "false"},
     "deadline watch off (asyncpg's timer per statement)": {"USE_DEADLINE_WATCH": "false"},
+    "garbage collector freeze off (start-up's objects walked by every full collection)": {"USE_GC_FREEZE": "false"},
     "uvloop off": {"USE_UVLOOP": "false"},
     "orjson off (stdlib json)": {"USE_ORJSON": "false"},
     # The lean client always parses with hiredis: this row is redis-py with its pure-Python parser,

@@ -28,7 +28,7 @@ from service.http import sanic_side
 from service.http.routes import front_routes
 from service.http.writer import Responses
 from service.metrics import CONTENT_TYPE, FLUSH_SECONDS, Metrics
-from service.resources import Resources, close_resources, open_resources
+from service.resources import Resources, close_resources, open_resources, settle
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def add_lifecycle(app: App, settings: Settings) -> None:
     @app.after_server_start
     async def watch_for_a_missed_stop(app: App) -> None:
         stop_when_told(app, time.monotonic() + STOP_WATCH_SECONDS)
+        settle(settings)
 
     @app.before_server_stop
     async def drain(app: App) -> None:

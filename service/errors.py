@@ -89,6 +89,8 @@ DATABASE_DOWN = "Database unavailable, retry shortly"
 # announced to the caches (NOT_YET_SHOWN). Every other 503 on a write means not written.
 WRITE_UNKNOWN = ("Database connection lost during the write: the tweet may have been saved; "
                  "search for it before posting again")
+# The service log's line for each such post, followed by the error that cut it off.
+WRITE_UNKNOWN_LOGGED = "post answered 503, outcome unknown:"
 HASHING_BUSY = "Too many logins and registrations at once, retry shortly"
 NOT_YET_SHOWN = ("The tweet was saved, but the cache could not be told: it may not show in searches "
                  "on every server yet; do not post it again")

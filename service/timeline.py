@@ -40,7 +40,15 @@ from service.codec import Codec
 from service.db import tweets
 from service.db.database import Database
 from service.db.posts import Posts, WriteUnknown
-from service.errors import NOT_YET_SHOWN, USER_GONE, WRITE_UNKNOWN, ServiceUnavailable, Unauthorized, success
+from service.errors import (
+    NOT_YET_SHOWN,
+    USER_GONE,
+    WRITE_UNKNOWN,
+    WRITE_UNKNOWN_LOGGED,
+    ServiceUnavailable,
+    Unauthorized,
+    success,
+)
 from service.security.tokens import Identity
 from service.validate import NewTweet, SearchQuery
 
@@ -122,6 +130,7 @@ class Timeline:
         except asyncpg.ForeignKeyViolationError:  # a valid token whose user was deleted
             raise Unauthorized(message=USER_GONE) from None
         except WriteUnknown as exc:  # sent, then the connection lost: it may have committed
+            log.warning("%s %r", WRITE_UNKNOWN_LOGGED, exc.__cause__)  # what the driver or pooler said
             raise ServiceUnavailable(message=WRITE_UNKNOWN) from exc.__cause__
         body: bytes = row["body"].encode()
         if self._cache is not None and new.tags:

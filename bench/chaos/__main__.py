@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import json
 import os
@@ -19,7 +20,7 @@ from bench.chaos.faults import FAULTS, POOLED_FAULTS, Faults, log, schedule
 from bench.chaos.load import READERS, TAGS, WRITERS, Load, Phase
 from bench.chaos.partition import PARTITION_FAULTS, SLOW, partitioned
 from bench.chaos.partition import experiment as partition_experiment
-from bench.chaos.verdicts import report, traceback_kind, tracebacks
+from bench.chaos.verdicts import report, traceback_kind, tracebacks, unknown_causes
 from bench.harness import BENCH_ENV
 from bench.paths import RESULTS, RESULTS_MD
 from bench.report.markdown import publish_section
@@ -98,6 +99,8 @@ def judge_log(result: dict[str, Any], log_path: Path) -> None:
         log("service traceback:\n" + block)
     result["settings"].update(server_tracebacks=len(service_blocks),
                               sanic_shutdown_races=sum(1 for b in blocks if traceback_kind(b) == "shutdown"))
+    causes = unknown_causes(log_path) + collections.Counter(result["settings"].get("write_unknown_causes", {}))
+    result["settings"]["write_unknown_causes"] = dict(causes.most_common())
     if service_blocks:
         result["problems"].append(f"the service logged {len(service_blocks)} tracebacks (see {log_path})")
 
@@ -111,6 +114,8 @@ def show(result: dict[str, Any]) -> None:
             f"500s {row['status_500']} 503s {row['status_503']} recover {row['recover_s']} s")
         for example in row["stale_examples"]:
             log(f"  stale read (seconds after healing; missed writes as (acked at, worker)): {example}")
+    for cause, n in result["settings"].get("write_unknown_causes", {}).items():
+        log(f"  {n} posts answered 503 \"may have landed\", cut off by: {cause}")
     log(f"after healing: {result['final']}")
     for problem in result["problems"]:
         log(f"MISSED: {problem}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.chaos.faults import CUTS, DATABASE_DOWN
 from bench.chaos.load import MIN_SUCCESSES, Phase, Read, Write
+from service.errors import WRITE_UNKNOWN_LOGGED
 
 ByTag = dict[str, list[Write]]
 RECOVERY_S = 2.0  # from healing to the first acknowledged write and successful read after it
@@ -169,6 +170,17 @@ def report(phases: list[Phase], writes: list[Write], reads: list[Read], tags: li
     return {"phases": rows, "final": after,
             "problems": problems(rows, after, unexpected_503s(phases, [*writes, *reads]),
                                  unexpected_cuts(phases, [*writes, *reads]))}
+
+
+def unknown_causes(path: Path) -> collections.Counter[str]:
+    """What cut off each post answered 503 "may have landed", as the service logged it, counted by
+    the error's text (service/timeline.py logs one line each)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        _, found, cause = line.partition(WRITE_UNKNOWN_LOGGED)
+        if found:
+            counts[cause.strip()[:200]] += 1
+    return counts
 
 
 def tracebacks(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from blacksheep import Application, Content, Request, Response
 from ops import stack
 from service import validate
 from service.errors import INTERNAL_ERROR, error_parts, success
-from service.resources import Resources, close_resources, open_resources
+from service.resources import Resources, close_resources, open_resources, settle
 from service.settings import load_settings
 
 JSON = b"application/json"
@@ -27,7 +27,9 @@ def res() -> Resources:
 
 
 async def start(_: Application) -> None:
-    held["res"] = await open_resources(stack.resolve(load_settings()))
+    settings = stack.resolve(load_settings())
+    held["res"] = await open_resources(settings)
+    settle(settings)  # as ours does once it serves: the same process tuning on both
 
 
 async def stop(_: Application) -> None:

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from ops import stack
 from service import validate
 from service.errors import INTERNAL_ERROR, error_parts, success
-from service.resources import close_resources, open_resources
+from service.resources import close_resources, open_resources, settle
 from service.settings import load_settings
 
 JSON = "application/json"
@@ -25,7 +25,9 @@ state: dict[str, object] = {}
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    res = await open_resources(stack.resolve(load_settings()))
+    settings = stack.resolve(load_settings())
+    res = await open_resources(settings)
+    settle(settings)  # as ours does once it serves: the same process tuning on both
     state["codec"], state["tokens"], state["timeline"] = res.codec, res.tokens, res.timeline
     try:
         yield

@@ -16,7 +16,7 @@ from granian.rsgi import Scope
 from ops import stack
 from service import validate
 from service.errors import INTERNAL_ERROR, error_parts, success
-from service.resources import Resources, close_resources, open_resources
+from service.resources import Resources, close_resources, open_resources, settle
 from service.settings import load_settings
 
 JSON = [("content-type", "application/json")]
@@ -29,7 +29,9 @@ class App:
         self.res: Resources | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.res = loop.run_until_complete(open_resources(stack.resolve(load_settings())))
+        settings = stack.resolve(load_settings())
+        self.res = loop.run_until_complete(open_resources(settings))
+        settle(settings)  # as ours does once it serves: the same process tuning on both
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.res is not None:

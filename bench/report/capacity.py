@@ -80,6 +80,30 @@ def max_rows(stacks: dict[str, Any], paths: list[str]) -> list[list[str]]:
             for path in paths]
 
 
+def first_missed(c: dict[str, Any]) -> float | None:
+    """The lowest offered rate a curve did not hold (None: it held every rate it was offered)."""
+    return min((p["offered_rps"] for p in c.get("points", []) if not p["held"]), default=None)
+
+
+def slo_verdict(ours: dict[str, Any], peer: dict[str, Any], name: str) -> str:
+    """ahead, behind or even at the SLO. Each capacity is known only between the highest rate held and
+    the lowest missed: where the trailing stack missed no rate at or below the leader's capacity (its
+    first miss lies above it), the rates measured cannot tell the two apart."""
+    mine, theirs = ours["capacity_rps"], peer["capacity_rps"]
+    if not mine and not theirs:
+        return "neither held a rate at the SLO"
+    if mine == theirs:
+        return "even at the SLO"
+    (lead, lead_name), (trail, trail_name) = sorted(
+        [(ours, "ours"), (peer, name)], key=lambda side: side[0]["capacity_rps"], reverse=True)
+    missed = first_missed(trail)
+    if missed is None or missed > lead["capacity_rps"]:
+        gap = "was offered no more" if missed is None else f"missed {f0(missed)}"
+        return (f"even at the SLO within the rates measured ({trail_name} held {f0(trail['capacity_rps'])} and "
+                f"{gap}; {lead_name} held {f0(lead['capacity_rps'])})")
+    return "ahead at the SLO" if lead_name == "ours" else "behind at the SLO"
+
+
 def goal_lines(stacks: dict[str, Any], paths: list[str]) -> list[str]:
     """Per peer, the paths where ours / peer meets the project's goal against it (bench/report/
     verdicts.py), at the maximum and at the SLO, and where it does not."""
@@ -93,11 +117,9 @@ def goal_lines(stacks: dict[str, Any], paths: list[str]) -> list[str]:
                 continue
             goal = peer_goal(name, path)
             at_max = ours[path]["max_rps"] / curves[path]["max_rps"]
-            mine, theirs = ours[path]["capacity_rps"], curves[path]["capacity_rps"]
-            at_slo = "neither held a rate" if not mine and not theirs else (
-                "ahead" if mine > theirs else "behind" if mine < theirs else "even")
+            at_slo = slo_verdict(ours[path], curves[path], name)
             verdicts.append(f"{path} {at_max:.2f}x at the maximum (goal {goal:g}x: {'met' if at_max >= goal else 'missed'}), "
-                            f"{at_slo} at the SLO")
+                            f"{at_slo}")
         if verdicts:
             out.append(f"- against {name}: " + "; ".join(verdicts) + ".")
     if any("missed" in line for line in out):

@@ -210,7 +210,8 @@ PEERS_INTRO = (
     "(hiredis, a blocking pool), the same design, SQL and scripts (bench/peers/gevent_app.py). "
     "granian: Granian, a Rust HTTP server, calling a plain RSGI app on this service's own timeline, "
     "token and validation code (bench/peers/granian_app.py). blacksheep: BlackSheep on uvicorn "
-    "(uvloop + httptools) on the same code (bench/peers/blacksheep_app.py). "
+    "(uvloop + httptools) on the same code (bench/peers/blacksheep_app.py). The three that run "
+    "this service's code freeze the garbage collector's start-up objects as ours does (USE_GC_FREEZE). "
     "The peers leave out the outage handling (breaker, feed heartbeat, repair). Ratios ours / "
     "peer are in the table above.")
 

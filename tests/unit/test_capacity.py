@@ -36,8 +36,11 @@ def test_the_bisection_halves_the_gap_at_the_first_rate_missed() -> None:
     assert bisect([point(100, 1)], 10.0) is None
 
 
-def curves(capacity: float, maximum: float) -> dict[str, Any]:
-    return {"capacity_rps": capacity, "max_rps": maximum, "points": []}
+def curves(capacity: float, maximum: float, missed: float | None = None) -> dict[str, Any]:
+    """A curve held up to its capacity and missed next at `missed` (10% above it unless given)."""
+    points = [{"offered_rps": capacity, "held": True}] if capacity else []
+    points.append({"offered_rps": missed or max(capacity, 100) * 1.1, "held": False})
+    return {"capacity_rps": capacity, "max_rps": maximum, "points": points}
 
 
 def test_the_report_gives_ours_over_each_peer_at_the_slo_and_what_a_peer_does_not_serve() -> None:
@@ -83,6 +86,23 @@ def test_each_peer_is_judged_against_its_own_goal_path_by_path() -> None:
     assert "the Peers section gives the measured reason" in lines[-1]  # a goal missed: where its reason is
     stacks["ours"]["hit"] = curves(9000, 30000)
     assert not any("Peers section" in line for line in goal_lines(stacks, ["hit", "post"]))
+
+
+def test_capacities_the_rates_measured_cannot_tell_apart_are_even_not_ahead_or_behind() -> None:
+    def verdict(ours: dict[str, Any], peer: dict[str, Any]) -> str:
+        return goal_lines({"ours": {"miss": ours}, "node": {"miss": peer}}, ["miss"])[0]
+
+    # ours missed 3,350, a rate the peer held: behind, measured
+    assert "behind at the SLO" in verdict(curves(3050, 6000, missed=3350), curves(4210, 6000))
+    # ours missed only above the peer's capacity: never measured at a rate the peer held
+    line = verdict(curves(6559, 8000, missed=6867), curves(6716, 8000))
+    assert "even at the SLO within the rates measured (ours held 6,559 and missed 6,867; node held 6,716)" \
+        in line
+    # the same on the other side: the peer missed only above ours
+    line = verdict(curves(6559, 8000), curves(6452, 8000, missed=6745))
+    assert "even at the SLO within the rates measured (node held 6,452 and missed 6,745; ours held 6,559)" \
+        in line
+    assert "ahead at the SLO" in verdict(curves(6559, 8000), curves(6452, 8000, missed=6500))
 
 
 def test_a_merged_run_keeps_each_curve_not_measured_again_with_its_commit() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.chaos.load import MIN_SUCCESSES, Phase, Read, Write
 from bench.chaos.verdicts import (
     acked_by_tag,
@@ -11,6 +13,7 @@ from bench.chaos.verdicts import (
     row_problems,
     unexpected_503s,
     unexpected_cuts,
+    unknown_causes,
 )
 from bench.report.verdicts import (
     MET,
@@ -87,6 +90,18 @@ def test_phases_and_503s_while_postgresql_was_up() -> None:
     late = Read("t", start=14.5, end=14.6, status="503")  # more than 2 s after PostgreSQL was back
     early = Read("t", start=2.0, end=2.5, status="503")
     assert unexpected_503s(phases, [expected, late, early]) == {"pg-kill": 1, "steady": 1}
+
+
+def test_the_chaos_run_counts_what_cut_off_each_post_of_unknown_outcome(tmp_path: Path) -> None:
+    from service.errors import WRITE_UNKNOWN_LOGGED
+
+    cut, other = "ConnectionDoesNotExistError('connection was closed in the middle of operation')", "E('x')"
+    log = tmp_path / "service.log"
+    log.write_text(f"[2026-12-06 16:00:01] [41] [WARNING] {WRITE_UNKNOWN_LOGGED} {cut}\n"
+                   "[2026-12-06 16:00:01] [41] [INFO] something else\n"
+                   f"[2026-12-06 16:00:02] [42] [WARNING] {WRITE_UNKNOWN_LOGGED} {cut}\n"
+                   f"[2026-12-06 16:00:02] [42] [WARNING] {WRITE_UNKNOWN_LOGGED} {other}\n")
+    assert unknown_causes(log) == {cut: 2, other: 1}
 
 
 def test_the_chaos_report_names_every_lost_write() -> None:
