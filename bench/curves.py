@@ -38,6 +38,7 @@ from bench.harness import (
     cpus,
     flush_cache,
     log,
+    own_keys,
     prepare_stack,
     signed_token,
     token,
@@ -286,7 +287,7 @@ def server_for(name: str, path: str, plan: Plan, index: int) -> tuple[Server, bo
     with no login route)."""
     server_cpu, _ = cpus()
     port = int(BENCH_ENV["PORT"]) + index
-    env = {**(CACHE_OFF if path == "bypass" else {}), "PORT": str(port)}
+    env = own_keys({**(CACHE_OFF if path == "bypass" else {}), "PORT": str(port)}, index)
     if name == "ours":
         return Server({**env, **plan.env}, server_cpu), False
     command, extra = peers.command(name, bench_settings(), 1, port)

@@ -92,6 +92,14 @@ def flush_cache(redis_url: str = "") -> None:
     client.close()
 
 
+def own_keys(env: dict[str, str], index: int) -> dict[str, str]:
+    """env for member `index` of a side-by-side group, with Redis keys and channels of its own
+    (CACHE_PREFIX): its posts' invalidations and the feeds' acknowledgements stay among its own
+    workers. On one prefix, every post of a stack on this service's code waited for the feeds of
+    the other stacks' idle servers to answer, on the same CPU (a node peer's did not)."""
+    return {**env, "CACHE_PREFIX": f"{bench_settings().cache.cache_prefix}{index}"} if index else env
+
+
 def cpus() -> tuple[str, str | None]:
     """(server CPUs, load generator CPU): separate when there are 2+ CPUs."""
     n = len(os.sched_getaffinity(0))

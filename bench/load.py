@@ -30,6 +30,7 @@ from bench.harness import (
     cpus,
     flush_cache,
     log,
+    own_keys,
     prepare_stack,
     signed_token,
     token,
@@ -191,7 +192,7 @@ def server_for(config: Config, index: int) -> tuple[Server | BalancerServer, str
     """(the config's server, not started yet; its CPUs; the load generator's CPU). Member `index`
     of a side-by-side group listens on its own port."""
     server_cpu, load_cpu = cpus()
-    env = server_env(config)
+    env = own_keys(server_env(config), index)
     if config.workers > 1 or config.instances or config.shared_cpus:
         server_cpu, load_cpu = "0-1", None  # all CPUs for the server; the load generator shares them
     port = int(BENCH_ENV["PORT"]) + index

@@ -21,3 +21,15 @@ def test_each_member_listens_on_its_own_port() -> None:
 def test_the_pools_of_a_group_fit_in_postgres() -> None:
     # the service, fastapi, node and gevent hold database connections; PostgreSQL allows 100, 3 reserved
     assert 4 * bench_settings().pool_max <= 97
+
+
+def test_each_member_of_a_side_by_side_group_has_redis_keys_and_channels_of_its_own() -> None:
+    from bench.harness import bench_settings, own_keys
+    from service.settings import Settings
+
+    prefixes = {own_keys({"PORT": str(2090 + i)}, i).get("CACHE_PREFIX", bench_settings().cache.cache_prefix)
+                for i in range(4)}
+    assert len(prefixes) == 4  # no member hears another's invalidations or asks for its acknowledgement
+    assert own_keys({"PORT": "2090"}, 0) == {"PORT": "2090"}  # the first keeps the bench's own
+    for prefix in prefixes:
+        assert Settings.from_env({"CACHE_PREFIX": prefix}).cache.cache_prefix == prefix

@@ -20,7 +20,7 @@ const { createVerifier } = require('fast-jwt');
 const env = process.env;
 const spec = JSON.parse(fs.readFileSync(env.PEER_SPEC, 'utf8'));
 const cacheOn = env.CACHE_ENABLED !== 'false';
-const prefix = spec.cache_prefix;
+const prefix = env.CACHE_PREFIX || spec.cache_prefix;  // a side-by-side member's own
 const LOCAL_TTL_MS = spec.local_cache_ttl * 1000;
 
 const pool = new Pool({ connectionString: env.DATABASE_URL, max: spec.pool_max });
