@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from bench.curves import bisect, capacity_of, held, merged
-from bench.report.capacity import capacity_rows, goal_lines, kept_line, limit_line, mixed_line, proof_line
+from bench.report.capacity import (
+    capacity_rows,
+    even_lines,
+    goal_lines,
+    kept_line,
+    limit_line,
+    mixed_line,
+    proof_line,
+)
 
 
 def point(rate: float, p99: float, share: float = 1.0) -> dict[str, Any]:
@@ -128,3 +136,23 @@ def test_the_mixed_stream_that_holds_no_rate_is_explained_by_its_hashing_and_pos
     assert "39 ms of the worker's CPU a login" in line and "p50 7.75 ms at 196 req/s" in line
     stacks["ours"]["mixed"]["points"][0] = low(0.8, 9.0, 93)  # held at its lowest rate: nothing to explain
     assert mixed_line(stacks, 10, 38_600) == []
+
+
+def test_a_stack_that_held_every_rate_it_was_offered_trails_one_that_held_more() -> None:
+    peer = {"capacity_rps": 50_000, "max_rps": 45_000, "points": [{"offered_rps": 50_000, "held": True}]}
+    line = goal_lines({"ours": {"hit": curves(90_000, 80_000)}, "granian": {"hit": peer}}, ["hit"])[0]
+    assert "ahead at the SLO (granian held every rate it was offered, up to 50,000)" in line
+
+
+def test_an_even_capacity_is_explained_by_what_each_request_cost() -> None:
+    ours, node = curves(6559, 8000, missed=6867), curves(6716, 8000)
+    ours["cpu_us_per_request"] = {"server": 77.0, "postgres": 81.0, "redis": 0.0}
+    node["cpu_us_per_request"] = {"server": 96.0, "postgres": 86.0, "redis": 0.0}
+    lines = even_lines({"ours": {"bypass": ours}, "node": {"bypass": node}}, ["bypass"])
+    text = " ".join(lines)
+    assert "bypass, even with node: per request at each maximum, our server 77 µs, node's server 96" in text
+    assert "PostgreSQL and Redis 81 µs behind ours" in text and "a cheaper server moves it little" in text
+    ours["cpu_us_per_request"]["postgres"] = 20.0  # the database's part small: that clause is not said
+    assert "moves it little" not in " ".join(even_lines({"ours": {"bypass": ours}, "node": {"bypass": node}},
+                                                         ["bypass"]))
+    assert even_lines({"ours": {"bypass": curves(9000, 9000)}, "node": {"bypass": node}}, ["bypass"]) == []
