@@ -211,3 +211,12 @@ def test_each_goal_missed_against_a_peer_gets_its_measured_reason_and_a_lever() 
            "fall short with the path bound by both cores"
     assert held in lines["- deep_keyset against node"]
     assert all(line.rstrip().endswith(".") and "lever" in line for line in lines.values())
+
+
+def test_post_past_its_ceiling_is_said_to_be_batched_not_a_bound() -> None:
+    from bench.report.sections import past_ceiling
+
+    ceiling = {"post": {"rps": 6000.0}}
+    assert past_ceiling({"post": {"rps": 5500.0}}, ceiling) == []
+    text = " ".join(past_ceiling({"post": {"rps": 9000.0}}, ceiling))
+    assert "post passes its ceiling (150%)" in text and "POST_BATCH_MAX" in text
