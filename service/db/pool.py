@@ -70,7 +70,10 @@ def outcome_unknown(exc: BaseException) -> bool:
     if not isinstance(exc, asyncpg.PostgresError):
         return True
     if isinstance(exc, asyncpg.PostgresConnectionError):
-        message = str(exc)
+        # The pooler answers, then closes: asyncpg raises "connection was closed in the middle of
+        # operation: <its answer>", the answer itself kept as the cause (seen in CI's pooled chaos).
+        said = exc.__cause__ if isinstance(exc.__cause__, asyncpg.PostgresError) else exc
+        message = str(said)
         return not (message.startswith(LOGIN_FAILING) or message in NEVER_SENT)
     return False
 

@@ -61,3 +61,26 @@ def test_bugs_are_not_unavailable(exc: BaseException) -> None:
 ])
 def test_which_lost_writes_may_have_landed(exc: BaseException, unknown: bool) -> None:
     assert outcome_unknown(exc) is unknown
+
+
+def closed_after(answer: asyncpg.PostgresError) -> BaseException:
+    """As asyncpg raises a pooler's answer followed by the connection closing: its message after
+    "connection was closed in the middle of operation: ", the answer kept as the cause."""
+    exc = asyncpg.exceptions.ConnectionDoesNotExistError(
+        f"connection was closed in the middle of operation: {answer.args[0]}")
+    exc.__cause__ = answer
+    return exc
+
+
+@pytest.mark.parametrize(("answer", "unknown"), [
+    (asyncpg.exceptions.ProtocolViolationError(
+        "server login has been failing, cached error: connect failed (server_login_retry)"), False),
+    (asyncpg.exceptions.ProtocolViolationError(
+        "server login has been failing, cached error: the database system is starting up "
+        "(server_login_retry)"), False),
+    (asyncpg.exceptions.ProtocolViolationError("query_wait_timeout"), False),
+    (asyncpg.exceptions.ProtocolViolationError("server conn crashed?"), True),  # lost while it ran
+])
+def test_a_pooler_answer_before_the_connection_closed_is_judged_by_the_answer(
+        answer: asyncpg.PostgresError, unknown: bool) -> None:
+    assert outcome_unknown(closed_after(answer)) is unknown
