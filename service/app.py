@@ -106,6 +106,9 @@ def add_lifecycle(app: App, settings: Settings) -> None:
     @app.after_server_start
     async def watch_for_a_missed_stop(app: App) -> None:
         stop_when_told(app, time.monotonic() + STOP_WATCH_SECONDS)
+
+    @app.after_server_start
+    async def freeze_start_up(app: App) -> None:
         settle(settings)
 
     @app.before_server_stop

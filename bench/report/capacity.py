@@ -94,10 +94,10 @@ def slo_verdict(ours: dict[str, Any], peer: dict[str, Any], name: str) -> str:
         return "neither held a rate at the SLO"
     if mine == theirs:
         return "even at the SLO"
-    (lead, lead_name), (trail, trail_name) = sorted(
-        [(ours, "ours"), (peer, name)], key=lambda side: side[0]["capacity_rps"], reverse=True)
+    ahead = mine > theirs
+    lead, lead_name, trail, trail_name = (ours, "ours", peer, name) if ahead else (peer, name, ours, "ours")
     missed = first_missed(trail)
-    verdict = "ahead at the SLO" if lead_name == "ours" else "behind at the SLO"
+    verdict = "ahead at the SLO" if ahead else "behind at the SLO"
     if missed is None:  # it held every rate offered, up to 115% of its own maximum, all below the other's
         return f"{verdict} ({trail_name} held every rate it was offered, up to {f0(trail['capacity_rps'])})"
     if missed > lead["capacity_rps"]:
@@ -106,21 +106,26 @@ def slo_verdict(ours: dict[str, Any], peer: dict[str, Any], name: str) -> str:
     return verdict
 
 
+def whose(name: str) -> str:
+    return "our" if name == "ours" else f"{name}'s"
+
+
 def even_lines(stacks: dict[str, Any], paths: list[str]) -> list[str]:
     """Why ours and a peer come out even at the SLO on a path: each one's server CPU per request at
     its maximum, and the database's and Redis's behind it (the same statements on every stack)."""
     ours, out = stacks.get("ours", {}), []
     for path in paths:
         mine = ours.get(path)
-        even = [name for name, curves in stacks.items() if name not in ("ours", "bare-protocol") and mine
+        if not mine:
+            continue
+        even = [name for name, curves in stacks.items() if name not in ("ours", "bare-protocol")
                 and path in curves and slo_verdict(mine, curves[path], name).startswith("even at")]
         us = [(name, stacks[name][path].get("cpu_us_per_request", {})) for name in ["ours", *even]]
         if not even or not all("server" in cpu for _, cpu in us):
             continue
         behind = us[0][1].get("postgres", 0) + us[0][1].get("redis", 0)
         out.append(f"- {path}, even with {', '.join(even)}: per request at each maximum, "
-                   + ", ".join(f"{'our' if name == 'ours' else name + chr(39) + 's'} server {cpu['server']:.0f} µs"
-                               for name, cpu in us)
+                   + ", ".join(f"{whose(name)} server {cpu['server']:.0f} µs" for name, cpu in us)
                    + f"; PostgreSQL and Redis {behind:.0f} µs behind ours, the same statements on each. The "
                    "knee comes where the two cores, which the server, PostgreSQL, Redis and the generator share, "
                    + ("run short; with the database's part as large as the server's, a cheaper server moves it "
